@@ -1,0 +1,24 @@
+"""Table of contents: one set of definitions per table in ``tables.yaml``, plus the resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from offload_assets.resources import default_resources
+from offload_assets.table_assets import build_table_definitions
+from offload_assets.table_spec import load_tables_file
+
+TABLES_FILE = Path(__file__).resolve().parents[1] / "tables.yaml"
+
+
+def build_definitions(tables_file: str | Path = TABLES_FILE, **resource_overrides) -> dg.Definitions:
+    tables = load_tables_file(tables_file)
+    return dg.Definitions.merge(
+        *(build_table_definitions(spec) for spec in tables.tables),
+        dg.Definitions(resources=default_resources(**resource_overrides)),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,259 @@
+"""Parquet snapshots: build one from an export, publish it to the catalog, remove what it replaces.
+
+Each run writes to its own directory below the partition::
+
+    <parquet_root>/ddb_export_timestamp=<date>/run-<utc time>-<run id>/part-00000.parquet
+                                                                   .../_snapshot.json   (written last)
+
+``_snapshot.json`` marks a complete snapshot and carries its schema and counts. Publishing
+points the catalog partition at the newest complete run directory, and only then deletes the
+older ones, so SQL readers never see half a snapshot and a re-run replaces instead of appending.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from offload_assets.catalog import get_catalog_table, register_partition, register_table
+from offload_assets.export_layout import ExportManifest, latest_completed_export
+from offload_assets.s3_storage import delete_prefix
+from offload_assets.table_spec import TableSpec
+
+SNAPSHOT_MANIFEST = "_snapshot.json"
+_RUN_DIR_RE = re.compile(r"^run-\d{8}T\d{6}\d*Z-[A-Za-z0-9]+$")
+
+
+class MissingExportError(RuntimeError):
+    """No complete export exists for the partition being converted."""
+
+
+class MissingSnapshotError(RuntimeError):
+    """No complete Parquet snapshot exists for the partition being published."""
+
+
+@dataclass(frozen=True)
+class SnapshotManifest:
+    bucket: str
+    run_dir: str  # key prefix without trailing '/'
+    partition_key: str
+    export_id: str
+    rows: int
+    files: tuple[dict[str, Any], ...]
+    schema: pa.Schema
+    rescued_counts: dict[str, int]
+    created: str
+    extra: dict[str, Any]
+
+    @property
+    def s3_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.run_dir}/"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(int(f.get("bytes", 0)) for f in self.files)
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def new_run_dir(spec: TableSpec, partition_key: str, run_id: str, now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    token = re.sub(r"[^A-Za-z0-9]", "", run_id)[:12] or "manual"
+    return f"{spec.parquet_partition_prefix(partition_key)}/run-{now.strftime('%Y%m%dT%H%M%S%f')}Z-{token}"
+
+
+def find_export_for_partition(s3: Any, spec: TableSpec, partition_key: str) -> ExportManifest:
+    manifest = latest_completed_export(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(partition_key))
+    if manifest is None:
+        raise MissingExportError(
+            f"table {spec.dynamodb_table!r}, partition {partition_key}: no complete export under "
+            f"s3://{spec.s3_bucket}/{spec.export_prefix(partition_key)}/AWSDynamoDB/ "
+            "(materialize the raw export asset for this partition first)"
+        )
+    return manifest
+
+
+def write_snapshot_manifest(
+    s3: Any,
+    *,
+    bucket: str,
+    run_dir: str,
+    partition_key: str,
+    export_id: str,
+    rows: int,
+    files: list[dict[str, Any]],
+    schema: pa.Schema,
+    rescued_counts: dict[str, int],
+    extra: dict[str, Any] | None = None,
+    put_kwargs: dict[str, Any] | None = None,
+) -> SnapshotManifest:
+    body = {
+        "partition_key": partition_key,
+        "export_id": export_id,
+        "rows": rows,
+        "files": files,
+        "schema": schema_to_text(schema),
+        "rescued_counts": rescued_counts,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "extra": extra or {},
+    }
+    s3.put_object(Bucket=bucket, Key=f"{run_dir}/{SNAPSHOT_MANIFEST}", Body=json.dumps(body, indent=2).encode(), **(put_kwargs or {}))
+    return _snapshot_from(bucket, run_dir, body)
+
+
+def _snapshot_from(bucket: str, run_dir: str, body: dict[str, Any]) -> SnapshotManifest:
+    return SnapshotManifest(
+        bucket=bucket,
+        run_dir=run_dir,
+        partition_key=body["partition_key"],
+        export_id=body["export_id"],
+        rows=int(body["rows"]),
+        files=tuple(body["files"]),
+        schema=schema_from_text(body["schema"]),
+        rescued_counts=dict(body.get("rescued_counts", {})),
+        created=body["created"],
+        extra=dict(body.get("extra", {})),
+    )
+
+
+def list_run_dirs(s3: Any, *, bucket: str, partition_prefix: str) -> list[str]:
+    """Run directories (complete or not) of one partition, oldest first."""
+    prefix = partition_prefix.rstrip("/") + "/"
+    out = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for cp in page.get("CommonPrefixes", []):
+            name = cp["Prefix"][len(prefix):].rstrip("/")
+            if _RUN_DIR_RE.match(name):
+                out.append(prefix + name)
+    return sorted(out)
+
+
+def read_snapshot_manifest(s3: Any, *, bucket: str, run_dir: str) -> SnapshotManifest | None:
+    try:
+        body = json.loads(s3.get_object(Bucket=bucket, Key=f"{run_dir}/{SNAPSHOT_MANIFEST}")["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+    return _snapshot_from(bucket, run_dir, body)
+
+
+def latest_complete_snapshot(s3: Any, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
+    for run_dir in reversed(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key))):
+        manifest = read_snapshot_manifest(s3, bucket=spec.s3_bucket, run_dir=run_dir)
+        if manifest is not None:
+            return manifest
+    return None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    snapshot: SnapshotManifest
+    table_change: str
+    partition_change: str
+    removed_run_dirs: tuple[str, ...]
+    location: str
+
+
+def publish_snapshot(glue: Any, s3: Any, spec: TableSpec, partition_key: str, *, table_parameters: dict[str, str] | None = None) -> PublishResult:
+    """Point the catalog at the newest complete snapshot of a partition, then delete older runs.
+
+    The table schema only ever grows (columns are appended by the converter, never retyped),
+    so every partition stays readable through the table.
+    """
+    snapshot = latest_complete_snapshot(s3, spec, partition_key)
+    if snapshot is None:
+        raise MissingSnapshotError(
+            f"table {spec.dynamodb_table!r}, partition {partition_key}: no complete Parquet snapshot under "
+            f"s3://{spec.s3_bucket}/{spec.parquet_partition_prefix(partition_key)}/ "
+            "(materialize the Parquet snapshot asset for this partition first)"
+        )
+    current = get_catalog_table(glue, spec.catalog_database, spec.catalog_table)
+    schema = snapshot.schema
+    if current is not None and len(current.schema) > len(schema):
+        # An older snapshot being re-published: keep the table's wider schema.
+        schema = current.schema
+    table_change = register_table(
+        glue,
+        database=spec.catalog_database,
+        table=spec.catalog_table,
+        location=f"s3://{spec.s3_bucket}/{spec.parquet_root}/",
+        schema=schema,
+        parameters={"offload_assets.source_table": spec.dynamodb_table, **(table_parameters or {})},
+        description=f"Daily snapshots of DynamoDB table {spec.dynamodb_table}, offloaded by offload_assets",
+    )
+    location = snapshot.s3_uri
+    partition_change = register_partition(
+        glue,
+        database=spec.catalog_database,
+        table=spec.catalog_table,
+        value=partition_key,
+        location=location,
+        schema=snapshot.schema,
+        parameters={"offload_assets.export_id": snapshot.export_id, "offload_assets.rows": str(snapshot.rows)},
+    )
+    removed = []
+    for run_dir in list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key)):
+        if run_dir < snapshot.run_dir:
+            delete_prefix(s3, bucket=spec.s3_bucket, prefix=run_dir + "/")
+            removed.append(run_dir)
+    return PublishResult(snapshot, table_change, partition_change, tuple(removed), location)
+
+
+def build_snapshot(
+    s3: Any,
+    filesystem: Any,
+    glue: Any,
+    spec: TableSpec,
+    partition_key: str,
+    *,
+    run_id: str,
+    put_kwargs: dict[str, Any] | None = None,
+) -> SnapshotManifest:
+    """Convert the partition's newest complete export into a new, unpublished run directory.
+
+    The catalog table's current schema goes into the converter, so existing columns keep
+    their types and the new snapshot never disagrees with the table.
+    """
+    from offload_assets.conversion import ConversionOptions, convert_export_to_parquet
+
+    export = find_export_for_partition(s3, spec, partition_key)
+    current = get_catalog_table(glue, spec.catalog_database, spec.catalog_table)
+    run_dir = new_run_dir(spec, partition_key, run_id)
+    result = convert_export_to_parquet(
+        [f"{spec.s3_bucket}/{f.key}" for f in export.data_files],
+        filesystem,
+        f"{spec.s3_bucket}/{run_dir}",
+        filesystem,
+        table_name=spec.dynamodb_table,
+        existing_schema=current.schema if current else None,
+        options=ConversionOptions(compression=spec.compression),
+    )
+    return write_snapshot_manifest(
+        s3,
+        bucket=spec.s3_bucket,
+        run_dir=run_dir,
+        partition_key=partition_key,
+        export_id=export.export_id,
+        rows=result.rows,
+        files=[{"path": f.path, "rows": f.rows, "bytes": f.bytes} for f in result.files],
+        schema=result.schema,
+        rescued_counts=dict(result.rescued_counts),
+        extra={
+            "export_item_count": export.item_count,
+            "input_bytes": result.input_bytes,
+            "renamed_columns": dict(result.renamed_columns),
+            "quarantined_lines": result.quarantined_lines,
+        },
+        put_kwargs=put_kwargs,
+    )

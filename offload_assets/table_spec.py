@@ -1,0 +1,219 @@
+"""The tables file: which DynamoDB tables to offload, and how.
+
+A YAML document with a ``tables`` list; each entry becomes one frozen :class:`TableSpec`
+and, through the Dagster factory, one asset group. Adding a table is adding an entry.
+Validation happens on load and every error names the table and the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_DATABASE = "dynamodb-exports"
+PARTITION_COLUMN = "ddb_export_timestamp"
+
+# DynamoDB: 3-255 of [a-zA-Z0-9_.-]. Glue: lower case, 1-255, no dots (Athena cannot quote them away).
+_DDB_TABLE_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
+_GLUE_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_\-]{0,254}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-=]+$")
+
+
+class TablesFileError(ValueError):
+    """The tables file is missing, not YAML, or has an invalid entry (the message says which)."""
+
+
+class _TableEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dynamodb_table: str = Field(description="Name of the DynamoDB table to offload.")
+    catalog_database: str = Field(DEFAULT_DATABASE, description="Glue database of the catalog table.")
+    catalog_table: str | None = Field(None, description="Glue table name; default: the DynamoDB name in lower case.")
+    s3_bucket: str = Field(description="Bucket receiving the raw export and the Parquet snapshots.")
+    s3_prefix: str = Field("dynamodb-offload", description="Key prefix under which this table's data lives.")
+    export_method: Literal["scan", "native", "incremental"] = "scan"
+    export_hour: int = Field(0, ge=0, le=23, description="Hour of day of the nightly export, in `timezone`.")
+    timezone: str = "UTC"
+    read_capacity_fraction: float = Field(
+        0.5, gt=0, le=1.5, description="Share of provisioned read capacity a scan may use (MaxConsumedReadThroughput)."
+    )
+    on_demand_rcu_budget: float | None = Field(
+        None, gt=0, description="Read units per second a scan may use on an on-demand table."
+    )
+    scan_segments: int | None = Field(None, ge=1, le=1_000_000, description="Parallel Scan segments; default from table size.")
+    export_timeout_minutes: float = Field(360, gt=0, description="A run still exporting after this fails and publishes nothing.")
+    partitions_start: dt.date = Field(dt.date(2026, 1, 1), description="First daily partition.")
+    compression: Literal["zstd", "snappy"] = "zstd"
+
+    @field_validator("dynamodb_table")
+    @classmethod
+    def _ddb_name(cls, v: str) -> str:
+        if not _DDB_TABLE_RE.match(v):
+            raise ValueError("must be 3-255 characters of letters, digits, '_', '-' or '.'")
+        return v
+
+    @field_validator("catalog_database", "catalog_table")
+    @classmethod
+    def _glue_name(cls, v: str | None) -> str | None:
+        if v is not None and not _GLUE_NAME_RE.match(v):
+            raise ValueError("must be lower case letters, digits, '_' or '-' (a valid Glue name)")
+        return v
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not _BUCKET_RE.match(v) or ".." in v:
+            raise ValueError("must be a valid S3 bucket name (3-63 lower case letters, digits, '.', '-')")
+        return v
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        segments = v.split("/")
+        if not v or any(s in ("", ".", "..") or not _PREFIX_SEGMENT_RE.match(s) for s in segments):
+            raise ValueError("must be a relative key prefix of letters, digits, '_', '-', '.', '=' and '/' without '..'")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'UTC' or 'Europe/Paris')") from None
+        return v
+
+    @model_validator(mode="after")
+    def _derived_name(self) -> _TableEntry:
+        if self.catalog_table is None:
+            derived = re.sub(r"[^a-z0-9_]", "_", self.dynamodb_table.lower())
+            object.__setattr__(self, "catalog_table", derived)
+        return self
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One DynamoDB table to offload: static facts, read from the tables file."""
+
+    dynamodb_table: str
+    catalog_database: str
+    catalog_table: str
+    s3_bucket: str
+    s3_prefix: str
+    export_method: str
+    export_hour: int
+    timezone: str
+    read_capacity_fraction: float
+    on_demand_rcu_budget: float | None
+    scan_segments: int | None
+    export_timeout_minutes: float
+    partitions_start: dt.date
+    compression: str
+
+    @property
+    def name(self) -> str:
+        """Identifier used for asset groups, job names and asset keys."""
+        return re.sub(r"[^a-z0-9_]", "_", self.catalog_table)
+
+    @property
+    def export_prefix_root(self) -> str:
+        return f"{self.s3_prefix}/exports/{self.catalog_table}"
+
+    @property
+    def parquet_root(self) -> str:
+        return f"{self.s3_prefix}/parquet/{self.catalog_table}"
+
+    def export_prefix(self, partition_key: str) -> str:
+        """Key prefix handed to the export (ours or DynamoDB's): ``AWSDynamoDB/<id>/`` goes below it."""
+        return f"{self.export_prefix_root}/{PARTITION_COLUMN}={partition_key}"
+
+    def parquet_partition_prefix(self, partition_key: str) -> str:
+        return f"{self.parquet_root}/{PARTITION_COLUMN}={partition_key}"
+
+    def export_time(self, partition_key: str) -> dt.datetime:
+        """The instant a partition's snapshot represents: its date at ``export_hour`` in ``timezone``."""
+        day = dt.date.fromisoformat(partition_key)
+        local = dt.datetime.combine(day, dt.time(self.export_hour), tzinfo=zoneinfo.ZoneInfo(self.timezone))
+        return local.astimezone(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class TablesFile:
+    path: Path
+    tables: tuple[TableSpec, ...]
+
+    def table(self, name: str) -> TableSpec:
+        for spec in self.tables:
+            if name in (spec.dynamodb_table, spec.catalog_table, spec.name):
+                return spec
+        known = ", ".join(s.dynamodb_table for s in self.tables) or "none"
+        raise KeyError(f"no table {name!r} in {self.path} (configured: {known})")
+
+
+def _format_validation_error(path: Path, label: str, err: ValidationError) -> str:
+    problems = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(entry)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        problems.append(f"{field}: {msg}")
+    return f"{path}: {label}: " + "; ".join(problems)
+
+
+def parse_tables(document: Any, path: Path) -> TablesFile:
+    if not isinstance(document, dict) or not isinstance(document.get("tables"), list):
+        raise TablesFileError(f"{path}: expected a mapping with a 'tables' list")
+    extra = set(document) - {"tables", "defaults"}
+    if extra:
+        raise TablesFileError(f"{path}: unknown top-level key(s): {', '.join(sorted(map(str, extra)))}")
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise TablesFileError(f"{path}: 'defaults' must be a mapping of field: value")
+    specs: list[TableSpec] = []
+    for index, raw in enumerate(document["tables"]):
+        if not isinstance(raw, dict):
+            raise TablesFileError(f"{path}: table #{index + 1}: expected a mapping, got {type(raw).__name__}")
+        label = f"table {raw.get('dynamodb_table', f'#{index + 1}')!r}"
+        try:
+            entry = _TableEntry(**{**defaults, **raw})
+        except ValidationError as err:
+            raise TablesFileError(_format_validation_error(path, label, err)) from None
+        except TypeError as err:  # non-string keys
+            raise TablesFileError(f"{path}: {label}: {err}") from None
+        specs.append(TableSpec(**entry.model_dump()))
+    seen: dict[str, str] = {}
+    for spec in specs:
+        for key in (f"dynamodb:{spec.dynamodb_table}", f"catalog:{spec.catalog_database}.{spec.catalog_table}", f"name:{spec.name}"):
+            if key in seen:
+                raise TablesFileError(
+                    f"{path}: table {spec.dynamodb_table!r}: {key.split(':')[0]} name {key.split(':', 1)[1]!r} "
+                    f"is already used by table {seen[key]!r}"
+                )
+            seen[key] = spec.dynamodb_table
+    return TablesFile(path=path, tables=tuple(specs))
+
+
+def load_tables_file(path: str | Path) -> TablesFile:
+    """Read and validate a tables file; raises :class:`TablesFileError` naming table and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TablesFileError(f"{path}: tables file not found") from None
+    except UnicodeDecodeError as err:
+        raise TablesFileError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise TablesFileError(f"{path}: not valid YAML: {err}") from None
+    return parse_tables(document, path)
