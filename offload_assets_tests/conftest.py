@@ -1,0 +1,54 @@
+"""Shared fixtures: one local AWS emulator per test session, on a free loopback port.
+
+The emulator is the project's own (``ensure_local_emulator``) with its state in a temporary
+directory, so tests exercise the same start-up and persistence code users run.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from offload_assets.aws_connection import AwsConnection, resolve_connection
+from offload_assets.local_emulator import LocalEmulator, ensure_local_emulator, stop_local_emulator
+
+TEST_BUCKET = "offload-assets-test"
+
+
+@pytest.fixture(scope="session")
+def emulator_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("offload_state")
+
+
+@pytest.fixture(scope="session")
+def emulator(emulator_state_dir: Path) -> LocalEmulator:
+    emu = ensure_local_emulator(emulator_state_dir)
+    yield emu
+    stop_local_emulator(emulator_state_dir)
+
+
+def reset_emulator(emu: LocalEmulator) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(f"{emu.endpoint_url}/moto-api/reset", method="POST", data=b"")
+    with opener.open(req, timeout=60) as resp:
+        assert json.loads(resp.read() or b"{}") is not None
+
+
+@pytest.fixture()
+def aws(emulator: LocalEmulator) -> AwsConnection:
+    """A connection to an emptied emulator (every test starts from no tables, buckets or databases)."""
+    reset_emulator(emulator)
+    return resolve_connection(target="local", endpoint_url=emulator.endpoint_url)
+
+
+def write_tables_file(path: Path, *entries: dict, defaults: dict | None = None) -> Path:
+    import yaml
+
+    doc: dict = {"tables": list(entries)}
+    if defaults:
+        doc["defaults"] = defaults
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
