@@ -1,0 +1,91 @@
+"""From a seeded DynamoDB table to the blog's answered query, through real Dagster runs."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from offload_assets.definitions import build_definitions
+from offload_assets.demo_data import seed_reviews
+from offload_assets.exports import ExportRefusedError, check_scan_partition
+from offload_assets.snapshots import list_run_dirs
+from offload_assets.sql_query import run_query
+from offload_assets.table_assets import partitions_for
+from offload_assets.table_spec import load_tables_file
+from offload_assets_tests.conftest import write_tables_file
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOG_QUERY = """SELECT COUNT(author) as num_reviews FROM "dynamodb-exports"."reviews" WHERE author = 'J.K. Rowling';"""
+
+
+@pytest.fixture()
+def reviews_project(aws, emulator, tmp_path):
+    tables_file = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "e2e-bucket"})
+    items = seed_reviews(aws.client("dynamodb"), count=600)
+    defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
+    spec = load_tables_file(tables_file).table("Reviews")
+    return defs, spec, items
+
+
+def test_job_answers_the_blog_query_and_reruns_replace(reviews_project, aws):
+    defs, spec, items = reviews_project
+    expected = sum(1 for i in items if i["Author"] == "J.K. Rowling")
+    job = defs.resolve_job_def("reviews_offload_job")
+    partition = partitions_for(spec).get_last_partition_key()
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = job.execute_in_process(partition_key=partition, instance=instance)
+    assert first.success
+    parquet_meta = first.asset_materializations_for_node("s3__parquet__reviews")[0].metadata
+    assert parquet_meta["dagster/row_count"].value == len(items)
+    columns = {c.name: c.type for c in parquet_meta["dagster/column_schema"].schema.columns}
+    assert columns["author"] == "string" and columns["rating"] == "bigint"
+    assert run_query(BLOG_QUERY, connection=aws).scalar() == expected
+
+    second = job.execute_in_process(partition_key=partition, instance=instance)
+    assert second.success
+    assert run_query(BLOG_QUERY, connection=aws).scalar() == expected  # replaced, not appended
+    assert run_query('SELECT count(*) FROM "dynamodb-exports"."reviews"', connection=aws).scalar() == len(items)
+    s3 = aws.client("s3")
+    assert len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition))) == 1
+    exports = s3.list_objects_v2(Bucket=spec.s3_bucket, Prefix=spec.export_prefix(partition) + "/AWSDynamoDB/", Delimiter="/")
+    assert len(exports["CommonPrefixes"]) == 1
+
+
+def test_scan_refuses_past_partitions(reviews_project):
+    _, spec, _ = reviews_project
+    now = dt.datetime(2026, 11, 27, 12, tzinfo=dt.timezone.utc)
+    check_scan_partition(spec, "2026-11-27", now)
+    with pytest.raises(ExportRefusedError, match="partition 2026-11-20 is not the current day.*export_method: native"):
+        check_scan_partition(spec, "2026-11-20", now)
+
+
+def _cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "offload_assets.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_demo_command_then_query_after_emulator_restart(tmp_path):
+    env = {**os.environ, "OFFLOAD_ASSETS_HOME": str(tmp_path / "home"), "OFFLOAD_ASSETS_TARGET": "local"}
+    env.pop("DAGSTER_HOME", None)
+    try:
+        demo = _cli("demo", "--items", "300", env=env)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        from offload_assets.demo_data import generate_reviews
+
+        expected = sum(1 for i in generate_reviews(300) if i["Author"] == "J.K. Rowling")
+        assert f"num_reviews = {expected}" in demo.stdout
+        # The demo's run is recorded in the project's Dagster instance, which `offload-assets dev` uses.
+        assert any((tmp_path / "home" / "dagster_home").iterdir())
+
+        assert _cli("local", "stop", env=env).returncode == 0
+        query = _cli("query", BLOG_QUERY, "--format", "csv", env=env)  # starts the emulator again from saved state
+        assert query.returncode == 0, query.stderr
+        assert query.stdout.splitlines() == ["num_reviews", str(expected)]
+        bad = _cli("query", 'SELECT * FROM "dynamodb-exports"."missing"', env=env)
+        assert bad.returncode == 1 and "Table not found" in bad.stderr
+    finally:
+        _cli("local", "stop", env=env)
