@@ -136,7 +136,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
     )
     def parquet_snapshot(context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource) -> dg.MaterializeResult:
         started = time.monotonic()
-        snap = build_snapshot(s3.get_client(), s3.get_filesystem(), glue.get_client(), spec, context.partition_key, run_id=context.run_id)
+        snap = build_snapshot(s3.get_client(), s3.get_filesystem(), glue.get_client(), spec, context.partition_key, run_id=context.run.run_id)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": snap.rows, "dagster/column_schema": column_schema(snap.schema),
             "export_id": snap.export_id, "s3_uri": snap.s3_uri, "files": len(snap.files), "bytes": snap.total_bytes,
