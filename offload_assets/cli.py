@@ -27,16 +27,28 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
+
+
+DAGSTER_YAML = """# Dagster instance of offload_assets' local mode (runs, materializations, schedules).
+# Telemetry is off: the embedded default never talks to anything but loopback.
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return home
 
 
 def _dagster_home() -> Path:
     """The Dagster instance the demo and ``offload-assets dev`` share, so demo runs show in the UI."""
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
-    home = default_state_dir() / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    home = Path(os.environ.get("DAGSTER_HOME") or default_state_dir() / "dagster_home")
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(home))
     return home
 
 
@@ -115,7 +127,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"workspace file not found: {workspace} (run from the project directory)", file=sys.stderr)
         return EXIT_USAGE
     print(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{args.port}", flush=True)
-    os.execvp("dagster", ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
+    os.execv(sys.executable, [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
     return EXIT_FAILED  # not reached
 
 

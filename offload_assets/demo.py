@@ -29,7 +29,10 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
     job = defs.resolve_job_def(f"{spec.name}_offload_job")
     partition = partitions_for(spec).get_last_partition_key()
     console.print(f"[bold]3/4[/bold] running Dagster job {job.name} for partition {partition} ...")
-    result = job.execute_in_process(partition_key=partition, instance=dg.DagsterInstance.get(), raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # our four lines, not Dagster's debug stream
+    result = job.execute_in_process(
+        partition_key=partition, instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=quiet
+    )
     if not result.success:
         failures = [e.message for e in result.all_events if e.is_failure]
         console.print(f"[red]job {job.name} failed[/red] (run {result.run_id}): " + " | ".join(failures))

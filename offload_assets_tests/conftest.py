@@ -52,3 +52,20 @@ def write_tables_file(path: Path, *entries: dict, defaults: dict | None = None) 
         doc["defaults"] = defaults
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Dagster instance directory for every Dagster process the tests start, telemetry off."""
+    import os
+
+    from offload_assets.cli import prepare_dagster_home
+
+    home = prepare_dagster_home(tmp_path_factory.mktemp("dagster_home"))
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("DAGSTER_HOME", None)
+    else:
+        os.environ["DAGSTER_HOME"] = previous
