@@ -52,6 +52,17 @@ class _TableEntry(BaseModel):
     export_timeout_minutes: float = Field(360, gt=0, description="A run still exporting after this fails and publishes nothing.")
     partitions_start: dt.date = Field(dt.date(2026, 1, 1), description="First daily partition.")
     compression: Literal["zstd", "snappy"] = "zstd"
+    retention_snapshots: int | None = Field(
+        None, ge=1, description="Keep the newest N snapshots (partitions, Parquet and raw exports); default: keep all."
+    )
+    partition_projection: bool = Field(
+        False, description="Athena partition projection on ddb_export_timestamp (see README: trade-off with re-runs)."
+    )
+    catalog_mode: Literal["direct", "crawler"] = Field(
+        "direct", description="'direct': register schema and partitions ourselves; 'crawler': run a Glue crawler (blog parity)."
+    )
+    crawler_role: str | None = Field(None, description="IAM role ARN the Glue crawler runs as (catalog_mode: crawler).")
+    crawler_timeout_minutes: float = Field(30, gt=0, description="A crawl still running after this fails the run.")
 
     @field_validator("dynamodb_table")
     @classmethod
@@ -93,6 +104,14 @@ class _TableEntry(BaseModel):
         return v
 
     @model_validator(mode="after")
+    def _crawler_settings(self) -> _TableEntry:
+        if self.catalog_mode == "crawler" and not self.crawler_role:
+            raise ValueError("catalog_mode 'crawler' needs crawler_role (the IAM role ARN the crawler runs as)")
+        if self.catalog_mode == "crawler" and self.partition_projection:
+            raise ValueError("partition_projection needs catalog_mode 'direct' (a crawler rewrites the table's properties)")
+        return self
+
+    @model_validator(mode="after")
     def _derived_name(self) -> _TableEntry:
         if self.catalog_table is None:
             derived = re.sub(r"[^a-z0-9_]", "_", self.dynamodb_table.lower())
@@ -118,6 +137,11 @@ class TableSpec:
     export_timeout_minutes: float
     partitions_start: dt.date
     compression: str
+    retention_snapshots: int | None = None
+    partition_projection: bool = False
+    catalog_mode: str = "direct"
+    crawler_role: str | None = None
+    crawler_timeout_minutes: float = 30.0
 
     @property
     def name(self) -> str:
