@@ -1,0 +1,63 @@
+"""DynamoDB export → Parquet conversion (pure: no Dagster, no AWS clients).
+
+Public API: :func:`convert_export_to_parquet` with :class:`ConversionOptions`, returning a
+:class:`ConversionResult`; :class:`ExportLineError` for bad input; readers for export lines
+(:func:`iter_export_items`, :func:`iter_incremental_changes`, :func:`read_incremental_change`);
+and :func:`type_mapping_markdown` (the README's type-mapping table).
+"""
+
+from pathlib import Path
+
+from .column_names import assign_column_names, safe_column_name
+from .convert import convert_export_to_parquet
+from .export_lines import (
+    ExportItem,
+    IncrementalChange,
+    NotAnItem,
+    detect_line_format,
+    is_incremental_line,
+    item_from_line,
+    iter_export_items,
+    iter_incremental_changes,
+    read_incremental_change,
+)
+from .options import (
+    DYNAMODB_TYPE_KEY,
+    ORIGINAL_NAME_KEY,
+    QUARANTINE_DIR,
+    RESCUED_COLUMN,
+    ConversionOptions,
+    ConversionResult,
+    ExportLineError,
+    WrittenFile,
+)
+
+
+def type_mapping_markdown() -> str:
+    """The type-mapping table and rules, as Markdown (the README section)."""
+    return (Path(__file__).with_name("TYPE_MAPPING.md")).read_text()
+
+
+__all__ = [
+    "DYNAMODB_TYPE_KEY",
+    "ORIGINAL_NAME_KEY",
+    "QUARANTINE_DIR",
+    "RESCUED_COLUMN",
+    "ConversionOptions",
+    "ConversionResult",
+    "ExportItem",
+    "ExportLineError",
+    "IncrementalChange",
+    "NotAnItem",
+    "WrittenFile",
+    "assign_column_names",
+    "convert_export_to_parquet",
+    "detect_line_format",
+    "is_incremental_line",
+    "item_from_line",
+    "iter_export_items",
+    "iter_incremental_changes",
+    "read_incremental_change",
+    "safe_column_name",
+    "type_mapping_markdown",
+]

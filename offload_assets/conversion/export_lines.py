@@ -1,0 +1,318 @@
+"""Reading DynamoDB export lines: native exports, Data Pipeline exports, incremental exports.
+
+Three line formats exist:
+
+* native full export: ``{"Item": {"attr": {"S": "x"}, ...}}`` with the tags ``S N B BOOL NULL M L
+  SS NS BS``;
+* AWS Data Pipeline export (older): the item itself, one per line, with the tags ``s n b sS nS bS
+  m l bOOL nULLValue`` (and the newer lower-case ``ss ns bs bool null``);
+* native incremental export: ``{"Metadata": {"WriteTimestampMicros": ...}, "Keys": {...},
+  "NewImage": {...}, "OldImage": {...}}``; a line without ``NewImage`` is a delete.
+
+Everything here turns a line into an item in the *native* DynamoDB JSON form (the form boto3's
+``TypeDeserializer`` reads), validates it, and reports the file and line of anything that is not a
+DynamoDB item. This module is the per-line reference path: the vectorised converter only falls back
+to it to locate and quarantine bad lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow.fs as pafs
+
+from .options import ExportLineError
+
+NATIVE_TAGS = frozenset(("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"))
+DATA_PIPELINE_TAGS = {
+    "s": "S", "n": "N", "b": "B", "sS": "SS", "nS": "NS", "bS": "BS", "m": "M", "l": "L",
+    "bOOL": "BOOL", "nULLValue": "NULL", "ss": "SS", "ns": "NS", "bs": "BS", "bool": "BOOL",
+    "null": "NULL",
+}
+INCREMENTAL_KEYS = frozenset(("Metadata", "Keys", "NewImage", "OldImage"))
+
+NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+class NotAnItem(ValueError):
+    """The JSON value is not a DynamoDB item (message says why)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening files
+
+
+def is_gzip_path(path: str) -> bool:
+    return path.endswith(".gz") or path.endswith(".gzip")
+
+
+def open_export_file(filesystem: pafs.FileSystem, path: str) -> io.BufferedIOBase:
+    """Binary stream of an export file's decompressed bytes (gzip detected by magic bytes)."""
+    raw = filesystem.open_input_stream(path)
+    head = raw.read(2)
+    rest = _Prepend(head, raw)
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=rest, mode="rb")  # type: ignore[return-value]
+    return rest  # type: ignore[return-value]
+
+
+class _Prepend(io.RawIOBase):
+    def __init__(self, head: bytes, stream) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
+def iter_raw_lines(
+    filesystem: pafs.FileSystem, path: str, *, table: str = "?"
+) -> Iterator[tuple[int, bytes]]:
+    """``(line_number, line)`` for every non-blank line (numbers start at 1).
+
+    A corrupt or truncated gzip stream raises :class:`ExportLineError` at the line being read.
+    """
+    line_no = 0
+    stream = open_export_file(filesystem, path)
+    try:
+        reader = io.BufferedReader(stream, buffer_size=1 << 20) if not isinstance(
+            stream, gzip.GzipFile
+        ) else stream
+        while True:
+            try:
+                line = reader.readline()
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ExportLineError(
+                    table, path, line_no + 1, f"cannot decompress: {exc}"
+                ) from exc
+            if not line:
+                return
+            line_no += 1
+            if line.strip():
+                yield line_no, line
+    finally:
+        stream.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+
+
+def detect_line_format(obj: Any) -> str:
+    """``"native"``, ``"incremental"`` or ``"data_pipeline"`` for one parsed line."""
+    if not isinstance(obj, dict):
+        raise NotAnItem("line is not a JSON object")
+    keys = obj.keys()
+    if keys == {"Item"} and isinstance(obj["Item"], dict) and all(
+        isinstance(v, dict) and len(v) == 1 and next(iter(v)) in NATIVE_TAGS
+        for v in obj["Item"].values()
+    ):
+        return "native"
+    if keys and keys <= INCREMENTAL_KEYS and ("Keys" in keys or "NewImage" in keys):
+        return "incremental"
+    return "data_pipeline"
+
+
+def item_from_line(obj: Any, line_format: str) -> dict[str, dict]:
+    """The item of a parsed line, validated and in native DynamoDB JSON form.
+
+    ``line_format`` is ``"native"``, ``"data_pipeline"`` or ``"auto"``. Raises :class:`NotAnItem`.
+    """
+    if line_format == "auto":
+        line_format = detect_line_format(obj)
+    if line_format == "native":
+        if not isinstance(obj, dict) or obj.keys() != {"Item"}:
+            raise NotAnItem('native export line must be {"Item": {...}}')
+        return normalize_item(obj["Item"], native=True)
+    if line_format == "incremental":
+        raise NotAnItem(
+            "incremental export line (Keys/NewImage/OldImage): apply it with "
+            "read_incremental_change() before converting"
+        )
+    return normalize_item(obj, native=False)
+
+
+def normalize_item(item: Any, *, native: bool) -> dict[str, dict]:
+    if not isinstance(item, dict):
+        raise NotAnItem("item is not a JSON object")
+    return {name: normalize_value(value, native, name) for name, value in item.items()}
+
+
+def normalize_value(value: Any, native: bool, where: str) -> dict:
+    """One attribute value in native form ``{"TAG": payload}``; raises :class:`NotAnItem`."""
+    if not isinstance(value, dict) or len(value) != 1:
+        raise NotAnItem(f"attribute {where!r}: not a DynamoDB typed value: {_short(value)}")
+    (tag, payload), = value.items()
+    if not native:
+        if tag not in DATA_PIPELINE_TAGS:
+            raise NotAnItem(f"attribute {where!r}: unknown Data Pipeline type {tag!r}")
+        tag = DATA_PIPELINE_TAGS[tag]
+    elif tag not in NATIVE_TAGS:
+        raise NotAnItem(f"attribute {where!r}: unknown DynamoDB type {tag!r}")
+    if tag == "S":
+        if not isinstance(payload, str):
+            raise NotAnItem(f"attribute {where!r}: S must be a string")
+    elif tag == "N":
+        if not isinstance(payload, str) or not NUMBER_RE.fullmatch(payload):
+            raise NotAnItem(f"attribute {where!r}: N must be a number in a string")
+    elif tag == "B":
+        if not isinstance(payload, str) or not BASE64_RE.fullmatch(payload):
+            raise NotAnItem(f"attribute {where!r}: B must be base64")
+    elif tag == "BOOL":
+        if not isinstance(payload, bool):
+            raise NotAnItem(f"attribute {where!r}: BOOL must be true or false")
+    elif tag == "NULL":
+        if payload is not True:
+            raise NotAnItem(f"attribute {where!r}: NULL must be true")
+    elif tag in ("SS", "NS", "BS"):
+        if not isinstance(payload, list) or not all(isinstance(e, str) for e in payload):
+            raise NotAnItem(f"attribute {where!r}: {tag} must be a list of strings")
+        if tag == "NS" and not all(NUMBER_RE.fullmatch(e) for e in payload):
+            raise NotAnItem(f"attribute {where!r}: NS element is not a number")
+        if tag == "BS" and not all(BASE64_RE.fullmatch(e) for e in payload):
+            raise NotAnItem(f"attribute {where!r}: BS element is not base64")
+    elif tag == "M":
+        if not isinstance(payload, dict):
+            raise NotAnItem(f"attribute {where!r}: M must be an object")
+        payload = {k: normalize_value(v, native, f"{where}.{k}") for k, v in payload.items()}
+    elif tag == "L":
+        if not isinstance(payload, list):
+            raise NotAnItem(f"attribute {where!r}: L must be a list")
+        payload = [normalize_value(v, native, f"{where}[{i}]") for i, v in enumerate(payload)]
+    return {tag: payload}
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value).decode() if value is not None else "null"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Items
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """An item read from an export file, with where it came from."""
+
+    file: str
+    line: int
+    item: dict[str, dict]
+
+
+def iter_export_items(
+    input_files, input_filesystem: pafs.FileSystem, *, table_name: str = "?",
+    input_format: str = "auto",
+) -> Iterator[ExportItem]:
+    """Every item of the given export files, in native DynamoDB JSON form, one by one.
+
+    Native and Data Pipeline lines are recognised (``input_format="auto"``: per file, from its
+    first line). Raises :class:`ExportLineError` (table, file, line) on anything that is not an
+    item, including incremental-export lines (read those with :func:`iter_incremental_changes`).
+    """
+    for path in input_files:
+        file_format = None if input_format == "auto" else input_format
+        for line_no, line in iter_raw_lines(input_filesystem, path, table=table_name):
+            try:
+                obj = orjson.loads(line)
+                if file_format is None:
+                    file_format = detect_line_format(obj)
+                item = item_from_line(obj, file_format)
+            except orjson.JSONDecodeError as exc:
+                raise ExportLineError(table_name, path, line_no, f"not JSON: {exc}") from exc
+            except NotAnItem as exc:
+                raise ExportLineError(table_name, path, line_no, str(exc)) from exc
+            yield ExportItem(path, line_no, item)
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental exports
+
+
+@dataclass(frozen=True)
+class IncrementalChange:
+    """One line of a native incremental export, in native DynamoDB JSON form.
+
+    ``kind`` is ``"put"`` (``new_image`` holds the item after the write: insert or update) or
+    ``"delete"`` (no ``new_image``). ``keys`` is the item's primary key, ``old_image`` the item
+    before the write when the export was requested with both images (else ``None``), and
+    ``write_timestamp_micros`` the write time from ``Metadata.WriteTimestampMicros`` (``None``
+    when absent). Apply changes per key in ``write_timestamp_micros`` order, last one wins.
+    """
+
+    kind: str
+    keys: dict[str, dict]
+    new_image: dict[str, dict] | None
+    old_image: dict[str, dict] | None
+    write_timestamp_micros: int | None
+    metadata: dict
+
+
+def is_incremental_line(obj: Any) -> bool:
+    """Whether a parsed line is a native incremental-export line."""
+    return isinstance(obj, dict) and detect_line_format(obj) == "incremental"
+
+
+def read_incremental_change(obj: Any) -> IncrementalChange:
+    """Classify and validate one parsed incremental-export line (raises :class:`NotAnItem`)."""
+    if not is_incremental_line(obj):
+        raise NotAnItem("not an incremental export line (needs Keys and/or NewImage)")
+    metadata = obj.get("Metadata") or {}
+    if not isinstance(metadata, dict):
+        raise NotAnItem("Metadata must be an object")
+    new_image = normalize_item(obj["NewImage"], native=True) if obj.get("NewImage") else None
+    old_image = normalize_item(obj["OldImage"], native=True) if obj.get("OldImage") else None
+    keys_obj = obj.get("Keys")
+    keys = normalize_item(keys_obj, native=True) if keys_obj is not None else {}
+    if not keys and new_image is None:
+        raise NotAnItem("incremental line has neither Keys nor NewImage")
+    ts = metadata.get("WriteTimestampMicros")
+    if isinstance(ts, dict):  # {"N": "123"} in some exports
+        ts = ts.get("N")
+    return IncrementalChange(
+        kind="put" if new_image is not None else "delete",
+        keys=keys,
+        new_image=new_image,
+        old_image=old_image,
+        write_timestamp_micros=int(ts) if ts is not None else None,
+        metadata=metadata,
+    )
+
+
+def iter_incremental_changes(
+    input_files, input_filesystem: pafs.FileSystem, *, table_name: str = "?"
+) -> Iterator[IncrementalChange]:
+    """Every change of the given incremental-export data files, in file and line order.
+
+    Raises :class:`ExportLineError` (table, file, line) on a line that is not an incremental line.
+    """
+    for path in input_files:
+        for line_no, line in iter_raw_lines(input_filesystem, path, table=table_name):
+            try:
+                yield read_incremental_change(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise ExportLineError(table_name, path, line_no, f"not JSON: {exc}") from exc
+            except NotAnItem as exc:
+                raise ExportLineError(table_name, path, line_no, str(exc)) from exc

@@ -1,0 +1,108 @@
+"""Writing record batches as ``part-NNNNN.parquet`` files of about a target size."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .options import ConversionOptions, WrittenFile
+
+
+def join_path(directory: str, name: str) -> str:
+    return f"{directory.rstrip('/')}/{name}"
+
+
+class ParquetPartsWriter:
+    """Buffers batches into row groups and rolls over to a new file past the target size.
+
+    Everything written is remembered so that :meth:`abort` can remove it: a failed conversion
+    publishes nothing.
+    """
+
+    def __init__(
+        self, filesystem: pafs.FileSystem, output_dir: str, schema: pa.Schema,
+        options: ConversionOptions,
+    ) -> None:
+        self._fs = filesystem
+        self._dir = output_dir.rstrip("/")
+        self._schema = schema
+        self._options = options
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._sink = None
+        self._writer: pq.ParquetWriter | None = None
+        self._file_rows = 0
+        self._path: str | None = None
+        self.files: list[WrittenFile] = []
+        self._touched: list[str] = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        if (
+            self._pending_rows >= self._options.row_group_rows
+            or self._pending_bytes >= self._options.row_group_bytes
+        ):
+            self._flush_row_group()
+
+    def _open(self) -> None:
+        self._fs.create_dir(self._dir, recursive=True)
+        self._path = join_path(self._dir, f"part-{len(self.files):05d}.parquet")
+        self._touched.append(self._path)
+        self._sink = self._fs.open_output_stream(self._path)
+        compression = None if self._options.compression == "none" else self._options.compression
+        self._writer = pq.ParquetWriter(
+            self._sink, self._schema, compression=compression,
+            compression_level=self._options.compression_level,
+            write_statistics=True, use_dictionary=True,
+        )
+        self._file_rows = 0
+
+    def _flush_row_group(self) -> None:
+        if not self._pending_rows:
+            return
+        if self._writer is None:
+            self._open()
+        table = pa.Table.from_batches(self._pending, schema=self._schema)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self._file_rows += table.num_rows
+        del table
+        if self._sink.tell() >= self._options.target_file_bytes:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        size = self._sink.tell()
+        self._sink.close()
+        self.files.append(WrittenFile(self._path, self._file_rows, size))
+        self._writer = self._sink = None
+
+    def close(self) -> list[WrittenFile]:
+        self._flush_row_group()
+        if not self.files and self._writer is None:
+            # An empty export still gets one (empty) file, so the partition has a schema.
+            self._open()
+        self._close_file()
+        return self.files
+
+    def abort(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._sink is not None:
+                self._sink.close()
+        except Exception:  # noqa: BLE001 - best effort while already failing
+            pass
+        for path in self._touched:
+            try:
+                self._fs.delete_file(path)
+            except Exception:  # noqa: BLE001
+                pass
