@@ -56,7 +56,7 @@ def is_gzip_path(path: str) -> bool:
 
 def open_export_file(filesystem: pafs.FileSystem, path: str) -> io.BufferedIOBase:
     """Binary stream of an export file's decompressed bytes (gzip detected by magic bytes)."""
-    raw = filesystem.open_input_stream(path)
+    raw = filesystem.open_input_stream(path, compression=None)
     head = raw.read(2)
     rest = _Prepend(head, raw)
     if head == b"\x1f\x8b":

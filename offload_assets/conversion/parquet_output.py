@@ -39,16 +39,24 @@ class ParquetPartsWriter:
         self._touched: list[str] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        self._pending_bytes += batch.nbytes
-        if (
-            self._pending_rows >= self._options.row_group_rows
-            or self._pending_bytes >= self._options.row_group_bytes
-        ):
-            self._flush_row_group()
+        """Buffer ``batch``; every full row group (by rows or Arrow bytes) is written out."""
+        while batch.num_rows:
+            room = self._options.row_group_rows - self._pending_rows
+            bytes_per_row = batch.nbytes / batch.num_rows
+            if bytes_per_row > 0:
+                room_bytes = (self._options.row_group_bytes - self._pending_bytes) / bytes_per_row
+                room = min(room, max(1, int(room_bytes)))
+            head = batch.slice(0, room) if room < batch.num_rows else batch
+            batch = batch.slice(head.num_rows)
+            self._pending.append(head)
+            self._pending_rows += head.num_rows
+            self._pending_bytes += head.nbytes
+            if (
+                batch.num_rows
+                or self._pending_rows >= self._options.row_group_rows
+                or self._pending_bytes >= self._options.row_group_bytes
+            ):
+                self._flush_row_group()
 
     def _open(self) -> None:
         self._fs.create_dir(self._dir, recursive=True)
