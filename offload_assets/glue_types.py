@@ -161,3 +161,27 @@ def glue_to_arrow(type_string: str) -> pa.DataType:
     if parser.pos != len(parser.text):
         raise parser.error("trailing characters")
     return out
+
+
+_PRESTO_SAFE_FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def arrow_to_presto(t: pa.DataType) -> str:
+    """The Presto/Trino type name Athena stores in a view definition (``row(pages bigint)``, ``array(varchar)``)."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"array({arrow_to_presto(t.value_type)})"
+    if pa.types.is_struct(t):
+        parts = []
+        for f in t:
+            name = f.name if _PRESTO_SAFE_FIELD.match(f.name) else '"' + f.name.replace('"', '""') + '"'
+            parts.append(f"{name} {arrow_to_presto(f.type)}")
+        return f"row({', '.join(parts)})"
+    if pa.types.is_map(t):
+        return f"map({arrow_to_presto(t.key_type)}, {arrow_to_presto(t.item_type)})"
+    hive = arrow_to_glue(t)
+    return {
+        "string": "varchar",
+        "int": "integer",
+        "float": "real",
+        "binary": "varbinary",
+    }.get(hive, hive)
