@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import hashlib
+import io
 import json
+import os
 import time
 import uuid
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +103,7 @@ def write_export_manifests(
     start_time: str,
     export_arn: str | None = None,
     billed_size_bytes: int = 0,
+    export_type: str = "FULL_EXPORT",
     extra: dict[str, Any] | None = None,
     put_kwargs: dict[str, Any] | None = None,
 ) -> ExportManifest:
@@ -127,7 +133,7 @@ def write_export_manifests(
         "billedSizeBytes": billed_size_bytes,
         "itemCount": item_count,
         "outputFormat": "DYNAMODB_JSON",
-        "exportType": "FULL_EXPORT",
+        "exportType": export_type,
         **(extra or {}),
     }
     s3.put_object(
@@ -171,6 +177,9 @@ def read_export_manifest(s3: Any, *, bucket: str, export_prefix: str, export_id:
     summary = json.loads(summary_text)
     files_key = summary.get("manifestFilesS3Key") or f"{base}/{MANIFEST_FILES}"
     files_text = _get_json_text(s3, bucket, files_key)
+    if files_text is None and files_key != f"{base}/{MANIFEST_FILES}":
+        # Some summaries give the key relative to the export prefix.
+        files_text = _get_json_text(s3, bucket, f"{base}/{MANIFEST_FILES}")
     if files_text is None:
         return None
     files = []
@@ -213,3 +222,145 @@ def delete_other_exports(s3: Any, *, bucket: str, export_prefix: str, keep_expor
             delete_prefix(s3, bucket=bucket, prefix=export_dir_key(export_prefix, export_id) + "/")
             removed.append(export_id)
     return removed
+
+
+def parse_export_time(text: str | None) -> dt.datetime | None:
+    """An ``exportTime``-style ISO timestamp (``...Z`` or with offset) as an aware UTC datetime."""
+    if not text:
+        return None
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+DATA_FILE_MAX_BYTES = 128 * 1024 * 1024  # compressed size at which a writer starts a new data file
+
+
+class DataFileWriter:
+    """Writes gzip JSON-lines data files of one export: locally first, uploaded when closed.
+
+    ``roll()`` closes the current file (uploading it when it holds lines) and starts the next;
+    ``files`` lists what was uploaded. A file fills up to ``max_bytes`` compressed.
+    """
+
+    def __init__(
+        self,
+        s3: Any,
+        *,
+        bucket: str,
+        data_prefix: str,
+        tmpdir: str,
+        name_prefix: str = "",
+        put_kwargs: dict[str, Any] | None = None,
+        max_bytes: int = DATA_FILE_MAX_BYTES,
+    ) -> None:
+        self.s3, self.bucket, self.data_prefix, self.tmpdir = s3, bucket, data_prefix.rstrip("/"), tmpdir
+        self.name_prefix, self.put_kwargs, self.max_bytes = name_prefix, put_kwargs or {}, max_bytes
+        self.files: list[ExportDataFile] = []
+        self._raw = self._gz = None
+        self.count = 0
+
+    def _open(self) -> None:
+        self.path = os.path.join(self.tmpdir, f"{self.name_prefix}{uuid.uuid4().hex}.json.gz")
+        self._raw = open(self.path, "wb")
+        self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
+        self.count = 0
+
+    def write_line(self, line: bytes) -> None:
+        if self._gz is None:
+            self._open()
+        self._gz.write(line if line.endswith(b"\n") else line + b"\n")
+        self.count += 1
+
+    @property
+    def full(self) -> bool:
+        return self._raw is not None and self._raw.tell() >= self.max_bytes
+
+    def roll(self) -> ExportDataFile | None:
+        """Close and upload the current file (if it holds any line); the next write starts a new one."""
+        if self._gz is None:
+            return None
+        self._gz.close()
+        self._raw.close()
+        uploaded = None
+        try:
+            if self.count:
+                with open(self.path, "rb") as fh:
+                    data = fh.read()
+                key = f"{self.data_prefix}/{os.path.basename(self.path)}"
+                md5 = md5_base64(data)
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5, **self.put_kwargs)
+                uploaded = ExportDataFile(key=key, item_count=self.count, md5=md5, size_bytes=len(data))
+                self.files.append(uploaded)
+        finally:
+            os.unlink(self.path)
+            self._raw = self._gz = None
+            self.count = 0
+        return uploaded
+
+    def discard(self) -> None:
+        """Drop the current local file without uploading it (the run is abandoned)."""
+        if self._gz is not None:
+            self._gz.close()
+            self._raw.close()
+            os.unlink(self.path)
+            self._raw = self._gz = None
+
+
+def _decompressed_chunks(body: Any) -> Iterator[bytes]:
+    """Chunks of a data file's content, gunzipped when it is gzip (detected by its magic bytes)."""
+    first = body.read(64 * 1024)
+    if first[:2] == b"\x1f\x8b":
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        chunk = first
+        while chunk:
+            out = inflater.decompress(chunk)
+            while inflater.eof and inflater.unused_data:  # concatenated gzip members
+                rest = inflater.unused_data
+                inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                out += inflater.decompress(rest)
+            if out:
+                yield out
+            chunk = body.read(1024 * 1024)
+        tail = inflater.flush()
+        if tail:
+            yield tail
+    else:
+        chunk = first
+        while chunk:
+            yield chunk
+            chunk = body.read(1024 * 1024)
+
+
+def iter_stream_lines(body: Any) -> Iterator[bytes]:
+    """The non-empty lines (without newline) of a data file's binary stream, gzip or not."""
+    pending = b""
+    for chunk in _decompressed_chunks(body):
+        pending += chunk
+        lines = pending.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+def iter_data_file_lines(s3: Any, *, bucket: str, key: str) -> Iterator[bytes]:
+    """The non-empty lines of one export data file in S3, streamed."""
+    yield from iter_stream_lines(s3.get_object(Bucket=bucket, Key=key)["Body"])
+
+
+def iter_export_lines(s3: Any, manifest: ExportManifest) -> Iterator[tuple[ExportDataFile, bytes]]:
+    """Every line of a complete export, with the data file it came from."""
+    for data_file in manifest.data_files:
+        for line in iter_data_file_lines(s3, bucket=manifest.bucket, key=data_file.key):
+            yield data_file, line
+
+
+def describe_data_file(s3: Any, *, bucket: str, key: str) -> ExportDataFile:
+    """A data file as a manifest lists it: item count (its lines), md5 and size, read from the file itself."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    count = sum(1 for _ in iter_stream_lines(io.BytesIO(body)))
+    return ExportDataFile(key=key, item_count=count, md5=md5_base64(body), size_bytes=len(body))
