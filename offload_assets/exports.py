@@ -212,7 +212,7 @@ def export_partition(
     ``now`` replaces the clock for the partition checks (tests, simulated days); ``scan_options``
     go to :func:`offload_assets.scan_export.export_table_scan` (checkpoint interval, page size...).
     """
-    ensure_bucket(s3, spec.s3_bucket)
+    ensure_bucket(s3, spec.s3_bucket, prefix=spec.export_prefix_root + "/")
     deadline = ExportDeadline(
         spec.export_timeout_minutes * 60,
         what=f"{spec.export_method} export of DynamoDB table {spec.dynamodb_table!r}, partition {partition_key}",

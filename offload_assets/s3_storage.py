@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 
-def ensure_bucket(s3: Any, bucket: str) -> bool:
-    """Create the bucket when it is missing (the local emulator starts empty); True if created."""
+def ensure_bucket(s3: Any, bucket: str, *, prefix: str = "") -> bool:
+    """Create the bucket when it is missing (the local emulator starts empty); True if created.
+
+    Probes with a ListObjectsV2 under ``prefix`` rather than HeadBucket, so a least-privilege
+    identity whose s3:ListBucket is limited to the table's prefixes is allowed to ask.
+    """
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         return False
-    except s3.exceptions.ClientError as err:
-        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-            raise
+    except s3.exceptions.NoSuchBucket:
+        pass
     s3.create_bucket(Bucket=bucket)
     return True
 

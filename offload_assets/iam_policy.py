@@ -1,0 +1,134 @@
+"""The least-privilege IAM policy for the configured tables, bucket prefixes, Glue database and Athena workgroup.
+
+Every statement is scoped to the resources the tables file names; the actions are exactly
+the API calls the code makes (checked by a test that records every call of an end-to-end run),
+plus the S3 calls pyarrow makes for Parquet files (GetObject, PutObject, DeleteObject, ListBucket).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from offload_assets.table_spec import TableSpec
+
+SCAN_ACTIONS = ["dynamodb:DescribeTable", "dynamodb:Scan"]
+NATIVE_EXPORT_ACTIONS = [
+    "dynamodb:DescribeTable",
+    "dynamodb:DescribeContinuousBackups",
+    "dynamodb:ExportTableToPointInTime",
+    "dynamodb:DescribeExport",
+    "dynamodb:ListExports",
+]
+S3_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+GLUE_ACTIONS = [
+    "glue:GetDatabase",
+    "glue:CreateDatabase",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+    "glue:GetPartition",
+    "glue:GetPartitions",
+    "glue:CreatePartition",
+    "glue:UpdatePartition",
+    "glue:DeletePartition",
+    "glue:BatchDeletePartition",
+]
+ATHENA_ACTIONS = [
+    "athena:StartQueryExecution",
+    "athena:GetQueryExecution",
+    "athena:GetQueryResults",
+    "athena:StopQueryExecution",
+    "athena:GetWorkGroup",
+]
+
+
+def _dedupe(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def build_iam_policy(
+    specs: Iterable[TableSpec],
+    *,
+    region: str = "*",
+    account_id: str = "*",
+    athena_workgroup: str | None = "primary",
+    athena_results_uri: str | None = None,
+    kms_key_arn: str | None = None,
+) -> dict[str, Any]:
+    """An IAM policy document (a dict) granting what offloading ``specs`` needs, and no more."""
+    specs = list(specs)
+    statements: list[dict[str, Any]] = []
+    ddb = "arn:aws:dynamodb:{r}:{a}:table/{t}"
+    scan_tables = [ddb.format(r=region, a=account_id, t=s.dynamodb_table) for s in specs if s.export_method == "scan"]
+    native_tables = [s for s in specs if s.export_method in ("native", "incremental")]
+    if scan_tables:
+        statements.append({"Sid": "ScanExport", "Effect": "Allow", "Action": SCAN_ACTIONS, "Resource": scan_tables})
+    if native_tables:
+        resources = []
+        for s in native_tables:
+            arn = ddb.format(r=region, a=account_id, t=s.dynamodb_table)
+            resources += [arn, f"{arn}/export/*"]
+        statements.append({"Sid": "NativeExport", "Effect": "Allow", "Action": NATIVE_EXPORT_ACTIONS, "Resource": resources})
+
+    for bucket in _dedupe(s.s3_bucket for s in specs):
+        in_bucket = [s for s in specs if s.s3_bucket == bucket]
+        prefixes = _dedupe(p for s in in_bucket for p in (s.export_prefix_root, s.parquet_root))
+        statements.append({
+            "Sid": f"ListTablePrefixes{len(statements)}",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [f"arn:aws:s3:::{bucket}"],
+            "Condition": {"StringLike": {"s3:prefix": _dedupe(q for p in prefixes for q in (p, f"{p}/*"))}},
+        })
+        statements.append({
+            "Sid": f"ReadWriteTableObjects{len(statements)}",
+            "Effect": "Allow",
+            "Action": S3_OBJECT_ACTIONS,
+            "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in prefixes],
+        })
+
+    glue_resources = [f"arn:aws:glue:{region}:{account_id}:catalog"]
+    for db in _dedupe(s.catalog_database for s in specs):
+        glue_resources.append(f"arn:aws:glue:{region}:{account_id}:database/{db}")
+        glue_resources += [
+            f"arn:aws:glue:{region}:{account_id}:table/{db}/{t}"
+            for s in specs if s.catalog_database == db
+            for t in (s.catalog_table, f"{s.catalog_table}_latest")
+        ]
+    statements.append({"Sid": "CatalogTables", "Effect": "Allow", "Action": GLUE_ACTIONS, "Resource": glue_resources})
+
+    if athena_workgroup:
+        statements.append({
+            "Sid": "AthenaQueries",
+            "Effect": "Allow",
+            "Action": ATHENA_ACTIONS,
+            "Resource": [f"arn:aws:athena:{region}:{account_id}:workgroup/{athena_workgroup}"],
+        })
+        if athena_results_uri:
+            bucket, _, prefix = athena_results_uri.removeprefix("s3://").partition("/")
+            prefix = prefix.strip("/")
+            statements.append({
+                "Sid": "AthenaResults",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*"],
+            })
+    if kms_key_arn:
+        statements.append({
+            "Sid": "EncryptWithTableKey",
+            "Effect": "Allow",
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": [kms_key_arn],
+        })
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policy_actions(policy: dict[str, Any]) -> set[str]:
+    return {a for st in policy["Statement"] for a in st["Action"]}
+
+
+def render_policy(policy: dict[str, Any]) -> str:
+    return json.dumps(policy, indent=2)

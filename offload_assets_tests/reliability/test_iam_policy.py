@@ -1,0 +1,119 @@
+"""The printed IAM policy covers every API call an end-to-end run makes, on the resources it names."""
+
+import fnmatch
+
+import dagster as dg
+import pytest
+
+from offload_assets.aws_connection import AwsConnection
+from offload_assets.definitions import build_definitions
+from offload_assets.demo_data import seed_reviews
+from offload_assets.iam_policy import build_iam_policy, policy_actions
+from offload_assets.table_assets import partitions_for
+from offload_assets.table_spec import load_tables_file
+from offload_assets_tests.conftest import write_tables_file
+
+# botocore operation -> the IAM action that authorises it, where the names differ.
+S3_ACTIONS = {
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "HeadObject": "s3:GetObject",
+    "DeleteObjects": "s3:DeleteObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+}
+# Set-up the emulator needs but AWS users do once by hand (the bucket exists; the demo table is theirs).
+LOCAL_ONLY = {"s3:CreateBucket", "dynamodb:CreateTable", "dynamodb:BatchWriteItem"}
+
+
+def iam_action(service: str, operation: str) -> str:
+    if service == "s3":
+        return S3_ACTIONS.get(operation, f"s3:{operation}")
+    return f"{service}:{operation}"
+
+
+@pytest.fixture()
+def recorded_calls(monkeypatch):
+    calls: list[tuple[str, str, dict]] = []
+    original = AwsConnection.client
+
+    def recording_client(self, service, **config):
+        client = original(self, service, **config)
+
+        def record(model, params, **_):
+            calls.append((service, model.name, params))
+
+        client.meta.events.register("provide-client-params.*.*", lambda params, model, **kw: record(model, dict(params)))
+        return client
+
+    monkeypatch.setattr(AwsConnection, "client", recording_client)
+    return calls
+
+
+def _allowed(policy, action, resource_check):
+    return any(
+        action in st["Action"] and resource_check(st)
+        for st in policy["Statement"]
+    )
+
+
+def test_policy_covers_every_call_of_a_full_run(aws, emulator, tmp_path, recorded_calls):
+    tables_file = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "iam-bucket"})
+    spec = load_tables_file(tables_file).table("Reviews")
+    seed_reviews(aws.client("dynamodb"), count=200)
+    defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
+    result = defs.resolve_job_def("reviews_offload_job").execute_in_process(
+        partition_key=partitions_for(spec).get_last_partition_key(), instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    policy = build_iam_policy([spec], region="us-east-1", account_id="123456789012")
+
+    used = {iam_action(service, op) for service, op, _ in recorded_calls} - LOCAL_ONLY
+    assert {"dynamodb:Scan", "s3:PutObject", "glue:CreatePartition"} <= used  # the recorder saw the run
+    assert used <= policy_actions(policy), f"missing from the policy: {sorted(used - policy_actions(policy))}"
+
+    # Resources: every call stays on the configured table, the table's prefixes and its Glue database.
+    s3_prefixes = [spec.export_prefix_root + "/", spec.parquet_root + "/"]
+    for service, op, params in recorded_calls:
+        action = iam_action(service, op)
+        if action in LOCAL_ONLY:
+            continue
+        if service == "dynamodb":
+            assert params.get("TableName") == "Reviews", (op, params)
+            assert _allowed(policy, action, lambda st: any(r.endswith(":table/Reviews") for r in st["Resource"]))
+        elif service == "s3":
+            assert params["Bucket"] == "iam-bucket"
+            if op == "HeadBucket":
+                raise AssertionError("HeadBucket cannot be limited to the table's prefixes; probe with ListObjectsV2")
+            key = params.get("Key") or params.get("Prefix")
+            keys = [o["Key"] for o in params.get("Delete", {}).get("Objects", [])] or ([key] if key else [])
+            for k in keys:
+                assert any(k.startswith(p) for p in s3_prefixes), (op, k)
+                if action == "s3:ListBucket":  # bucket-level action, limited by an s3:prefix condition
+                    assert _allowed(policy, action, lambda st: "arn:aws:s3:::iam-bucket" in st["Resource"] and any(
+                        fnmatch.fnmatch(k, pat) for pat in st["Condition"]["StringLike"]["s3:prefix"]))
+                else:
+                    assert _allowed(policy, action, lambda st: any(fnmatch.fnmatch(f"arn:aws:s3:::iam-bucket/{k}", r) for r in st["Resource"]))
+        elif service == "glue":
+            db = params.get("DatabaseName") or params.get("Name") or params.get("DatabaseInput", {}).get("Name")
+            assert db == "dynamodb-exports", (op, params)
+
+
+def test_policy_is_scoped_to_the_configured_resources(tmp_path):
+    tables = load_tables_file(write_tables_file(
+        tmp_path / "t.yaml",
+        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a"},
+        {"dynamodb_table": "Books", "s3_bucket": "bucket-b", "export_method": "native", "catalog_database": "other-db"},
+    ))
+    policy = build_iam_policy(tables.tables, region="eu-west-1", account_id="111122223333", athena_results_uri="s3://results-bucket/athena/")
+    resources = [r for st in policy["Statement"] for r in st["Resource"]]
+    assert "*" not in resources
+    assert "arn:aws:dynamodb:eu-west-1:111122223333:table/Reviews" in resources
+    assert "arn:aws:dynamodb:eu-west-1:111122223333:table/Books/export/*" in resources
+    assert "arn:aws:s3:::bucket-b/dynamodb-offload/parquet/books/*" in resources
+    assert "arn:aws:glue:eu-west-1:111122223333:table/other-db/books" in resources
+    scan = next(st for st in policy["Statement"] if st["Sid"] == "ScanExport")
+    assert scan["Resource"] == ["arn:aws:dynamodb:eu-west-1:111122223333:table/Reviews"]  # Books is native: no Scan
+    assert "dynamodb:ExportTableToPointInTime" in policy_actions(policy)
