@@ -99,7 +99,7 @@ class _TableEntry(BaseModel):
     def _tz(cls, v: str) -> str:
         try:
             zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'UTC' or 'Europe/Paris')") from None
         return v
 
@@ -240,4 +240,6 @@ def load_tables_file(path: str | Path) -> TablesFile:
         document = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise TablesFileError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise TablesFileError(f"{path}: not a tables file: nested too deeply") from None
     return parse_tables(document, path)
