@@ -63,6 +63,31 @@ class _TableEntry(BaseModel):
     )
     crawler_role: str | None = Field(None, description="IAM role ARN the Glue crawler runs as (catalog_mode: crawler).")
     crawler_timeout_minutes: float = Field(30, gt=0, description="A crawl still running after this fails the run.")
+    external_export_prefixes: tuple[str, ...] = Field(
+        (), description="Extra S3 locations (s3://bucket/prefix, or a prefix in s3_bucket) where exports started outside Dagster land."
+    )
+    notification_queue_url: str | None = Field(
+        None, description="SQS queue receiving export-finished notifications (e.g. from an SNS topic); enables the notification sensor."
+    )
+    sensor_interval_seconds: int = Field(60, ge=5, le=86_400, description="Seconds between ticks of this table's sensors.")
+    freshness_hours: float = Field(
+        30, gt=0, description="The newest published partition may be this many hours old (since its export time) before its freshness check fails."
+    )
+
+    @field_validator("external_export_prefixes")
+    @classmethod
+    def _external_prefixes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for location in v:
+            bucket, _, prefix = location.removeprefix("s3://").partition("/") if location.startswith("s3://") else ("", "", location)
+            prefix = prefix.strip("/")
+            segments = prefix.split("/")
+            if location.startswith("s3://") and (not _BUCKET_RE.match(bucket) or ".." in bucket):
+                raise ValueError(f"{location!r}: not a valid S3 bucket name")
+            if not prefix or any(s in ("", ".", "..") or not _PREFIX_SEGMENT_RE.match(s) for s in segments):
+                raise ValueError(f"{location!r}: expected s3://bucket/prefix or a relative key prefix without '..'")
+            out.append(f"s3://{bucket}/{prefix}" if bucket else prefix)
+        return tuple(out)
 
     @field_validator("dynamodb_table")
     @classmethod
@@ -142,6 +167,10 @@ class TableSpec:
     catalog_mode: str = "direct"
     crawler_role: str | None = None
     crawler_timeout_minutes: float = 30.0
+    external_export_prefixes: tuple[str, ...] = ()
+    notification_queue_url: str | None = None
+    sensor_interval_seconds: int = 60
+    freshness_hours: float = 30.0
 
     @property
     def name(self) -> str:
