@@ -131,8 +131,9 @@ def parse_projection(parameters: dict[str, str], partition_keys: tuple[str, ...]
 
 
 def template_root(projection: DateProjection) -> str:
-    """The fixed part of the template before the first placeholder (where to list date directories)."""
-    return projection.template.split("${", 1)[0]
+    """The directory of the template above its first placeholder (where to list date directories)."""
+    fixed = projection.template.split("${", 1)[0]
+    return fixed[: fixed.rfind("/") + 1]
 
 
 def projected_locations(projection: DateProjection, date_dir_values: list[str]) -> dict[str, str]:

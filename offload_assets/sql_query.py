@@ -73,11 +73,17 @@ def run_query(
     *,
     connection: Any,
     default_database: str = DEFAULT_DATABASE,
-    athena_workgroup: str = "primary",
+    athena_workgroup: str | None = None,
     athena_output_location: str | None = None,
+    athena_settings: Any = None,
     timeout_seconds: float = 600.0,
 ) -> QueryResult:
-    """Run ``sql`` on the engine that fits the connection's target (DuckDB locally, Athena on AWS)."""
+    """Run ``sql`` on the engine that fits the connection's target (DuckDB locally, Athena on AWS).
+
+    ``athena_settings`` (:class:`offload_assets.athena_sql.AthenaSettings`) sets the workgroup,
+    result location and its encryption; ``athena_workgroup``/``athena_output_location`` override
+    those two fields.
+    """
     if connection.target == "local":
         from offload_assets.local_sql import LocalSqlEngine
 
@@ -86,6 +92,9 @@ def run_query(
     from offload_assets.athena_sql import AthenaSqlEngine
 
     engine = AthenaSqlEngine(
-        athena=connection.client("athena"), workgroup=athena_workgroup, output_location=athena_output_location
+        athena=connection.client("athena"),
+        settings=athena_settings,
+        workgroup=athena_workgroup,
+        output_location=athena_output_location,
     )
     return engine.query(sql, default_database=default_database, timeout_seconds=timeout_seconds)

@@ -34,3 +34,40 @@ def test_quoted_struct_field_names_round_trip():
 def test_unparseable_types_are_reported(bad):
     with pytest.raises(GlueTypeError, match="cannot parse Glue type"):
         glue_to_arrow(bad)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from offload_assets.glue_types import arrow_to_presto
+
+_names = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+_leaves = st.sampled_from([pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool_(), pa.binary(), pa.date32(), pa.decimal128(38, 4), pa.decimal128(20, 0)])
+_types = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.builds(pa.list_, inner),
+        st.lists(st.tuples(_names, inner), min_size=1, max_size=4, unique_by=lambda f: f[0]).map(pa.struct),
+        st.builds(pa.map_, st.just(pa.string()), inner),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_types)
+def test_any_nested_type_round_trips_through_glue(t):
+    assert glue_to_arrow(arrow_to_glue(t)) == t
+
+
+@pytest.mark.parametrize(("arrow", "presto"), [
+    (pa.string(), "varchar"),
+    (pa.int32(), "integer"),
+    (pa.float32(), "real"),
+    (pa.binary(), "varbinary"),
+    (pa.decimal128(38, 2), "decimal(38,2)"),
+    (pa.list_(pa.struct([("Has Space", pa.string()), ("n", pa.int64())])), 'array(row("Has Space" varchar, n bigint))'),
+    (pa.map_(pa.string(), pa.list_(pa.bool_())), "map(varchar, array(boolean))"),
+])
+def test_presto_types_for_view_definitions(arrow, presto):
+    assert arrow_to_presto(arrow) == presto

@@ -87,3 +87,65 @@ def test_missing_table_and_bad_sql_give_clear_errors(published):
         run_query('SELECT * FROM "dynamodb-exports"."nope"', connection=published)
     with pytest.raises(QueryError, match="Binder Error|not found"):
         run_query('SELECT no_such_column FROM "dynamodb-exports"."reviews"', connection=published)
+
+
+def test_case_insensitive_names_catalog_prefix_and_athena_column_names(published):
+    q = run_query(
+        'SELECT "USER", Rating, count(*), rating / 2 AS half FROM awsdatacatalog."DynamoDB-Exports"."Reviews" '
+        "WHERE ddb_export_timestamp = '2026-11-26' GROUP BY 1, 2 ORDER BY 1",
+        connection=published,
+    )
+    assert q.columns == ("user", "rating", "_col2", "half")
+    # Trino divides integers as integers (5 / 2 = 2): the same answer locally.
+    assert q.rows == (("a", 5, 1, 2), ("b", 4, 1, 2))
+
+
+def test_partition_filter_prunes_files(published):
+    """Corrupt the 2026-11-26 file: queries filtered to 2026-11-27 never open it, others fail on it."""
+    fs = published.arrow_filesystem()
+    with fs.open_output_stream(f"{BUCKET}/t/reviews/ddb_export_timestamp=2026-11-26/run-1/part-00000.parquet") as out:
+        out.write(b"this is not parquet")
+    pruned = 'SELECT count(*) FROM "dynamodb-exports"."reviews" WHERE ddb_export_timestamp = \'2026-11-27\''
+    assert run_query(pruned, connection=published).scalar() == 3
+    ranged = 'SELECT count(*) FROM "dynamodb-exports"."reviews" WHERE ddb_export_timestamp > \'2026-11-26\''
+    assert run_query(ranged, connection=published).scalar() == 3
+    with pytest.raises(QueryError, match="Parquet|parquet|magic"):
+        run_query('SELECT count(*) FROM "dynamodb-exports"."reviews"', connection=published)
+
+
+def test_athena_views_are_resolved_and_checked(published):
+    glue = published.client("glue")
+    from offload_assets.catalog import register_view
+
+    by_author = pa.schema([("author", pa.string()), ("reviews", pa.int64()), ("tags", pa.int64())])
+    sql = (
+        "SELECT author, count(*) AS reviews, sum(cardinality(tags)) AS tags FROM reviews "
+        "WHERE ddb_export_timestamp = '2026-11-27' GROUP BY author"
+    )
+    assert register_view(glue, database=DB, name="by_author", sql=sql, schema=by_author) == "created"
+    assert register_view(glue, database=DB, name="by_author", sql=sql, schema=by_author) == "unchanged"
+    q = run_query('SELECT * FROM "dynamodb-exports"."by_author" ORDER BY reviews DESC', connection=published)
+    assert q.rows == (("J.K. Rowling", 2, 1), ("Jane Austen", 1, 2))
+    # A view over a view, joined back to its table.
+    register_view(glue, database=DB, name="top_author", sql="SELECT author FROM by_author WHERE reviews > 1", schema=pa.schema([("author", pa.string())]))
+    q = run_query(
+        'SELECT t.author, count(*) FROM "dynamodb-exports".top_author t JOIN "dynamodb-exports".reviews r ON r.author = t.author GROUP BY 1',
+        connection=published,
+    )
+    assert q.rows == (("J.K. Rowling", 3),)
+    # Athena refuses a view whose stored columns disagree with its query; so does the local engine.
+    register_view(glue, database=DB, name="stale", sql="SELECT user, rating FROM reviews", schema=pa.schema([("user", pa.string())]))
+    with pytest.raises(QueryError, match=r"View 'dynamodb-exports.stale' is stale"):
+        run_query('SELECT * FROM "dynamodb-exports"."stale"', connection=published)
+    register_view(glue, database=DB, name="loop_a", sql="SELECT * FROM loop_b", schema=pa.schema([("x", pa.string())]))
+    register_view(glue, database=DB, name="loop_b", sql="SELECT * FROM loop_a", schema=pa.schema([("x", pa.string())]))
+    with pytest.raises(QueryError, match="View is recursive: dynamodb-exports.loop_a -> dynamodb-exports.loop_b -> dynamodb-exports.loop_a"):
+        run_query('SELECT * FROM "dynamodb-exports"."loop_a"', connection=published)
+    register_view(glue, database=DB, name="dangling", sql="SELECT * FROM gone", schema=pa.schema([("x", pa.string())]))
+    with pytest.raises(QueryError, match="Table not found: dynamodb-exports.gone"):
+        run_query('SELECT * FROM "dynamodb-exports"."dangling"', connection=published)
+
+
+def test_other_catalogs_are_refused(published):
+    with pytest.raises(QueryError, match="catalog 'hive' is not available locally"):
+        run_query('SELECT * FROM hive."dynamodb-exports".reviews', connection=published)
