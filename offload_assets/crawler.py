@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from offload_assets.catalog import ensure_database
 from offload_assets.table_spec import TableSpec
 
 CRAWLER_CONFIGURATION = {
@@ -112,7 +113,7 @@ def _wait_ready(
             except glue.exceptions.CrawlerNotRunningException:
                 stopped = "not running any more"
             raise CrawlerTimeoutError(
-                f"crawler {name!r} still {state} {what} after {timeout_minutes:g} min (crawler_timeout_minutes); it was "
+                f"crawler {name!r} still {state}{what} after {timeout_minutes:g} min (crawler_timeout_minutes); it was "
                 f"{stopped}. The local emulator's crawlers never finish: use catalog_mode: direct locally."
             )
         sleep(poll_seconds)
@@ -130,12 +131,13 @@ def run_crawler(
     timeout_minutes = timeout_minutes if timeout_minutes is not None else spec.crawler_timeout_minutes
     started = time.monotonic()
     deadline = started + timeout_minutes * 60
+    ensure_database(glue, spec.catalog_database)  # a crawler writes into an existing database only
     change = ensure_crawler(glue, spec)
     name = crawler_name(spec)
     state, _ = _state(glue, name)
     if state != "READY":
         # A crawl that started before our snapshot was complete may miss it: let it end, then crawl again.
-        _wait_ready(glue, name, deadline, poll_seconds, sleep, "(a crawl started elsewhere)", timeout_minutes)
+        _wait_ready(glue, name, deadline, poll_seconds, sleep, " (a crawl started elsewhere)", timeout_minutes)
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)  # tolerate a little clock skew
     glue.start_crawler(Name=name)
     last = _wait_ready(glue, name, deadline, poll_seconds, sleep, "", timeout_minutes, since)
