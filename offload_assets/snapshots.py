@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from offload_assets.catalog import (
+    SchemaConflictError,
     get_catalog_table,
     list_partitions,
     merge_table_schema,
@@ -29,11 +30,11 @@ from offload_assets.catalog import (
     register_table,
     sync_partition_columns,
 )
-from offload_assets.crawler import CrawlOutcome, run_crawler
+from offload_assets.crawler import CrawlerFailedError, CrawlerTimeoutError, CrawlOutcome, run_crawler
 from offload_assets.export_layout import ExportManifest, latest_completed_export
 from offload_assets.latest_view import LatestViewOutcome, latest_view_name, publish_latest_view
 from offload_assets.partition_projection import projection_parameters
-from offload_assets.retention import RetentionOutcome, apply_retention, check_retention_admits
+from offload_assets.retention import RetentionOutcome, RetentionRefusedError, apply_retention, check_retention_admits
 from offload_assets.s3_storage import delete_prefix
 from offload_assets.table_spec import TableSpec
 
@@ -165,6 +166,11 @@ def latest_complete_snapshot(s3: Any, spec: TableSpec, partition_key: str) -> Sn
         if manifest is not None:
             return manifest
     return None
+
+
+#: Errors that re-running cannot fix (a schema conflict, retention refusing the date, a crawler
+#: that did not finish): the Dagster skin fails the run without retries.
+PublishRefusedErrors = (SchemaConflictError, RetentionRefusedError, CrawlerTimeoutError, CrawlerFailedError)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from offload_assets.catalog import ORIGINAL_NAME_KEY
 from offload_assets.glue_types import arrow_to_glue
 from offload_assets.resources import DynamoDBResource, GlueResource, OffloadS3Resource
 from offload_assets.exports import ExportRefusedError, export_partition
+from offload_assets.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.scan_export import ScanProgress
-from offload_assets.snapshots import build_snapshot, publish_snapshot
+from offload_assets.snapshots import PublishRefusedErrors, build_snapshot, publish_snapshot
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 EXPORT_POOL = "dynamodb_export"
@@ -128,6 +129,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         partitions_def=partitions,
         group_name=group,
         kinds={"s3", "parquet"},
+        automation_condition=follow_upstream_runs(),
         description=(
             f"Parquet snapshot of `{spec.dynamodb_table}` (type descriptors stripped, {spec.compression}) under "
             f"`{table_uri}{PARTITION_COLUMN}=<date>/`. Written to a run-unique directory; not visible to SQL until "
@@ -144,6 +146,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
             "duration_seconds": round(time.monotonic() - started, 3),
             "export_item_count": snap.extra.get("export_item_count"),
+            "input_bytes": snap.extra.get("input_bytes"), "quarantined_lines": snap.extra.get("quarantined_lines"),
         })
 
     @dg.asset(
@@ -152,19 +155,31 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         partitions_def=partitions,
         group_name=group,
         kinds={"glue"},
+        automation_condition=follow_upstream_runs(),
         description=(
-            f'Glue table `"{spec.catalog_database}"."{spec.catalog_table}"`: the partition is switched to the newest '
-            "complete Parquet snapshot, then older snapshot files of that day are removed. Query it with Athena, or "
-            "locally with `offload-assets query`."
+            f'Glue table `"{spec.catalog_database}"."{spec.catalog_table}"` (one partition per snapshot date) and the Athena '
+            f'view `"{spec.catalog_database}"."{spec.catalog_table}_latest"` (the newest snapshot only: use it to count items). '
+            "The partition is switched to the newest complete Parquet snapshot, then older snapshot files of that day are "
+            f"removed{f'; only the newest {spec.retention_snapshots} snapshots are kept' if spec.retention_snapshots else ''}. "
+            "Query with Athena, or locally with `offload-assets query`."
         ),
     )
     def catalog_table(context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource) -> dg.MaterializeResult:
-        published = publish_snapshot(glue.get_client(), s3.get_client(), spec, context.partition_key)
+        try:
+            published = publish_snapshot(glue.get_client(), s3.get_client(), spec, context.partition_key)
+        except PublishRefusedErrors as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+        view, retention = published.latest_view, published.retention
         return dg.MaterializeResult(metadata={
             "dagster/table_name": f"{spec.catalog_database}.{spec.catalog_table}",
             "dagster/row_count": published.snapshot.rows, "partition_location": published.location,
             "table_change": published.table_change, "partition_change": published.partition_change,
             "removed_snapshots": len(published.removed_run_dirs), "export_id": published.snapshot.export_id,
+            "partitions_resynced": published.partitions_resynced,
+            "latest_view": f"{spec.catalog_database}.{view.name}" if view else None,
+            "latest_view_partition": view.partition if view else None, "latest_view_change": view.change if view else None,
+            "retention_removed": list(retention.removed_partitions) if retention else [],
+            "crawl": dg.MetadataValue.json(published.crawl.__dict__) if published.crawl else None,
         })
 
     job = dg.define_asset_job(
@@ -172,5 +187,8 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         selection=dg.AssetSelection.assets(raw_export, parquet_snapshot, catalog_table),
         description=f"Export, convert and register one daily snapshot of DynamoDB table {spec.dynamodb_table}.",
     )
-    return dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table], jobs=[job])
+    return dg.Definitions.merge(
+        dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table], jobs=[job]),
+        build_table_orchestration(spec, export_key=keys["export"], parquet_key=keys["parquet"], catalog_key=keys["catalog"], partitions=partitions),
+    )
 
