@@ -7,10 +7,10 @@ also estimated from the item sizes and the estimate is used whenever the reporte
 or clearly not a real measurement.
 
 The limiter keeps the consumption of all segments together at or under a rate (read units per
-second). Consumption is booked from the moment a page was requested, so a slow page costs no
-extra pause, and idle time is never banked: the scan cannot burst to "catch up" after a slow
-stretch. Page sizes are kept small enough (``page_limit_for``) that pages in flight stay a small
-share of any 10 s window.
+second). Each page books its expected cost before it is sent and is corrected when it arrives;
+bookings follow each other, so a slow page costs no extra pause, and idle time is never banked:
+the scan cannot burst to "catch up" after a slow stretch. Page sizes are kept small enough
+(``page_limit_for``) that one page's misestimate stays a small share of any 10 s window.
 """
 
 from __future__ import annotations
@@ -124,8 +124,11 @@ class PageCapacity:
 class ReadCapacityLimiter:
     """Holds the combined consumption of every segment at or under ``rate`` read units per second.
 
-    Each page is booked with :meth:`settle` after it arrives, with the time it was requested:
-    the caller then sleeps until the budget has paid for it. Shared by all segment threads.
+    Before a page is requested its expected cost is booked with :meth:`acquire`, which sleeps until
+    the budget reaches that booking: bookings follow each other, so pages are sent spaced by their
+    cost and concurrent segments cannot burst together. When the page arrives, :meth:`settle`
+    books the difference between its real and expected cost. Idle time is never banked. Shared by
+    all segment threads.
     """
 
     def __init__(
@@ -140,27 +143,34 @@ class ReadCapacityLimiter:
         self.rate = rate
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._paid_until = clock()
+        self._booked_until = clock()
         self.waited_seconds = 0.0
 
-    def settle(self, units: float, requested_at: float) -> float:
-        """Book ``units`` consumed by a page requested at ``requested_at``; sleeps, returns the pause."""
-        if not self.rate or units <= 0:
+    def acquire(self, expected_units: float) -> float:
+        """Book a page expected to cost ``expected_units``; sleeps until its turn, returns the pause."""
+        if not self.rate:
             return 0.0
         with self._lock:
-            self._paid_until = max(self._paid_until, requested_at) + units / self.rate
-            wait = self._paid_until - self._clock()
-            if wait > 0:
-                self.waited_seconds += wait
+            now = self._clock()
+            start = max(self._booked_until, now)
+            self._booked_until = start + max(0.0, expected_units) / self.rate
+            wait = start - now
+            self.waited_seconds += wait
         if wait > 0:
             self._sleep(wait)
-            return wait
-        return 0.0
+        return wait
+
+    def settle(self, units: float, expected_units: float) -> None:
+        """Correct the booking of a page that really cost ``units``."""
+        if not self.rate:
+            return
+        with self._lock:
+            self._booked_until += (units - max(0.0, expected_units)) / self.rate
 
     def pause(self, seconds: float) -> None:
         """Push every segment's next request back (after DynamoDB throttled one)."""
         with self._lock:
-            self._paid_until = max(self._paid_until, self._clock()) + seconds
+            self._booked_until = max(self._booked_until, self._clock()) + seconds
 
 
 def page_limit_for(rate: float | None, segments: int, units_per_item: float | None) -> int | None:

@@ -258,6 +258,7 @@ def export_table_scan(
         if cp.exclusive_start_key:
             kwargs["ExclusiveStartKey"] = cp.exclusive_start_key
         units_per_item: float | None = None
+        last_units = 0.5
         last_checkpoint = time.monotonic()
         pending_items, pending_units = 0, 0.0
         try:
@@ -268,7 +269,8 @@ def export_table_scan(
                 limit = page_limit or page_limit_for(budget, segments, units_per_item)
                 if limit:
                     kwargs["Limit"] = limit
-                requested = time.monotonic()
+                expected = max(0.5, units_per_item * limit) if (units_per_item and limit) else last_units
+                limiter.acquire(expected)
                 page = _scan_page(dynamodb, kwargs, limiter, deadline, counters, lock)
                 items = page.get("Items", [])
                 for item in items:
@@ -276,6 +278,8 @@ def export_table_scan(
                 estimated = estimate_read_units(items)
                 reported = (page.get("ConsumedCapacity") or {}).get("CapacityUnits")
                 units = capacity.units(None if reported is None else float(reported), estimated)
+                limiter.settle(units, expected)
+                last_units = units
                 if items:
                     units_per_item = estimated / len(items)
                 pending_items += len(items)
@@ -305,7 +309,6 @@ def export_table_scan(
                 if last_key is None:
                     return cp
                 kwargs["ExclusiveStartKey"] = last_key
-                limiter.settle(units, requested)
         finally:
             writer.discard()
 

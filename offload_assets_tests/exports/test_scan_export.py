@@ -4,6 +4,8 @@ import base64
 import gzip
 import json
 
+import pytest
+
 from offload_assets.demo_data import put_items, create_reviews_table, generate_reviews
 from offload_assets.export_layout import (
     latest_completed_export,
@@ -60,3 +62,27 @@ def test_incomplete_export_is_ignored(aws):
     s3.put_object(Bucket=BUCKET, Key="q/AWSDynamoDB/01700000000000-deadbeef/data/x.json.gz", Body=gzip.compress(b'{"Item":{}}\n'))
     assert list_export_ids(s3, bucket=BUCKET, export_prefix="q") == ["01700000000000-deadbeef"]
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix="q") is None
+
+
+def test_budgeted_scan_stays_under_budget_on_estimated_capacity(aws):
+    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
+    create_reviews_table(ddb, "Budgeted")
+    source = generate_reviews(1200, seed=3)
+    put_items(ddb, "Budgeted", source)
+    ensure_bucket(s3, BUCKET)
+    reports = []
+
+    result = export_table_scan(
+        ddb, s3, table_name="Budgeted", bucket=BUCKET, export_prefix="b/ddb_export_timestamp=2026-11-27",
+        total_segments=3, rate_limit=15.0, on_progress=reports.append,
+    )
+
+    assert result.items == len(source) and result.rate_limit == 15.0
+    # moto reports 1.0 per page whatever the page holds: the run noticed and used estimates.
+    assert result.capacity_source == "estimated" and result.reported_capacity < result.consumed_capacity
+    assert result.estimated_capacity * 0.8 <= result.consumed_capacity <= result.estimated_capacity + 5  # first small pages looked plausible
+    rate = result.consumed_capacity / result.duration_seconds
+    assert rate <= 15.0 * 1.05, f"{rate:.1f} RCU/s against a budget of 15"
+    assert result.duration_seconds >= result.consumed_capacity / 15.0 * 0.9
+    assert reports and reports[-1].items == len(source) and reports[-1].rate_limit == 15.0
+    assert all(r.consumed_capacity <= 15.0 * r.elapsed_seconds + 15.0 for r in reports)  # never more than 1 s ahead
