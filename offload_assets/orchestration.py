@@ -32,9 +32,11 @@ def follow_upstream_runs() -> dg.AutomationCondition:
     Dagster itself stops at a failed blocking check).
     """
     A = dg.AutomationCondition
-    updated_by_a_run = (
-        A.newly_updated() & A.any_new_update_has_run_tags() & ~A.executed_with_root_target()
-    ).with_label("updated_by_another_run")
+    # "Came from a run" is any_new_update_has_run_tags() (with no tag filter, true for any run);
+    # it sees nothing on the tick after an empty event log, where executed_with_tags() (the
+    # asset's latest materialization came from a run) covers the newest update.
+    from_a_run = (A.any_new_update_has_run_tags() | A.executed_with_tags()).with_label("update_came_from_a_run")
+    updated_by_a_run = (A.newly_updated() & from_a_run & ~A.executed_with_root_target()).with_label("updated_by_another_run")
     parents_updated = A.any_deps_match(updated_by_a_run | A.will_be_requested()).with_label("parent_updated_by_a_run")
     parents_checked = A.all_deps_match(
         A.will_be_requested() | A.all_checks_match(A.check_passed(), blocking_only=True)

@@ -1,0 +1,167 @@
+"""Helpers for orchestration tests: table specs, exports dropped into S3 as DynamoDB writes them.
+
+``drop_export`` writes what ExportTableToPointInTime leaves in S3 (gzip ``{"Item": ...}`` data
+files, ``manifest-files.json``, then ``manifest-summary.json`` last), so an export "started
+outside Dagster" can be produced anywhere, complete or half-written, at any export time.
+It is also runnable as a script, so a separate process can drop one (the daemon test).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from offload_assets.demo_data import to_low_level
+from offload_assets.export_layout import ExportDataFile, export_dir_key, md5_base64, utc_iso, write_export_manifests
+from offload_assets.s3_storage import ensure_bucket
+from offload_assets.table_spec import TableSpec, parse_tables
+
+
+def make_spec(**fields: Any) -> TableSpec:
+    entry = {"dynamodb_table": "Reviews", "s3_bucket": "orchestration-test", "partitions_start": "2026-01-01", **fields}
+    return parse_tables({"tables": [entry]}, Path("tables.yaml")).tables[0]
+
+
+def reviews(count: int, *, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"User": f"user-{n:05d}", "Book": f"book-{n % 7}", "Author": "J.K. Rowling" if n % 3 == 0 else "Tolkien", "Rating": n % 5 + 1}
+        for n in range(start, start + count)
+    ]
+
+
+def drop_export(
+    s3: Any,
+    *,
+    bucket: str,
+    prefix: str,
+    items: list[dict[str, Any]],
+    table_name: str = "Reviews",
+    export_time: dt.datetime | None = None,
+    complete: bool = True,
+    export_id: str | None = None,
+    files: int = 1,
+    export_type: str = "FULL_EXPORT",
+) -> str:
+    """Write one export below ``prefix`` (``<prefix>/AWSDynamoDB/<id>/``); returns its id."""
+    ensure_bucket(s3, bucket)
+    export_id = export_id or f"{int(dt.datetime.now().timestamp() * 1000):014d}-{uuid.uuid4().hex[:8]}"
+    export_time = export_time or dt.datetime.now(dt.timezone.utc)
+    base = export_dir_key(prefix, export_id)
+    data_files = []
+    per_file = max(1, -(-len(items) // files))
+    for i in range(files):
+        chunk = items[i * per_file : (i + 1) * per_file]
+        body = gzip.compress(b"".join(json.dumps({"Item": to_low_level(item)}).encode() + b"\n" for item in chunk))
+        key = f"{base}/data/{uuid.uuid4().hex}.json.gz"
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        data_files.append(ExportDataFile(key=key, item_count=len(chunk), md5=md5_base64(body), size_bytes=len(body)))
+    if not complete:
+        return export_id
+    write_export_manifests(
+        s3,
+        bucket=bucket,
+        export_prefix=prefix,
+        export_id=export_id,
+        data_files=data_files,
+        table_arn=f"arn:aws:dynamodb:us-east-1:123456789012:table/{table_name}",
+        export_time=utc_iso(export_time),
+        start_time=utc_iso(export_time),
+        export_arn=f"arn:aws:dynamodb:us-east-1:123456789012:table/{table_name}/export/{export_id}",
+        billed_size_bytes=1234,
+        export_type=export_type,
+    )
+    return export_id
+
+
+if __name__ == "__main__":  # python -m offload_assets_tests.orchestration.conftest ENDPOINT BUCKET PREFIX COUNT [EXPORT_ID]
+    from offload_assets.aws_connection import resolve_connection
+
+    endpoint, bucket, prefix, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    connection = resolve_connection(target="local", endpoint_url=endpoint)
+    print(drop_export(connection.client("s3"), bucket=bucket, prefix=prefix, items=reviews(count),
+                      export_id=sys.argv[5] if len(sys.argv) > 5 else None))
+
+
+# --------------------------------------------------------------------------- Dagster fixtures
+
+import pytest  # noqa: E402
+
+
+class Project:
+    """One configured table on the emulator: its definitions, spec, asset keys and an instance."""
+
+    def __init__(self, tmp_path: Path, emulator, aws, **table_fields: Any) -> None:
+        import dagster as dg
+
+        from offload_assets.definitions import build_definitions
+        from offload_assets.table_assets import asset_keys, partitions_for
+        from offload_assets.table_spec import load_tables_file
+        from offload_assets_tests.conftest import write_tables_file
+
+        entry = {"dynamodb_table": "Reviews", "s3_bucket": "orchestration-test", "sensor_interval_seconds": 5, **table_fields}
+        self.tables_file = write_tables_file(tmp_path / "tables.yaml", entry)
+        self.defs = build_definitions(self.tables_file, target="local", endpoint_url=emulator.endpoint_url)
+        self.spec = load_tables_file(self.tables_file).tables[0]
+        self.keys = asset_keys(self.spec)
+        self.partitions = partitions_for(self.spec)
+        self.today = self.partitions.get_last_partition_key()
+        self.aws = aws
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def seed(self, items: list[dict[str, Any]]) -> None:
+        from offload_assets.demo_data import create_reviews_table, put_items
+
+        ddb = self.aws.client("dynamodb")
+        create_reviews_table(ddb, self.spec.dynamodb_table)
+        put_items(ddb, self.spec.dynamodb_table, items)
+
+    def job(self, suffix: str):
+        return self.defs.resolve_job_def(f"{self.spec.name}_{suffix}")
+
+    def run_selection(self, selection, partition_key: str):
+        """Run any asset/check selection of this table for one partition (what the UI's "Materialize" and "Execute checks" do)."""
+        import dagster as dg
+
+        defs = dg.Definitions.merge(self.defs, dg.Definitions(jobs=[dg.define_asset_job("adhoc", selection=selection)]))
+        return defs.resolve_job_def("adhoc").execute_in_process(partition_key=partition_key, instance=self.instance, raise_on_error=False)
+
+    def tick(self, sensor: str, cursor: str | None = None):
+        import dagster as dg
+
+        context = dg.build_sensor_context(instance=self.instance, cursor=cursor, definitions=self.defs)
+        return self.defs.resolve_sensor_def(f"{self.spec.name}_{sensor}")(context)
+
+    def launch(self, result) -> list:
+        """What the daemon does with a sensor result: store its events, run its run requests."""
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        return [
+            self.job("convert_job").execute_in_process(
+                partition_key=request.partition_key, tags=request.tags, instance=self.instance, raise_on_error=False
+            )
+            for request in result.run_requests or []
+        ]
+
+
+def short_name(key) -> str:
+    return {"s3": key.path[1], "glue": "catalog"}.get(key.path[0], key.to_user_string())
+
+
+def check_results(result) -> dict[str, Any]:
+    """Check name (``asset/check``) -> its evaluation, from an in-process run."""
+    out = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.asset_check_evaluation_data
+            out[f"{short_name(data.asset_key)}/{data.check_name}"] = data
+    return out
+
+
+@pytest.fixture()
+def project(tmp_path, emulator, aws) -> Project:
+    return Project(tmp_path, emulator, aws)

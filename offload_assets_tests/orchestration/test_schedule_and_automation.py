@@ -1,0 +1,107 @@
+"""The nightly schedule requests the right partition; conversion and publishing follow export runs exactly once."""
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from offload_assets_tests.conftest import write_tables_file
+from offload_assets_tests.orchestration.conftest import Project, check_results, reviews, short_name
+
+
+@pytest.mark.parametrize(
+    ("hour", "tz", "tick", "cron", "partition"),
+    [
+        (0, "UTC", "2026-03-10T00:00:00+00:00", "0 0 * * *", "2026-03-10"),
+        (3, "Europe/Paris", "2026-03-10T03:00:00+01:00", "0 3 * * *", "2026-03-10"),
+        (3, "Europe/Paris", "2026-07-01T03:00:00+02:00", "0 3 * * *", "2026-07-01"),  # summer time
+        (23, "America/New_York", "2026-03-10T23:00:00-04:00", "0 23 * * *", "2026-03-10"),
+    ],
+)
+def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick, cron, partition):
+    from offload_assets.definitions import build_definitions
+
+    tables = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "sched-test",
+                                                           "export_hour": hour, "timezone": tz})
+    defs = build_definitions(tables, target="local", endpoint_url="http://127.0.0.1:9")
+    schedule = defs.resolve_schedule_def("reviews_nightly_export")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == (cron, tz)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "reviews_export_job"
+
+    result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=dt.datetime.fromisoformat(tick)))
+    assert [r.partition_key for r in result.run_requests] == [partition]
+    # Partition D is the table as of D at the export hour: the tick's own instant.
+    spec_time = defs.resolve_assets_def(dg.AssetKey(["s3", "dynamodb_export", "reviews"])).partitions_def.time_window_for_partition_key(partition).start
+    assert spec_time == dt.datetime.fromisoformat(tick)
+    # The export job materializes the raw export only; conversion follows by automation.
+    job = defs.resolve_job_def("reviews_export_job")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"s3/dynamodb_export/reviews"}
+
+
+def test_automation_sensor_is_on_and_covers_conversion_and_publishing(project: Project):
+    sensor = project.defs.resolve_sensor_def("reviews_automation")
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    graph = project.defs.resolve_asset_graph()
+    assert sensor.asset_selection.resolve(graph) == {project.keys["parquet"], project.keys["catalog"]}
+    assert graph.get(project.keys["export"]).automation_condition is None  # the schedule drives exports
+    names = {s.name for s in project.defs.sensors}
+    assert "default_automation_condition_sensor" not in names
+
+
+def _requested(project: Project, cursor):
+    result = dg.evaluate_automation_conditions(defs=project.defs, instance=project.instance, cursor=cursor)
+    requested = {short_name(key): sorted(result.get_requested_partitions(key)) for key in (project.keys["parquet"], project.keys["catalog"])}
+    return requested, result.cursor
+
+
+def test_conversion_follows_an_export_run_once_and_never_a_full_run(project: Project, aws):
+    project.seed(reviews(120))
+    _, cursor = _requested(project, None)  # first evaluation: the baseline
+
+    export_run = project.job("export_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    assert export_run.success
+    requested, cursor = _requested(project, cursor)
+    assert requested == {"parquet": [project.today], "catalog": [project.today]}
+
+    # What the automation sensor launches for that request: one run of both assets with their checks.
+    convert = project.job("convert_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    assert convert.success
+    assert all(c.passed for c in check_results(convert).values())
+    requested, cursor = _requested(project, cursor)
+    assert requested == {"parquet": [], "catalog": []}  # done: nothing requested again
+
+    # A run of the whole offload job (UI, demo, backfill) does not trigger a second conversion.
+    full = project.job("offload_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    assert full.success
+    for _ in range(2):
+        requested, cursor = _requested(project, cursor)
+        assert requested == {"parquet": [], "catalog": []}
+
+    # Neither does a raw export recorded by a sensor: the sensor requests that conversion itself.
+    project.instance.report_runless_asset_event(dg.AssetMaterialization(project.keys["export"], partition=project.today))
+    requested, cursor = _requested(project, cursor)
+    assert requested == {"parquet": [], "catalog": []}
+
+
+def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(project: Project, aws):
+    project.seed(reviews(50))
+    _, cursor = _requested(project, None)
+    assert project.job("export_job").execute_in_process(partition_key=project.today, instance=project.instance).success
+    _, cursor = _requested(project, cursor)
+    # The snapshot is materialized on its own (e.g. from the UI) and its row-count check fails:
+    # delete the export's data so the conversion yields fewer rows than the manifest announces.
+    s3 = aws.client("s3")
+    from offload_assets.export_layout import latest_completed_export
+
+    export = latest_completed_export(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today))
+    s3.put_object(Bucket=project.spec.s3_bucket, Key=export.data_files[0].key, Body=b"")
+    parquet_only = project.run_selection(
+        dg.AssetSelection.assets(project.keys["parquet"]).without_checks() | dg.AssetSelection.checks_for_assets(project.keys["parquet"]),
+        project.today,
+    )
+    checks = check_results(parquet_only)
+    assert not checks["parquet/row_count_parity"].passed
+    requested, _ = _requested(project, cursor)
+    assert requested["catalog"] == []  # the catalog does not pick up the failed snapshot
