@@ -52,6 +52,7 @@ class _Session:
 
     def __init__(self) -> None:
         self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")  # Athena's session time zone
         self.registered: set[tuple[str, str]] = set()
         self.schemas: dict[str, dict[str, dict[str, str]]] = {}
         self.files: dict[tuple[str, str], int] = {}

@@ -5,7 +5,8 @@ without the tables' column types, which the local engine has (from the Glue cata
 
 * ``a / b`` on two integers is integer division in Trino (``7 / 2 = 3``) but not in DuckDB:
   with the types known, sqlglot writes it as a truncating integer division;
-* ``cardinality(x)`` is a list length or a map size depending on the type of ``x``;
+* ``cardinality(x)`` is a list length or a map size, ``length(x)`` a string's characters or a
+  binary's bytes, depending on the type of ``x``;
 * ``any_match`` / ``all_match`` / ``none_match`` have no DuckDB function of that name;
 * ``awsdatacatalog."db"."table"``: Athena's catalog name is dropped (one catalog locally);
 * unaliased result columns are named ``_col0``, ``_col1``... as Athena names them.
@@ -74,7 +75,17 @@ def _is_map(node: exp.Expression) -> bool:
     return t is not None and t.is_type(exp.DataType.Type.MAP)
 
 
+_BINARY_TYPES = (exp.DataType.Type.VARBINARY, exp.DataType.Type.BINARY, exp.DataType.Type.BLOB)
+
+
+def _is_binary(node: exp.Expression) -> bool:
+    t = node.type
+    return t is not None and t.is_type(*_BINARY_TYPES)
+
+
 def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Length) and _is_binary(node.this):
+        return exp.Anonymous(this="OCTET_LENGTH", expressions=[node.this])
     if isinstance(node, exp.ArraySize) and _is_map(node.this):
         return exp.Anonymous(this="CARDINALITY", expressions=[node.this])
     if isinstance(node, exp.Anonymous) and str(node.this).upper() in ("ANY_MATCH", "ALL_MATCH", "NONE_MATCH") and len(node.expressions) == 2:
