@@ -97,6 +97,15 @@ class ScanProgress:
             return None
         return left / self.items_per_second
 
+    def describe(self, table_name: str) -> str:
+        """One log line: items, read units and rate against the budget, items/s, ETA."""
+        eta = "unknown" if self.eta_seconds is None else f"{self.eta_seconds / 60:,.1f} min"
+        budget = f" (budget {self.rate_limit:,.1f})" if self.rate_limit else " (no budget)"
+        return (
+            f"{table_name}: {self.items:,}/~{self.estimated_total_items:,} items, {self.consumed_capacity:,.1f} RCU "
+            f"consumed, {self.capacity_per_second:,.1f} RCU/s{budget}, {self.items_per_second:,.0f} items/s, ETA {eta}"
+        )
+
 
 @dataclass(frozen=True)
 class ScanExportResult:

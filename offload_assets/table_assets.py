@@ -110,7 +110,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
 
         def progress(p: ScanProgress) -> None:
             if throttle.ready():
-                context.log.info(f"{spec.dynamodb_table}: {p.items:,}/~{p.estimated_total_items:,} items, {p.consumed_capacity:,.0f} RCU consumed, {p.items / max(p.elapsed_seconds, 1e-3):,.0f} items/s")
+                context.log.info(p.describe(spec.dynamodb_table))
 
         try:
             out = export_partition(spec, context.partition_key, dynamodb=dynamodb.get_client(), s3=s3.get_client(), on_progress=progress)

@@ -15,8 +15,8 @@ import uuid
 import pytest
 
 from offload_assets.demo_data import create_reviews_table, generate_reviews, put_items, to_low_level
-from offload_assets.export_errors import ExportFailedError
-from offload_assets.export_layout import list_export_ids, md5_base64, read_export_manifest, utc_iso
+from offload_assets.export_errors import ExportFailedError, ExportTimeoutError
+from offload_assets.export_layout import latest_completed_export, list_export_ids, md5_base64, read_export_manifest, utc_iso
 from offload_assets.exports import export_partition, incremental_export_prefix
 from offload_assets.incremental_export import apply_incremental_export
 from offload_assets.s3_storage import ensure_bucket
@@ -204,3 +204,20 @@ def test_bad_lines_are_reported_with_file_and_line(aws):
         apply_incremental_export(s3, base=base, incremental=keyless, key_names=("User", "Book"), bucket=BUCKET,
                                  export_prefix="bad/out", export_time=utc_iso(t2), table_arn=None)
     assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="bad/out/").get("Contents")  # nothing written
+
+
+def test_incremental_past_its_timeout_publishes_nothing(aws):
+    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
+    create_reviews_table(ddb, "Reviews")
+    put_items(ddb, "Reviews", generate_reviews(50, seed=2))
+    earliest = enable_pitr(ddb, "Reviews")
+    spec = make_spec(export_method="incremental")
+    p1, p2 = day_after(earliest, 1), day_after(earliest, 2)
+    export_partition(spec, p1, dynamodb=ddb, s3=s3, now=spec.export_time(p1) + dt.timedelta(hours=1), poll_seconds=0.1)
+
+    hasty = make_spec(export_method="incremental", export_timeout_minutes=1e-6)
+    with pytest.raises(ExportTimeoutError, match="incremental export of DynamoDB table 'Reviews', partition .* nothing was published"):
+        export_partition(hasty, p2, dynamodb=ddb, s3=s3, now=spec.export_time(p2) + dt.timedelta(hours=1), poll_seconds=0.1)
+
+    assert latest_completed_export(s3, bucket=BUCKET, export_prefix=spec.export_prefix(p2)) is None
+    assert latest_completed_export(s3, bucket=BUCKET, export_prefix=spec.export_prefix(p1)).item_count == 52
