@@ -198,6 +198,18 @@ def _manifest_of_completed(
     return manifest, "offload_assets"
 
 
+LATEST_RESTORABLE_LAG = dt.timedelta(minutes=5)
+
+
+def _wait_for_recovery_log(instant: dt.datetime, now: dt.datetime | None, deadline: ExportDeadline) -> None:
+    """DynamoDB can export up to about 5 minutes ago: an export asked for right at its time waits that long."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    wait = (instant + LATEST_RESTORABLE_LAG - now).total_seconds()
+    if wait > 0:
+        time.sleep(min(wait, max(0.0, deadline.remaining())))
+        deadline.check(f"It was waiting for point-in-time recovery to reach {utc_iso(instant)}")
+
+
 def _stored_bytes(s3: Any, bucket: str, prefix: str) -> int:
     return sum(o["Size"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", []))
 
@@ -257,16 +269,29 @@ def run_point_in_time_export(
         request.update(ExportType="FULL_EXPORT", ExportTime=export_time)
         nominal_time = utc_iso(export_time)
         token_parts = (table_arn, bucket, export_prefix, "FULL_EXPORT", nominal_time)
-    known_before = set(list_export_ids(s3, bucket=bucket, export_prefix=export_prefix))
-    description = dynamodb.export_table_to_point_in_time(ClientToken=client_token(*token_parts), **request)["ExportDescription"]
-    export_arn = description["ExportArn"]
-    description = _poll(dynamodb, export_arn, deadline, poll_seconds, max_poll_seconds)
-    deadline.check(f"DynamoDB export {export_arn} completed too late")
-    manifest, written_by = _manifest_of_completed(
-        s3, description, bucket=bucket, export_prefix=export_prefix, known_before=known_before,
-        export_time=utc_iso(description["ExportTime"]) if description.get("ExportTime") else nominal_time,
-        start_time=start_time, table_arn=table_arn, export_type=request["ExportType"], extra=extra, put_kwargs=put_kwargs,
-    )
+    _wait_for_recovery_log(max(instants), now, deadline)
+    salt = ""
+    for attempt in (1, 2):
+        known_before = set(list_export_ids(s3, bucket=bucket, export_prefix=export_prefix))
+        requested_at = dt.datetime.now(dt.timezone.utc)
+        token = client_token(*token_parts, salt)
+        description = dynamodb.export_table_to_point_in_time(ClientToken=token, **request)["ExportDescription"]
+        export_arn = description["ExportArn"]
+        # Same token within 8 hours: DynamoDB hands back the export an earlier run started.
+        adopted = _aware(description.get("StartTime")) is not None and _aware(description["StartTime"]) < requested_at - dt.timedelta(seconds=5)
+        try:
+            description = _poll(dynamodb, export_arn, deadline, poll_seconds, max_poll_seconds)
+            deadline.check(f"DynamoDB export {export_arn} completed too late")
+            manifest, written_by = _manifest_of_completed(
+                s3, description, bucket=bucket, export_prefix=export_prefix, known_before=known_before,
+                export_time=utc_iso(description["ExportTime"]) if description.get("ExportTime") else nominal_time,
+                start_time=start_time, table_arn=table_arn, export_type=request["ExportType"], extra=extra, put_kwargs=put_kwargs,
+            )
+            break
+        except ExportFailedError:
+            if not adopted or attempt == 2:
+                raise
+            salt = f"retry-{utc_iso(requested_at)}"  # the earlier run's export failed or its files are gone: a new one
     return PointInTimeExport(
         manifest=manifest,
         export_arn=export_arn,

@@ -125,3 +125,4 @@ def test_timeout_fails_cleanly_and_keeps_the_previous_export(reviews):
     assert found is not None and found.export_id == previous.export_id and found.item_count == len(items)
     summaries = [k for k in list_keys(s3, good.export_prefix(partition) + "/") if k.endswith(MANIFEST_SUMMARY)]
     assert summaries == [f"{good.export_prefix(partition)}/AWSDynamoDB/{previous.export_id}/{MANIFEST_SUMMARY}"]
+
