@@ -109,8 +109,9 @@ def build_snapshot_checks(spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_
                     f"table {spec.dynamodb_table!r}, partition {context.partition_key}: cannot verify keys, DescribeTable "
                     f"failed ({err.response.get('Error', {}).get('Code')}: {err.response.get('Error', {}).get('Message')})"
                 )))
-            present = snapshot_parquet_rows(s3.get_filesystem(), snapshot)
-            return check_result(unique_primary_keys(spec, s3.get_filesystem(), snapshot, attributes, present))
+            filesystem = s3.get_filesystem()
+            present = snapshot_parquet_rows(filesystem, snapshot)
+            return check_result(unique_primary_keys(spec, filesystem, snapshot, attributes, present))
 
         @dg.asset_check(
             asset=parquet_key, name="schema_drift", partitions_def=partitions,

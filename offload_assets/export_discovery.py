@@ -47,7 +47,7 @@ from offload_assets.export_layout import (
     read_export_manifest,
     write_export_manifests,
 )
-from offload_assets.s3_storage import delete_prefix
+from offload_assets.s3_storage import delete_prefix, ensure_bucket
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 CURSOR_VERSION = 1
@@ -375,6 +375,7 @@ def adopt_export(s3: Any, spec: TableSpec, found: FoundExport) -> ExportManifest
     target_prefix = spec.export_prefix(found.partition_key)
     source = found.manifest
     if not (found.in_partition_directory and source.bucket == spec.s3_bucket and source.export_prefix == target_prefix):
+        ensure_bucket(s3, spec.s3_bucket, prefix=spec.export_prefix_root + "/")
         adopted = read_export_manifest(s3, bucket=spec.s3_bucket, export_prefix=target_prefix, export_id=source.export_id)
         if adopted is None:
             adopted = _copy_export(s3, spec, source, target_prefix)

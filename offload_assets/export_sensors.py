@@ -13,7 +13,6 @@ waits for that run to finish.
 
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -173,7 +172,7 @@ def _message_verdict(
     if not notification.recognised or not notification.summaries:
         context.log.warning(f"{spec.dynamodb_table}: message {message.message_id} does not name an export; left on the queue")
         return "release"
-    verdicts: Sequence[str] = []
+    verdicts: list[str] = []
     for bucket, key in notification.summaries:
         summary = summary_object(s3, bucket, key)
         if summary is None:

@@ -133,7 +133,7 @@ class Project:
     def tick(self, sensor: str, cursor: str | None = None):
         import dagster as dg
 
-        context = dg.build_sensor_context(instance=self.instance, cursor=cursor, definitions=self.defs)
+        context = dg.build_sensor_context(instance=self.instance, cursor=cursor, definitions=self.defs, resources=self.defs.resources)
         return self.defs.resolve_sensor_def(f"{self.spec.name}_{sensor}")(context)
 
     def launch(self, result) -> list:
