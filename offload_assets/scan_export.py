@@ -218,11 +218,10 @@ def export_table_scan(
     if isinstance(export_time, dt.datetime):
         export_time = utc_iso(export_time)
     found = None
-    if resume:
+    if resume and export_time:  # without an export time there is no partition to match a dead run to
         found = find_resumable_scan(
-            s3, bucket=bucket, export_prefix=export_prefix, table=table,
-            export_time=export_time or "", total_segments=total_segments,
-        ) if export_time else None
+            s3, bucket=bucket, export_prefix=export_prefix, table=table, export_time=export_time, total_segments=total_segments,
+        )
         if found is not None:
             lease = checkpoint_seconds + 60 if resume_lease_seconds is None else resume_lease_seconds
             found = _await_dead_run(s3, bucket, export_prefix, found, lease, table_name)

@@ -4,8 +4,6 @@ import base64
 import gzip
 import json
 
-import pytest
-
 from offload_assets.demo_data import put_items, create_reviews_table, generate_reviews
 from offload_assets.export_layout import (
     latest_completed_export,
