@@ -69,8 +69,12 @@ def check_scan_partition(spec: TableSpec, partition_key: str, now: dt.datetime |
 
 
 def incremental_export_prefix(spec: TableSpec, partition_key: str) -> str:
-    """Where DynamoDB's incremental export of the day leading to ``partition_key`` is written (kept for audit)."""
-    return f"{spec.s3_prefix}/exports_incremental/{spec.catalog_table}/{PARTITION_COLUMN}={partition_key}"
+    """Where DynamoDB's incremental export of the day leading to ``partition_key`` is written (kept for audit).
+
+    Inside the table's export root (so the export permissions cover it) but not a partition directory:
+    export discovery skips it, as it skips every non-FULL_EXPORT.
+    """
+    return f"{spec.export_prefix_root}/_incremental/{PARTITION_COLUMN}={partition_key}"
 
 
 def previous_partition_key(partition_key: str) -> str:
