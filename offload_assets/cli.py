@@ -218,7 +218,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_export_run(args: argparse.Namespace) -> int:
     from offload_assets.exports import export_partition
-    from offload_assets.progress import ExportProgressBar
+    from offload_assets.progress import ExportProgressBar, WorkSpinner
 
     (spec,) = _select_tables(_load_tables(args.tables), [args.table])
     partition = args.partition or current_partition_key(spec)
@@ -227,8 +227,14 @@ def cmd_export_run(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--partition {partition!r}: expected a date, YYYY-MM-DD") from None
     connection = resolve_connection()
-    with ExportProgressBar(spec.dynamodb_table) as bar:
-        out = export_partition(spec, partition, dynamodb=connection.client("dynamodb"), s3=connection.client("s3"), on_progress=bar)
+    clients = {"dynamodb": connection.client("dynamodb"), "s3": connection.client("s3")}
+    if spec.export_method == "scan":
+        with ExportProgressBar(spec.dynamodb_table) as bar:
+            out = export_partition(spec, partition, on_progress=bar, **clients)
+    else:  # DynamoDB exports on its side and reports no progress: show that it is waiting
+        with WorkSpinner(f"{spec.export_method} export of {spec.dynamodb_table}: waiting for DynamoDB's export to S3",
+                         console=_console(stderr=True)):
+            out = export_partition(spec, partition, **clients)
     m = out.manifest
     summary = {
         "table": spec.dynamodb_table, "partition": partition, "export_id": m.export_id, "method": out.method,

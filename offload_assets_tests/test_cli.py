@@ -243,3 +243,14 @@ def test_convert_refuses_an_input_holding_two_exports(capsys, tmp_path):
         (f.parent.parent / "manifest-summary.json").write_text("{}")
     code, _, err = run_cli(capsys, "convert", "--input", str(tmp_path / "p"), "--output", str(tmp_path / "out"))
     assert code == EXIT_USAGE and "holds 2 complete exports" in err and "01-aaa" in err and "02-bbb" in err
+
+
+def test_native_export_without_pitr_is_refused_and_status_says_why(capsys, cli_env, tmp_path):
+    seed_reviews(cli_env.client("dynamodb"), count=5)
+    native = write_tables_file(tmp_path / "native.yaml", {"dynamodb_table": "Reviews", "export_method": "native"},
+                               defaults={"s3_bucket": TEST_BUCKET})
+    code, out, err = run_cli(capsys, "export", "run", "Reviews", "--tables", str(native))
+    assert (code, out) == (EXIT_FAILED, "")
+    assert "point-in-time recovery DISABLED" in err and "update-continuous-backups" in err
+    code, out, _ = run_cli(capsys, "export", "status", "--tables", str(native))
+    assert code == EXIT_OK and "note: point-in-time recovery is DISABLED on Reviews" in out
