@@ -9,6 +9,10 @@ item sizes (DynamoDB's 4 KB units, halved for eventually consistent reads), as t
     python benchmarks/scan_benchmark.py --items 6000 --pad-bytes 3000 --budget 40 --segments 4
 
 Exit status 1 when the acceptance bounds fail: average 80-100% of budget, no 10 s window above 110%.
+
+moto serves one page at a time and each page costs ~0.1 s on a 6,000-item table whatever its size,
+so with the limiter's small pages it tops out near 50 RCU/s: budgets above that measure the
+emulator, not the limiter (the run is then below budget, never above).
 """
 
 from __future__ import annotations
