@@ -70,6 +70,12 @@ DAGSTER_YAML = """# Dagster instance of offload_assets' local mode (runs, materi
 # Telemetry is off: the embedded default never talks to anything but loopback.
 telemetry:
   enabled: false
+# Every raw export asset is in pool "dynamodb_export": at most two exports run at a time,
+# so a multi-day backfill queues its exports instead of starting them all at once.
+concurrency:
+  pools:
+    default_limit: 2
+    granularity: op
 """
 
 
