@@ -81,16 +81,40 @@ class LocalSqlEngine:
         partitions: list[pc.Expression] = []
         if meta.partition_keys:
             key = meta.partition_keys[0]
-            for value, location in self._partition_locations(meta).items():
-                for path in self._parquet_files(location):
-                    paths.append(path)
-                    partitions.append(pc.field(key) == pa.scalar(value))
+            for value, files in self._files_by_partition(meta).items():
+                paths.extend(files)
+                partitions.extend([pc.field(key) == pa.scalar(value)] * len(files))
         else:
             paths = self._parquet_files(meta.location)
             partitions = [pc.scalar(True)] * len(paths)
         return ds.FileSystemDataset.from_paths(
             paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=self.filesystem, partitions=partitions
         )
+
+    def _files_by_partition(self, meta: CatalogTable) -> dict[str, list[str]]:
+        """Parquet files of each partition. Partitions below the table's location are found with one
+        listing of that location (a few LIST calls for hundreds of snapshots), others one by one."""
+        locations = {value: _strip_scheme(loc) + "/" for value, loc in self._partition_locations(meta).items()}
+        root = _strip_scheme(meta.location) + "/"
+        inside = {v: loc for v, loc in locations.items() if root != "/" and loc.startswith(root)}
+        out: dict[str, list[str]] = {v: self._parquet_files(loc) for v, loc in locations.items() if v not in inside}
+        if inside:
+            by_location = {loc: v for v, loc in inside.items()}
+            for v in inside:
+                out[v] = []
+            for path in self._parquet_files(root):
+                # A path belongs to the partition whose location is its nearest enclosing directory.
+                directory = path
+                while "/" in directory:
+                    directory = directory.rsplit("/", 1)[0]
+                    value = by_location.get(directory + "/")
+                    if value is not None:
+                        if not any(part.startswith(("_", ".")) for part in path[len(directory) + 1:].split("/")):
+                            out[value].append(path)
+                        break
+                    if len(directory) < len(root):
+                        break
+        return dict(sorted(out.items()))
 
     def _partition_locations(self, meta: CatalogTable) -> dict[str, str]:
         where = f"table {meta.database}.{meta.name}"
