@@ -28,7 +28,7 @@ from offload_assets_tests.ui.dagster_ui import DagsterDev, read_asset_graph, sta
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 500  # generated reviews besides the blog's two
-RUN_TIMEOUT = 240.0  # three steps at ~6 s of process start each, plus the run queue, on 2 busy cores
+RUN_TIMEOUT = 300.0  # three assets and their checks, each step a process (~6 s to start on 2 idle cores), plus the run queue
 
 
 def screenshots_dir() -> Path:
@@ -90,7 +90,13 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
     ui, spec = ui_project, ui_project.spec
     shots = screenshots_dir()
     driver = start_chromium(tmp_path / "chromium-profile")
-    step = "start"
+    step, timings, started = "start", {}, time.monotonic()
+
+    def phase(name: str) -> None:  # seconds spent per phase, printed at the end (pytest -s shows them)
+        nonlocal step, started
+        timings[step] = round(time.monotonic() - started, 1)
+        step, started = name, time.monotonic()
+
     try:
         def body() -> str:
             return driver.find_element(By.TAG_NAME, "body").text
@@ -104,7 +110,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
             return (nodes, edges) if len(nodes) >= 4 and not any("Loading" in n.text for n in nodes) and len(edges) >= 3 else None
 
         # 1. The asset group's graph draws the table's lineage.
-        step = "asset graph"
+        phase("asset graph")
         group_url = f"{ui.dev.url}/locations/offload_assets/asset-groups/{spec.name}"
         driver.get(group_url)
         nodes, edges = wait_until("the asset graph of group 'reviews'", graph_loaded, timeout=120)
@@ -116,7 +122,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         assert set(zip(chain, chain[1:])) <= edges, f"edges drawn: {sorted(edges)}"
 
         # 2. Materialize all -> Latest partition (today's) -> Launch 1 run.
-        step = "launch dialog"
+        phase("launch dialog")
         driver.find_element(By.XPATH, "//button[contains(normalize-space(), 'Materialize all')]").click()
         dialog = wait_until("the launch dialog", lambda: driver.find_element(By.CSS_SELECTOR, "[role=dialog]"), timeout=30)
         wait_until("the partition selector", lambda: dialog.find_element(By.XPATH, ".//button[normalize-space()='Latest']"), timeout=30).click()
@@ -128,7 +134,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         launch = wait_until("the 'Launch 1 run' button", lambda: dialog.find_element(By.XPATH, ".//button[normalize-space()='Launch 1 run']"), timeout=20)
         driver.save_screenshot(str(shots / "materialize-dialog.png"))
         launch.click()
-        step = "run launched"
+        phase("run launched")
         toast = wait_until(
             "the 'Launched run' notice",
             lambda: driver.find_element(By.XPATH, "//a[normalize-space()='View'][contains(@href, '/runs/')]"),
@@ -137,7 +143,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         run_url = toast.get_attribute("href")
 
         # 3. The run page follows the run to success.
-        step = "run"
+        phase("run")
         driver.get(run_url)
 
         def run_status():
@@ -153,7 +159,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         assert f"partition: {ui.partition}" in body()
 
         # 4. The Parquet asset shows its row count and column schema.
-        step = "parquet asset"
+        phase("parquet asset")
         driver.get(f"{ui.dev.url}/assets/s3/parquet/{spec.name}")
 
         def row_count():
@@ -175,7 +181,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         assert re.search(r"Downstream assets\nglue / dynamodb_exports / reviews", text), text
 
         # 5. The graph after the run, for the README; and SQL sees what the UI reported.
-        step = "graph after run"
+        phase("graph after run")
         driver.get(group_url)
         wait_until("the graph after the run", lambda: graph_loaded() and "Materializing" not in body(), timeout=60)
         time.sleep(1.0)
@@ -185,9 +191,11 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
             connection=ui.connection,
         ).scalar()
         assert answer == ui.items
+        phase("done")
+        print(f"dagster UI test phases (s): {timings}")
     except BaseException as err:
         failure = tmp_path / f"failure-{step.replace(' ', '-')}.png"
         driver.save_screenshot(str(failure))
-        raise AssertionError(f"{err}\n(step: {step}; screenshot {failure}; dagster dev log tail:)\n{tail(ui.dev.log_path)}") from err
+        raise AssertionError(f"{err}\n(step: {step}; phases so far (s): {timings}; screenshot {failure}; dagster dev log tail:)\n{tail(ui.dev.log_path)}") from err
     finally:
         driver.quit()
