@@ -45,4 +45,9 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
     if answer != expected:
         console.print(f"[red]expected {expected}: the offloaded data does not match the table[/red]")
         return 1
+    console.print(
+        "next: [bold]offload-assets dev[/bold] (the Dagster UI, this run included), "
+        "[bold]offload-assets query[/bold] \"SELECT ...\" (your own SQL), "
+        "[bold]offload-assets export status[/bold] (what is exported and published)"
+    )
     return 0
