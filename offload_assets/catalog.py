@@ -60,6 +60,7 @@ class CatalogTable:
     schema: pa.Schema  # data columns, without the partition column
     partition_keys: tuple[str, ...]
     parameters: dict[str, str]
+    version_id: str | None = None  # Glue's table version, for optimistic concurrency
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def get_catalog_table(glue: Any, database: str, table: str) -> CatalogTable | No
         schema=_schema_of(database, table, t),
         partition_keys=tuple(k["Name"] for k in t.get("PartitionKeys", [])),
         parameters=dict(t.get("Parameters", {})),
+        version_id=t.get("VersionId"),
     )
 
 
@@ -252,11 +254,14 @@ def register_table(
     schema: pa.Schema,
     parameters: dict[str, str] | None = None,
     description: str | None = None,
+    expected_version: str | None = None,
 ) -> str:
     """Create or update the catalog table; returns ``"created"``, ``"updated"`` or ``"unchanged"``.
 
     ``parameters`` replace the project's own parameters (``offload_assets.*``, ``projection.*``,
     ``storage.location.template``); parameters someone else set on the table are kept.
+    ``expected_version``: update only if the table is still at that Glue version (AWS raises
+    ``ConcurrentModificationException`` otherwise; the caller re-reads and merges again).
     """
     ensure_database(glue, database)
     columns = _columns(schema)
@@ -298,7 +303,8 @@ def register_table(
     if description is None and current.get("Description"):
         table_input["Description"] = current["Description"]
     # Facts-only changes do not archive a version: versions then record schema changes only.
-    glue.update_table(DatabaseName=database, TableInput=table_input, SkipArchive=structure_same)
+    version = {"VersionId": expected_version} if expected_version else {}
+    glue.update_table(DatabaseName=database, TableInput=table_input, SkipArchive=structure_same, **version)
     return "updated"
 
 

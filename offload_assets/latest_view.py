@@ -64,6 +64,22 @@ def view_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([*fields, pa.field(PARTITION_COLUMN, pa.string())])
 
 
+def _shown_partition(glue: Any, database: str, name: str) -> str | None:
+    try:
+        view = glue.get_table(DatabaseName=database, Name=name)["Table"]
+    except glue.exceptions.EntityNotFoundException:
+        return None
+    return view.get("Parameters", {}).get("offload_assets.latest_partition")
+
+
+def _partition_exists(glue: Any, database: str, table: str, value: str) -> bool:
+    try:
+        glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=[value])
+        return True
+    except glue.exceptions.EntityNotFoundException:
+        return False
+
+
 def publish_latest_view(
     glue: Any, *, database: str, table: str, schema: pa.Schema, partition_values: list[str], source_table: str
 ) -> LatestViewOutcome:
@@ -72,6 +88,11 @@ def publish_latest_view(
     if not partition_values:
         return LatestViewOutcome(name, None, "deleted" if delete_table(glue, database=database, name=name) else "absent")
     newest = max(partition_values)
+    # Two publishers racing (a backfill): never move the view back to an older snapshot than the
+    # one it shows, as long as that one is still registered.
+    shown = _shown_partition(glue, database, name)
+    if shown and shown > newest and _partition_exists(glue, database, table, shown):
+        newest = shown
     change = register_view(
         glue,
         database=database,

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from offload_assets.catalog import (
+    CatalogTable,
     SchemaConflictError,
     get_catalog_table,
     list_partitions,
@@ -36,6 +37,7 @@ from offload_assets.latest_view import LatestViewOutcome, latest_view_name, publ
 from offload_assets.partition_projection import projection_parameters
 from offload_assets.retention import RetentionOutcome, RetentionRefusedError, apply_retention, check_retention_admits
 from offload_assets.s3_storage import delete_prefix
+from offload_assets.s3_writes import encrypted_output_filesystem, enforce_s3_settings, s3_put_kwargs
 from offload_assets.table_spec import TableSpec
 
 SNAPSHOT_MANIFEST = "_snapshot.json"
@@ -168,6 +170,7 @@ def latest_complete_snapshot(s3: Any, spec: TableSpec, partition_key: str) -> Sn
     return None
 
 
+_PUBLISH_ATTEMPTS = 5
 #: Errors that re-running cannot fix (a schema conflict, retention refusing the date, a crawler
 #: that did not finish): the Dagster skin fails the run without retries.
 PublishRefusedErrors = (SchemaConflictError, RetentionRefusedError, CrawlerTimeoutError, CrawlerFailedError)
@@ -250,6 +253,7 @@ def publish_snapshot(
     partition; delete older runs of that day; apply retention; point ``<table>_latest`` at the
     newest snapshot. Every step writes only what changed, so re-publishing changes nothing.
     """
+    s3 = enforce_s3_settings(s3, spec)
     snapshot = latest_complete_snapshot(s3, spec, partition_key)
     if snapshot is None:
         raise MissingSnapshotError(
@@ -260,21 +264,7 @@ def publish_snapshot(
     if spec.catalog_mode == "crawler":
         return _publish_with_crawler(glue, s3, spec, partition_key, snapshot, crawler_poll_seconds)
     db, name = spec.catalog_database, spec.catalog_table
-    current = get_catalog_table(glue, db, name)
-    registered = [p.value for p in list_partitions(glue, database=db, table=name)] if current else []
-    check_retention_admits(spec, partition_key, registered)
-    schema = merge_table_schema(
-        current.schema if current else None, snapshot.schema, where=f"table {db}.{name}, partition {partition_key}"
-    )
-    table_change = register_table(
-        glue,
-        database=db,
-        table=name,
-        location=f"s3://{spec.s3_bucket}/{spec.parquet_root}/",
-        schema=schema,
-        parameters={**table_facts(spec, snapshot, partition_key, current.parameters if current else {}), **(table_parameters or {})},
-        description=f"Daily snapshots of DynamoDB table {spec.dynamodb_table}, offloaded by offload_assets",
-    )
+    table_change, current, schema = _register_table_for(glue, spec, partition_key, snapshot, table_parameters)
     resynced = 0
     if current is not None and [(f.name, f.type) for f in current.schema] != [(f.name, f.type) for f in schema]:
         resynced = sync_partition_columns(glue, database=db, table=name, schema=schema)
@@ -290,6 +280,45 @@ def publish_snapshot(
         glue, database=db, table=name, schema=schema, partition_values=values, source_table=spec.dynamodb_table
     )
     return PublishResult(snapshot, table_change, partition_change, tuple(removed), location, resynced, view, retention)
+
+
+def _register_table_for(
+    glue: Any, spec: TableSpec, partition_key: str, snapshot: SnapshotManifest, table_parameters: dict[str, str] | None
+) -> tuple[str, CatalogTable | None, pa.Schema]:
+    """Merge the snapshot into the table schema and write it, safe against concurrent publishers.
+
+    Two partitions published at once (a backfill) may each add columns. Each update names the
+    table version it merged from (AWS refuses a stale one), and afterwards the table is read back:
+    if another publisher's write dropped this snapshot's columns, the merge is redone.
+    """
+    db, name = spec.catalog_database, spec.catalog_table
+    for _ in range(_PUBLISH_ATTEMPTS):
+        current = get_catalog_table(glue, db, name)
+        registered = [p.value for p in list_partitions(glue, database=db, table=name)] if current else []
+        check_retention_admits(spec, partition_key, registered)
+        schema = merge_table_schema(
+            current.schema if current else None, snapshot.schema, where=f"table {db}.{name}, partition {partition_key}"
+        )
+        try:
+            change = register_table(
+                glue,
+                database=db,
+                table=name,
+                location=f"s3://{spec.s3_bucket}/{spec.parquet_root}/",
+                schema=schema,
+                parameters={**table_facts(spec, snapshot, partition_key, current.parameters if current else {}), **(table_parameters or {})},
+                description=f"Daily snapshots of DynamoDB table {spec.dynamodb_table}, offloaded by offload_assets",
+                expected_version=current.version_id if current else None,
+            )
+        except (glue.exceptions.ConcurrentModificationException, glue.exceptions.AlreadyExistsException):
+            continue
+        written = get_catalog_table(glue, db, name)
+        if written is not None and merge_table_schema(written.schema, snapshot.schema, where=name).names == written.schema.names:
+            return change, current, written.schema
+    raise RuntimeError(
+        f"table {db}.{name}, partition {partition_key}: the Glue table kept changing while publishing "
+        f"({_PUBLISH_ATTEMPTS} attempts); re-run the catalog step"
+    )
 
 
 def _publish_with_crawler(
@@ -325,9 +354,14 @@ def build_snapshot(
     """Convert the partition's newest complete export into a new, unpublished run directory.
 
     The catalog table's current schema goes into the converter, so existing columns keep
-    their types and the new snapshot never disagrees with the table.
+    their types and the new snapshot never disagrees with the table. Parquet files are uploaded
+    through boto3 with the table's encryption settings (pyarrow's S3 writer cannot send them).
     """
     from offload_assets.conversion import ConversionOptions, convert_export_to_parquet
+
+    s3 = enforce_s3_settings(s3, spec)
+    put_kwargs = {**s3_put_kwargs(spec), **(put_kwargs or {})}
+    output_filesystem = encrypted_output_filesystem(s3, filesystem, put_kwargs)
 
     export = find_export_for_partition(s3, spec, partition_key)
     current = get_catalog_table(glue, spec.catalog_database, spec.catalog_table)
@@ -336,7 +370,7 @@ def build_snapshot(
         [f"{spec.s3_bucket}/{f.key}" for f in export.data_files],
         filesystem,
         f"{spec.s3_bucket}/{run_dir}",
-        filesystem,
+        output_filesystem,
         table_name=spec.dynamodb_table,
         existing_schema=current.schema if current else None,
         options=ConversionOptions(compression=spec.compression),

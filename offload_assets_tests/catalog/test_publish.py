@@ -180,3 +180,21 @@ def test_projection_parameters_and_what_athena_would_read(aws):
     assert not any(k.startswith(("projection.", "storage.location")) for k in get_catalog_table(glue, DB, "reviews").parameters)
     assert _count(aws, 'SELECT count(*) FROM "dynamodb-exports"."reviews"') == 4
     assert len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))) == 1
+
+
+def test_latest_view_never_moves_back_while_its_snapshot_exists(aws, spec):
+    """A publisher that listed partitions before a newer one was registered must not roll the view back."""
+    from offload_assets.catalog import delete_partitions
+    from offload_assets.latest_view import publish_latest_view
+
+    glue, s3 = aws.client("glue"), aws.client("s3")
+    for day in ("2026-11-25", "2026-11-26"):
+        write_snapshot(aws, spec, day, _rows(3, 1), V1)
+        publish_snapshot(glue, s3, spec, day)
+    stale = publish_latest_view(glue, database=DB, table="reviews", schema=V1, partition_values=["2026-11-25"], source_table="Reviews")
+    assert (stale.partition, stale.change) == ("2026-11-26", "unchanged")
+    delete_partitions(glue, database=DB, table="reviews", values=["2026-11-26"])
+    moved = publish_latest_view(glue, database=DB, table="reviews", schema=V1, partition_values=["2026-11-25"], source_table="Reviews")
+    assert (moved.partition, moved.change) == ("2026-11-25", "updated")
+    gone = publish_latest_view(glue, database=DB, table="reviews", schema=V1, partition_values=[], source_table="Reviews")
+    assert gone.change == "deleted" and "reviews_latest" not in [t["Name"] for t in glue.get_tables(DatabaseName=DB)["TableList"]]
