@@ -73,6 +73,14 @@ class _TableEntry(BaseModel):
     freshness_hours: float = Field(
         30, gt=0, description="The newest published partition may be this many hours old (since its export time) before its freshness check fails."
     )
+    engine: Literal["local", "glue"] = Field(
+        "local", description="Where the export is converted to Parquet: 'local' (in process) or 'glue' (a PySpark job on AWS Glue via Dagster Pipes)."
+    )
+    glue_job_name: str | None = Field(None, description="Glue job running the conversion (engine: glue); default offload-assets-convert-<table>.")
+    glue_role_arn: str | None = Field(None, description="IAM role the Glue job runs as; when set, the project creates/updates the job.")
+    glue_version: str = Field("5.0", description="Glue version of the job (Spark 3.5, Python 3.11 on 5.0).")
+    glue_worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
+    glue_workers: int = Field(2, ge=2, le=1000, description="Glue workers (DPUs for G.1X) of the conversion job.")
 
     @field_validator("external_export_prefixes")
     @classmethod
@@ -171,6 +179,12 @@ class TableSpec:
     notification_queue_url: str | None = None
     sensor_interval_seconds: int = 60
     freshness_hours: float = 30.0
+    engine: str = "local"
+    glue_job_name: str | None = None
+    glue_role_arn: str | None = None
+    glue_version: str = "5.0"
+    glue_worker_type: str = "G.1X"
+    glue_workers: int = 2
 
     @property
     def name(self) -> str:
