@@ -105,3 +105,17 @@ def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(proj
     assert not checks["parquet/row_count_parity"].passed
     requested, _ = _requested(project, cursor)
     assert requested["catalog"] == []  # the catalog does not pick up the failed snapshot
+
+
+def test_exports_share_a_pool_the_local_instance_limits(project: Project, tmp_path):
+    from offload_assets.cli import prepare_dagster_home
+
+    assert project.defs.resolve_assets_def(project.keys["export"]).node_def.pool == "dynamodb_export"
+    home = prepare_dagster_home(tmp_path / "home")
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.default_pool_limit, pools.pool_granularity.value) == (2, "op")
+        assert instance.telemetry_enabled is False
+    finally:
+        instance.dispose()
