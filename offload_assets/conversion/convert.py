@@ -64,14 +64,11 @@ def convert_export_to_parquet(
         else:
             from . import duckdb_engine
 
-            plan, batches, counts_ref = duckdb_engine.convert(
-                input_files, input_filesystem, table_name, existing_schema, options, bad_lines
+            plan, written, rescued_counts = duckdb_engine.convert(
+                input_files, input_filesystem, output_dir, output_filesystem, table_name,
+                existing_schema, options, bad_lines,
             )
-            writer = ParquetPartsWriter(output_filesystem, output_dir, plan.schema, options)
-            for batch in batches:
-                writer.write(batch)
-            rescued_counts = counts_ref()
-        files = tuple(writer.close())
+        files = tuple(writer.close()) if options.engine == "python" else tuple(written)
         quarantine_files = bad_lines.publish(output_filesystem, output_dir)
         _remove_stale(output_filesystem, output_dir, {f.path for f in files} | set(quarantine_files))
     except BaseException:

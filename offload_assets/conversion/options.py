@@ -39,7 +39,7 @@ class ConversionOptions:
     """``"fail"``: raise :class:`ExportLineError`; ``"quarantine"``: write bad lines aside."""
     input_format: str = "auto"
     """``"auto"``, ``"native"`` (``{"Item": ...}``) or ``"data_pipeline"``; detected per file."""
-    engine: str = "python"
+    engine: str = "duckdb"
     """``"duckdb"`` (vectorised, default) or ``"python"`` (per item; reference implementation)."""
     threads: int | None = None
     """Threads DuckDB may use (``None``: every core)."""

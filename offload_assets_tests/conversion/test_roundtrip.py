@@ -47,11 +47,21 @@ def test_python_engine_round_trip_equals_boto3_view(batch, data_pipeline, gzippe
     assert canonical(rows) == canonical([boto3_view(i) for i in batch])
 
 
-@given(st.lists(items, min_size=1, max_size=8), st.lists(items, min_size=1, max_size=8))
+@given(st.lists(items, min_size=1, max_size=12), st.booleans())
+def test_duckdb_engine_round_trip_equals_boto3_view_and_reference(batch, gzipped):
+    result, rows = roundtrip(batch, engine="duckdb", gzipped=gzipped)
+    assert canonical(rows) == canonical([boto3_view(i) for i in batch])
+    reference, _ = roundtrip(batch, engine="python", gzipped=gzipped)
+    assert result.schema == reference.schema
+    assert result.rescued_counts == reference.rescued_counts
+
+
+@given(st.lists(items, min_size=1, max_size=8), st.lists(items, min_size=1, max_size=8),
+       st.sampled_from(["python", "duckdb"]))
 @settings(max_examples=50)
-def test_second_partition_keeps_first_schema_and_values(first, second):
-    r1, _ = roundtrip(first, engine="python")
-    r2, rows = roundtrip(second, engine="python", existing_schema=r1.schema)
+def test_second_partition_keeps_first_schema_and_values(first, second, engine):
+    r1, _ = roundtrip(first, engine=engine)
+    r2, rows = roundtrip(second, engine=engine, existing_schema=r1.schema)
     assert r2.schema.names[: len(r1.schema)] == r1.schema.names
     assert [f.type for f in r2.schema][: len(r1.schema)] == [f.type for f in r1.schema]
     assert canonical(rows) == canonical([boto3_view(i) for i in second])

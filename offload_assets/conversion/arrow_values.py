@@ -1,0 +1,88 @@
+"""Vectorised (Arrow compute) helpers: DynamoDB number shapes, base64, per-row list checks."""
+
+from __future__ import annotations
+
+import binascii
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .value_stats import INT64_MAX, INT64_MIN
+
+CANONICAL_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
+
+
+def number_codes(arr: pa.Array) -> pa.Array:
+    """Shape code per value: ``((int_digits * 512) + frac_digits) * 2 + fits_int64`` (int64);
+    ``-1`` when the text is not in DynamoDB's canonical form (no exponent, sign only ``-``, no
+    leading or trailing zeros: DynamoDB trims them); null for null. Agrees with
+    :func:`value_stats.number_shape` on canonical text.
+    """
+    if len(arr) == 0:
+        return pa.array([], pa.int64())
+    canonical = pc.match_substring_regex(arr, CANONICAL_NUMBER)
+    length = pc.binary_length(arr).cast(pa.int64())
+    dot = pc.find_substring(arr, ".").cast(pa.int64())
+    neg = pc.starts_with(arr, "-").cast(pa.int64())
+    has_dot = pc.greater_equal(dot, 0)
+    zero_int = pc.or_(pc.starts_with(arr, "0"), pc.starts_with(arr, "-0"))
+    int_digits = pc.if_else(zero_int, 0, pc.subtract(pc.if_else(has_dot, dot, length), neg))
+    frac_digits = pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)
+    fits = pc.and_(pc.invert(has_dot), pc.less(int_digits, 19))
+    code = pc.add(
+        pc.multiply(pc.add(pc.multiply(int_digits, 512), frac_digits), 2), fits.cast(pa.int64())
+    )
+    edge = pc.and_(pc.and_(canonical, pc.invert(has_dot)), pc.equal(int_digits, 19))
+    if pc.any(edge).as_py():  # 19-digit integers: compare exactly (rare)
+        idx = pc.indices_nonzero(edge).to_pylist()
+        values = arr.take(idx).to_pylist()
+        fixed = [(19 * 512) * 2 + int(INT64_MIN <= int(v) <= INT64_MAX) for v in values]
+        code = pc.replace_with_mask(code, pc.fill_null(edge, False), pa.array(fixed, pa.int64()))
+    return pc.if_else(canonical, code, -1)
+
+
+def base64_decode(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """``(binary values, valid)``: decoded strict, padded base64; invalid values become null and
+    ``valid`` false (nulls stay null and valid)."""
+    out, ok = [], []
+    for text in arr.to_pylist():
+        if text is None:
+            out.append(None)
+            ok.append(True)
+            continue
+        try:
+            out.append(binascii.a2b_base64(text, strict_mode=True))
+            ok.append(True)
+        except (binascii.Error, ValueError):
+            out.append(None)
+            ok.append(False)
+    return pa.array(out, pa.binary()), pa.array(ok, pa.bool_())
+
+
+def list_parts(arr: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """``(offsets from 0, elements, parent row of each element)`` of a (sliced) list array."""
+    offsets = arr.offsets
+    first = offsets[0].as_py()
+    last = offsets[len(offsets) - 1].as_py()
+    elements = arr.values.slice(first, last - first)
+    if first:
+        offsets = pc.subtract(offsets, first)
+    parents = pc.list_parent_indices(pa.ListArray.from_arrays(offsets, pa.nulls(last - first)))
+    return offsets, elements, parents
+
+
+def rows_all(n: int, element_ok: pa.Array, parents: pa.Array) -> pa.Array:
+    """Per row: whether every element of the row is ok (True for rows without elements)."""
+    bad = pc.invert(pc.fill_null(element_ok, True))
+    if not pc.any(bad).as_py():
+        return all_true(n)
+    bad_rows = pc.unique(pc.filter(parents, bad)).cast(pa.int64())
+    return pc.invert(pc.is_in(pa.array(range(n), pa.int64()), value_set=bad_rows))
+
+
+def all_true(n: int) -> pa.Array:
+    return pa.nulls(n, pa.bool_()).fill_null(True)
+
+
+def all_false(n: int) -> pa.Array:
+    return pa.nulls(n, pa.bool_()).fill_null(False)

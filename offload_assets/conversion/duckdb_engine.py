@@ -1,0 +1,348 @@
+"""The vectorised converter: DuckDB parses and converts, Python only moves Arrow batches.
+
+Flow (see :mod:`.duckdb_sql` for the SQL):
+
+1. **Sample**: the first lines of every file are read per item to guess the read structure and
+   the schema plan.
+2. **Round 1**: one DuckDB pass converts every line with that plan, writes the Parquet files and
+   gathers the full statistics (DynamoDB type per position, number shapes). Lines DuckDB cannot
+   account for completely (unseen attributes, case-colliding names) or that look invalid are
+   converted by the per-item reference path, which also adds them to the statistics.
+3. If the plan decided from the full statistics differs from the sampled one, the files of round 1
+   are deleted and **round 2** converts again with the exact plan. Otherwise round 1 stands.
+
+Bad lines: the file is scanned per line to find them; ``fail`` raises :class:`ExportLineError`
+with file and line, ``quarantine`` sets them aside and the round restarts on cleaned copies.
+Memory stays bounded: DuckDB streams Arrow batches (its own memory is capped) and the writer
+holds at most one row group.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from . import python_engine
+from .arrow_convert import BatchConverter, native_items
+from .duckdb_sql import ReadNode, build_query, read_fields
+from .export_lines import (
+    NotAnItem,
+    detect_line_format,
+    item_from_line,
+    iter_raw_lines,
+)
+from .options import ConversionOptions
+from .parquet_output import ParquetPartsWriter
+from .quarantine import BadLines
+from .schema_plan import SchemaPlan, plan_schema
+from .value_stats import ValueStats, add_item
+
+SAMPLE_LINES = 2000
+BATCH_ROWS = 64 * 1024
+WINDOW_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class InputFile:
+    path: str                 # the name reported in errors (path on the input filesystem)
+    local: str | None = None  # local copy DuckDB reads (None: not prepared yet)
+    temporary: bool = False   # the local copy is ours to delete
+    gzip: bool = False
+    format: str = "native"
+    size: int = 0
+
+
+class _BadFiles(Exception):
+    def __init__(self, files: list[InputFile]):
+        self.files = files
+
+
+def convert(
+    input_files, input_filesystem: pafs.FileSystem, output_dir: str,
+    output_filesystem: pafs.FileSystem, table_name: str, existing_schema: pa.Schema | None,
+    options: ConversionOptions, bad_lines: BadLines,
+):
+    """Run the conversion; returns ``(plan, written files, rescued counts)``."""
+    scratch = tempfile.mkdtemp(prefix="offload-convert-", dir=options.scratch_dir)
+    try:
+        files = [_describe(input_filesystem, p, options, table_name) for p in input_files]
+        sample = ValueStats()
+        for f in files:
+            _sample(input_filesystem, f, sample, table_name)
+        plan = plan_schema(sample, existing_schema, options)
+        root = ReadNode(tags=("M",), fields=read_fields(sample.fields))
+        engine = _Engine(input_filesystem, files, scratch, table_name, options, bad_lines)
+        while True:
+            writer = ParquetPartsWriter(output_filesystem, output_dir, plan.schema, options)
+            try:
+                stats, counts = engine.run_round(plan, root, writer, with_stats=True)
+            except _BadFiles as bad:
+                writer.abort()
+                engine.handle_bad_files(bad.files)  # raises, or quarantines and cleans
+                continue
+            except BaseException:
+                writer.abort()
+                raise
+            full_plan = plan_schema(stats, existing_schema, options)
+            if full_plan == plan:
+                return plan, writer.close(), counts
+            writer.abort()
+            plan = full_plan
+            root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+            writer = ParquetPartsWriter(output_filesystem, output_dir, plan.schema, options)
+            try:
+                _, counts = engine.run_round(plan, root, writer, with_stats=False)
+                return plan, writer.close(), counts
+            except BaseException:
+                writer.abort()
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _describe(filesystem: pafs.FileSystem, path: str, options, table: str) -> InputFile:
+    info = filesystem.get_file_info(path)
+    with filesystem.open_input_stream(path, compression=None) as raw:
+        head = raw.read(2)
+    f = InputFile(path=path, gzip=head == b"\x1f\x8b", size=info.size or 0)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        f.local = path
+    f.format = options.input_format
+    return f
+
+
+def _sample(filesystem, f: InputFile, stats: ValueStats, table: str) -> None:
+    file_format = None if f.format == "auto" else f.format
+    try:
+        for n, (_, line) in enumerate(iter_raw_lines(filesystem, f.path, table=table)):
+            if n >= SAMPLE_LINES:
+                break
+            try:
+                obj = orjson.loads(line)
+                if file_format is None:
+                    file_format = detect_line_format(obj)
+                add_item(stats, item_from_line(obj, file_format))
+            except (orjson.JSONDecodeError, NotAnItem):
+                continue  # found and reported by the full pass
+    except Exception:  # noqa: BLE001 - corrupt files are reported by the full pass
+        pass
+    f.format = file_format or "native"
+
+
+class _Engine:
+    def __init__(self, filesystem, files: list[InputFile], scratch: str, table: str,
+                 options: ConversionOptions, bad_lines: BadLines) -> None:
+        self.fs = filesystem
+        self.files = files
+        self.scratch = scratch
+        self.table = table
+        self.options = options
+        self.bad_lines = bad_lines
+
+    # -- input -----------------------------------------------------------------------------
+    def _windows(self) -> list[list[InputFile]]:
+        threads = self.options.threads or os.cpu_count() or 1
+        windows, current, size = [], [], 0
+        for f in self.files:
+            if current and (size + f.size > WINDOW_BYTES and len(current) >= threads):
+                windows.append(current)
+                current, size = [], 0
+            current.append(f)
+            size += f.size
+        if current:
+            windows.append(current)
+        if all(f.local is not None and f.format == "native" for f in self.files):
+            return [self.files]  # already local: one query, DuckDB spreads files over threads
+        return windows
+
+    def _prepare(self, window: list[InputFile]) -> None:
+        for f in window:
+            if f.local is not None and f.format == "native":
+                continue
+            target = os.path.join(self.scratch, f"in-{self.files.index(f):05d}.json" + (".gz" if f.gzip and f.format == "native" else ""))
+            if f.format == "native":
+                with self.fs.open_input_stream(f.path, compression=None) as src, open(target, "wb") as dst:
+                    while chunk := src.read(8 << 20):
+                        dst.write(chunk)
+            else:  # Data Pipeline lines: rewrite as native lines (legacy format, per line)
+                with open(target, "wb") as dst:
+                    for _, line in iter_raw_lines(self.fs, f.path, table=self.table):
+                        try:
+                            item = item_from_line(orjson.loads(line), f.format)
+                            dst.write(orjson.dumps({"Item": item}) + b"\n")
+                        except (orjson.JSONDecodeError, NotAnItem):
+                            dst.write(line.rstrip(b"\r\n") + b"\n")  # reported by the full pass
+                f.gzip = False
+            f.local, f.temporary = target, True
+
+    def _release(self, window: list[InputFile]) -> None:
+        for f in window:
+            if f.temporary and f.local and not f.local.startswith(os.path.join(self.scratch, "clean-")):
+                try:
+                    os.unlink(f.local)
+                except FileNotFoundError:
+                    pass
+                f.local, f.temporary = None, False
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={
+            "threads": self.options.threads or os.cpu_count() or 1,
+            "memory_limit": self.options.memory_limit,
+            "preserve_insertion_order": False,
+            "temp_directory": os.path.join(self.scratch, "duckdb-tmp"),
+        })
+        return con
+
+    # -- one round ---------------------------------------------------------------------------
+    def run_round(self, plan: SchemaPlan, root: ReadNode, writer: ParquetPartsWriter, *, with_stats: bool):
+        stats = ValueStats()
+        counts: Counter = Counter()
+        bad_files: list[InputFile] = []
+        for window in self._windows():
+            self._prepare(window)
+            try:
+                bad_files += self._run_window(window, plan, root, writer, stats, counts, with_stats)
+            except (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException):
+                bad_files += window  # located per line below
+            finally:
+                self._release(window)
+        if bad_files:
+            raise _BadFiles([f for f in self.files if any(f is b for b in bad_files)])
+        return stats, dict(counts)
+
+    def _run_window(self, window, plan, root, writer, stats, counts, with_stats) -> list[InputFile]:
+        by_local = {f.local: f for f in window}
+        groups: dict[bool, list[str]] = {}
+        for f in window:
+            groups.setdefault(f.gzip, []).append(f.local)
+        bad: list[InputFile] = []
+        converter = BatchConverter(plan, root, stats if with_stats else None)
+        con = self._connect()
+        try:
+            for gz, paths in groups.items():
+                source = (f"read_ndjson_objects({paths!r}, filename=true, "
+                          f"compression='{'gzip' if gz else 'none'}')")
+                for batch in _stream(con, build_query(source, root)):
+                    bad_locals = self._consume(batch, converter, plan, writer, stats, counts, with_stats)
+                    bad += [by_local[p] for p in bad_locals if p in by_local]
+        finally:
+            con.close()
+        for name, n in converter.rescued.items():
+            counts[name] += n
+        return bad
+
+    def _consume(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan, writer,
+                 stats: ValueStats, counts: Counter, with_stats: bool) -> set[str]:
+        item = batch.column("item")
+        covered = batch.column("_cov")
+        ok = converter.ok_rows(item, covered)
+        n_ok = pc.sum(ok).as_py() or 0
+        if n_ok == len(item):
+            writer.write(converter.convert(item))
+            return set()
+        if n_ok:
+            writer.write(converter.convert(item.filter(ok)))
+        # the rest, per item: lines not covered come back as text, covered ones are rebuilt
+        rest = pc.invert(ok)
+        rows = batch.filter(rest)
+        cov = rows.column("_cov").to_pylist()
+        rebuilt = iter(native_items(rows.column("item").filter(rows.column("_cov")), converter.root))
+        items, bad_files = [], set()
+        for covered_row, raw, file in zip(cov, rows.column("_raw").to_pylist(), rows.column("_file").to_pylist()):
+            try:
+                if covered_row:
+                    item_obj = item_from_line({"Item": next(rebuilt)}, "native")
+                else:
+                    item_obj = item_from_line(orjson.loads(raw), "native")
+            except (orjson.JSONDecodeError, NotAnItem, TypeError):
+                bad_files.add(file)
+                continue
+            items.append(item_obj)
+            if with_stats:
+                add_item(stats, item_obj)
+        local_counts: dict = {}
+        for b, local_counts in python_engine.convert_items(items, plan):
+            writer.write(b)
+        for k, v in local_counts.items():
+            counts[k] += v
+        return bad_files
+
+    # -- bad lines ---------------------------------------------------------------------------
+    def handle_bad_files(self, files: list[InputFile]) -> None:
+        """Find the bad lines per line: raise for ``fail``, else quarantine them and let the next
+        round read a cleaned copy."""
+        for f in files:
+            clean_path = os.path.join(self.scratch, f"clean-{self.files.index(f):05d}.json")
+            found = False
+            with open(clean_path, "wb") as clean:
+                for line_no, line in iter_raw_lines(self.fs, f.path, table=self.table):
+                    try:
+                        item = item_from_line(orjson.loads(line), f.format)
+                    except orjson.JSONDecodeError as exc:
+                        found = True
+                        self.bad_lines.add(f.path, line_no, f"not JSON: {exc}", line)
+                        continue
+                    except NotAnItem as exc:
+                        found = True
+                        self.bad_lines.add(f.path, line_no, str(exc), line)
+                        continue
+                    clean.write(orjson.dumps({"Item": item}) + b"\n")
+            if not found:
+                raise RuntimeError(
+                    f"table {self.table!r}: DuckDB could not read {f.path} but every line is valid"
+                )
+            f.local, f.temporary, f.gzip, f.format = clean_path, True, False, "native"
+
+
+def _node(root: ValueStats, path: tuple) -> ValueStats:
+    node = root
+    for step in path:
+        node = node.field_stats(step[1]) if step[0] == "M" else node.element_stats()
+    return node
+
+
+def _stream(con: duckdb.DuckDBPyConnection, sql: str):
+    """Arrow batches of a query, produced in a background thread (DuckDB works while Python
+    writes Parquet); at most two batches wait in memory."""
+    q: queue.Queue = queue.Queue(maxsize=2)
+    done = object()
+
+    def produce():
+        try:
+            reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+            for batch in reader:
+                q.put(batch)
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if thread.is_alive():
+            con.interrupt()
+            while thread.is_alive():
+                try:
+                    q.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+        thread.join()

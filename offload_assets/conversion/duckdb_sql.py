@@ -1,0 +1,134 @@
+"""SQL for the vectorised converter: what DuckDB reads, and the coverage check.
+
+DuckDB reads every export line as JSON text and types it with ``json_transform`` and a *read
+structure* (every attribute, map key and DynamoDB type seen). ``json_transform`` silently ignores
+keys it was not told about, so each row also gets a *coverage* check: the number of JSON keys in
+the raw line (occurrences of ``":``, which a string value can only add to) must equal the number
+of keys the typed value accounts for. Rows that fail it (unseen attributes, case-colliding names,
+unusual JSON spacing) come back with their raw text and take the per-item path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from .value_stats import ValueStats
+
+TAG_TYPES = {
+    "S": "VARCHAR", "N": "VARCHAR", "B": "VARCHAR", "BOOL": "BOOLEAN", "NULL": "BOOLEAN",
+    "SS": ["VARCHAR"], "NS": ["VARCHAR"], "BS": ["VARCHAR"],
+}
+TAG_ORDER = ("S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "M", "L")
+
+
+def sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class ReadNode:
+    """What ``json_transform`` extracts at one position: the tags seen, map fields, list element.
+    A map whose fields were never seen is read as raw JSON text (so is a list never seen with
+    elements)."""
+
+    tags: tuple[str, ...] = ()
+    fields: dict[str, ReadNode] = field(default_factory=dict)
+    element: ReadNode | None = None
+
+    def structure(self):
+        out = {}
+        for tag in TAG_ORDER:
+            if tag not in self.tags:
+                continue
+            if tag == "M":
+                out["M"] = {k: v.structure() for k, v in self.fields.items()} if self.fields else "JSON"
+            elif tag == "L":
+                out["L"] = [self.element.structure()] if self.element is not None else ["JSON"]
+            else:
+                out[tag] = TAG_TYPES[tag]
+        return out or {"NULL": "BOOLEAN"}
+
+
+def read_node(stats: ValueStats) -> ReadNode:
+    tags = tuple(t for t in TAG_ORDER if stats.tags.get(t))
+    node = ReadNode(tags=tags)
+    if "M" in tags:
+        node.fields = read_fields(stats.fields)
+    if "L" in tags and stats.elements is not None and any(stats.elements.tags.values()):
+        node.element = read_node(stats.elements)
+    return node
+
+
+def read_fields(fields: dict[str, ValueStats]) -> dict[str, ReadNode]:
+    """Map keys to declare. Of names equal but for case only the most frequent one is declared
+    (DuckDB struct field names are case-insensitive): rows holding the others are not covered and
+    take the per-item path."""
+    groups: dict[str, list[str]] = {}
+    for name in fields:
+        groups.setdefault(name.lower(), []).append(name)
+    keep = {
+        max(names, key=lambda n: (sum(fields[n].tags.values()), [-ord(c) for c in n]))
+        for names in groups.values()
+    }
+    return {name: read_node(fields[name]) for name in fields if name in keep}
+
+
+def _get(expr: str, name: str) -> str:
+    return f"struct_extract({expr}, {sql_string(name)})"
+
+
+class _KeyCount:
+    def __init__(self) -> None:
+        self._var = 0
+
+    def value(self, v: str, node: ReadNode) -> str:
+        """Keys the typed value ``v`` accounts for: its tag(s), map keys and everything below."""
+        parts = [f"({_get(v, t)} IS NOT NULL)::INTEGER" for t in node.tags]
+        if "M" in node.tags:
+            m = _get(v, "M")
+            if node.fields:
+                for name, child in node.fields.items():
+                    c = _get(m, name)
+                    parts.append(f"CASE WHEN {c} IS NULL THEN 0 ELSE 1 + {self.value(c, child)} END")
+            else:
+                parts.append(f"CASE WHEN {m} IS NULL THEN 0 ELSE {_raw_keys(m + '::VARCHAR')} END")
+        if "L" in node.tags:
+            lst = _get(v, "L")
+            self._var += 1
+            e = f"e{self._var}"
+            inner = self.value(e, node.element) if node.element is not None else _raw_keys(f"{e}::VARCHAR")
+            parts.append(f"coalesce(list_sum(list_transform({lst}, lambda {e}: {inner})), 0)")
+        return "(" + " + ".join(parts or ["0"]) + ")"
+
+
+def _raw_keys(text: str) -> str:
+    return f"((length({text}) - length(replace({text}, '\":', ''))) // 2)"
+
+
+def item_structure(root: ReadNode) -> dict:
+    return {"Item": {k: v.structure() for k, v in root.fields.items()} or "JSON"}
+
+
+def build_query(source_sql: str, root: ReadNode) -> str:
+    """SELECT over ``source_sql`` (columns ``json``, ``filename``): the typed ``item``, ``_cov``
+    and, for rows not covered, ``_raw`` (the line's text)."""
+    structure = sql_string(orjson.dumps(item_structure(root)).decode())
+    item = "struct_extract(j, 'Item')"
+    counter = _KeyCount()
+    if root.fields:
+        typed = " + ".join(
+            f"CASE WHEN {_get(item, n)} IS NULL THEN 0 ELSE 1 + {counter.value(_get(item, n), node)} END"
+            for n, node in root.fields.items()
+        )
+    else:
+        typed = "0"
+    covered = f"({item} IS NOT NULL AND {_raw_keys('json')} = 1 + {typed})"
+    return f"""
+SELECT item, _cov, CASE WHEN _cov THEN NULL ELSE json END AS _raw, filename AS _file
+FROM (
+  SELECT json, filename, {item} AS item, coalesce({covered}, false) AS _cov
+  FROM (SELECT json::VARCHAR AS json, filename, json_transform(json, {structure}) AS j FROM {source_sql})
+)
+"""
