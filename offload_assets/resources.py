@@ -56,6 +56,17 @@ class GlueResource(_AwsClientResource):
     _service: str = "glue"
 
 
+class GlueJobsResource(_AwsClientResource):
+    """Glue jobs (Spark) for tables with ``engine: glue``: a boto3 Glue client plus how the job is run via Pipes."""
+
+    _service: str = "glue"
+    python_modules: str = Field(
+        default="dagster-pipes",
+        description="--additional-python-modules of the job: add the offload-assets wheel (an s3:// URI) on AWS.",
+    )
+    message_poll_seconds: float = Field(default=10.0, gt=0, description="How often Dagster reads the job's Pipes messages from S3.")
+
+
 class AthenaResource(_AwsClientResource):
     """Athena settings and client. Locally, queries run on DuckDB instead (see offload_assets.sql_query)."""
 
@@ -104,4 +115,5 @@ def default_resources(**overrides: Any) -> dict[str, dg.ConfigurableResource]:
         "s3": OffloadS3Resource(**overrides),
         "glue": GlueResource(**overrides),
         "athena": AthenaResource(**overrides),
+        "glue_jobs": GlueJobsResource(**overrides),
     }

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from offload_assets.catalog import ORIGINAL_NAME_KEY
 from offload_assets.glue_types import arrow_to_glue
-from offload_assets.resources import DynamoDBResource, GlueResource, OffloadS3Resource
+from offload_assets.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.exports import ExportRefusedError, export_partition
 from offload_assets.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.scan_export import ScanProgress
@@ -136,7 +136,13 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             "the catalog table is materialized."
         ),
     )
-    def parquet_snapshot(context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource) -> dg.MaterializeResult:
+    def parquet_snapshot(
+        context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource, glue_jobs: GlueJobsResource
+    ) -> dg.MaterializeResult:
+        if spec.engine == "glue":  # converted by a PySpark job on AWS Glue, through Dagster Pipes
+            from offload_assets.glue_pipes import glue_snapshot_result
+
+            return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, column_schema=column_schema)
         started = time.monotonic()
         snap = build_snapshot(s3.get_client(), s3.get_filesystem(), glue.get_client(), spec, context.partition_key, run_id=context.run.run_id)
         return dg.MaterializeResult(metadata={
