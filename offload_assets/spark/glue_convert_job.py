@@ -60,8 +60,10 @@ def run_job(request: dict[str, Any], s3: Any, spark: Any, *, endpoint_url: str |
     started = time.monotonic()
     snap = request["snapshot"]
     table = request["table_name"]
+    import offload_assets
+
     log(f"table {table!r}: converting export {snap['export_id']} ({len(request['input_files'])} file(s)) "
-        f"into s3://{request['output_dir']}/ on Spark {spark.version}")
+        f"into s3://{request['output_dir']}/ on Spark {spark.version} (code: {os.path.dirname(offload_assets.__file__)})")
     result = convert_export_on_spark(
         spark, request["input_files"],
         FilesystemSpec(kind="s3", region=request.get("region"), endpoint_url=endpoint_url),

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -44,9 +46,38 @@ def glue_job_name(spec: TableSpec) -> str:
     return spec.glue_job_name or f"offload-assets-convert-{spec.name}"
 
 
-def job_definition(spec: TableSpec, script_uri: str, python_modules: str) -> dict[str, Any]:
+def package_zip_bytes() -> bytes:
+    """The ``offload_assets`` package (sources and data files) as a zip for Glue's ``--extra-py-files``.
+
+    Deterministic (sorted names, fixed timestamps), so its hash changes only when the code does.
+    """
+    root = resources.files("offload_assets")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        def add(node: Any, prefix: str) -> None:
+            for child in sorted(node.iterdir(), key=lambda c: c.name):
+                if child.is_dir():
+                    if child.name != "__pycache__":
+                        add(child, f"{prefix}{child.name}/")
+                elif child.name.endswith((".py", ".yaml", ".md", ".sql")):
+                    zf.writestr(zipfile.ZipInfo(f"{prefix}{child.name}", (2020, 1, 1, 0, 0, 0)), child.read_bytes())
+        add(root, "offload_assets/")
+    return out.getvalue()
+
+
+def upload_package_zip(s3: Any, spec: TableSpec) -> str:
+    """Put the package zip into the table's bucket under its content hash; returns its s3:// URI."""
+    body = package_zip_bytes()
+    key = f"{spec.s3_prefix}/glue/packages/{hashlib.sha256(body).hexdigest()[:12]}/offload_assets.zip"
+    s3.put_object(Bucket=spec.s3_bucket, Key=key, Body=body, ContentType="application/zip")
+    return f"s3://{spec.s3_bucket}/{key}"
+
+
+def job_definition(spec: TableSpec, script_uri: str, python_modules: str, package_uri: str | None = None) -> dict[str, Any]:
     """``CreateJob`` / ``UpdateJob`` fields for the table's conversion job."""
     arguments = {"--job-language": "python", "--enable-metrics": "true", "--enable-continuous-cloudwatch-log": "true"}
+    if package_uri:
+        arguments["--extra-py-files"] = package_uri
     if python_modules:
         arguments["--additional-python-modules"] = python_modules
     return {
@@ -62,7 +93,12 @@ def job_definition(spec: TableSpec, script_uri: str, python_modules: str) -> dic
     }
 
 
-def ensure_glue_job(glue: Any, spec: TableSpec, script_uri: str, python_modules: str = "dagster-pipes") -> str:
+#: What the job imports beyond Glue's own Python (pyspark, boto3): the package zip needs these.
+DEFAULT_PYTHON_MODULES = "dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17"
+
+
+def ensure_glue_job(glue: Any, spec: TableSpec, script_uri: str, python_modules: str = DEFAULT_PYTHON_MODULES,
+                    package_uri: str | None = None) -> str:
     """Create or update the job when ``glue_role_arn`` is set; otherwise require that it exists."""
     name = glue_job_name(spec)
     try:
@@ -76,10 +112,10 @@ def ensure_glue_job(glue: Any, spec: TableSpec, script_uri: str, python_modules:
                 "or set glue_role_arn in the tables file so the project creates it"
             )
         return name
-    definition = job_definition(spec, script_uri, python_modules)
+    definition = job_definition(spec, script_uri, python_modules, package_uri)
     if current is None:
         glue.create_job(Name=name, **definition)
-    elif current.get("Command", {}).get("ScriptLocation") != script_uri or current.get("Role") != spec.glue_role_arn:
+    elif any(current.get(k) != v for k, v in definition.items() if k != "Description"):
         glue.update_job(JobName=name, JobUpdate=definition)
     return name
 
@@ -96,7 +132,7 @@ class GlueConversion:
 
 def prepare_glue_conversion(
     s3: Any, glue_catalog: Any, glue_jobs: Any, spec: TableSpec, partition_key: str, *,
-    run_id: str, existing_schema: Any = None, region: str | None = None, python_modules: str = "dagster-pipes",
+    run_id: str, existing_schema: Any = None, region: str | None = None, python_modules: str = DEFAULT_PYTHON_MODULES,
 ) -> GlueConversion:
     """Find the export, upload the script, define the job and write the request the job reads."""
     from offload_assets.catalog import get_catalog_table
@@ -106,7 +142,7 @@ def prepare_glue_conversion(
         current = get_catalog_table(glue_catalog, spec.catalog_database, spec.catalog_table)
         existing_schema = current.schema if current else None
     script_uri = upload_job_script(s3, spec)
-    job_name = ensure_glue_job(glue_jobs, spec, script_uri, python_modules)
+    job_name = ensure_glue_job(glue_jobs, spec, script_uri, python_modules, upload_package_zip(s3, spec))
     run_dir = new_run_dir(spec, partition_key, run_id)
     request = {
         "table_name": spec.dynamodb_table,

@@ -43,9 +43,16 @@ class LocalSparkGlueClient:
         for name, value in {**job.get("DefaultArguments", {}), **arguments}.items():
             argv += [name, value]
         argv += ["--spark-master", "local[2]"]  # what Glue's own session would be
+        env = dict(self._env)
+        extra = job.get("DefaultArguments", {}).get("--extra-py-files")
+        if extra:  # like Glue: the package zip goes first on the driver's and the executors' path
+            zbucket, zkey = extra.removeprefix("s3://").split("/", 1)
+            package = run_dir / Path(zkey).name
+            package.write_bytes(self._s3.get_object(Bucket=zbucket, Key=zkey)["Body"].read())
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), env.get("PYTHONPATH")]))
         log = run_dir / "output.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, env=self._env, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(argv, env=env, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.runs[run_id] = (proc, log)
         return {"JobRunId": run_id}
 

@@ -13,7 +13,7 @@ from offload_assets.conversion import convert_export_to_parquet
 from offload_assets.definitions import build_definitions
 from offload_assets.resources import default_resources
 from offload_assets.snapshots import find_export_for_partition, latest_complete_snapshot
-from offload_assets.spark.glue_launch import GlueJobMissingError, ensure_glue_job, glue_job_name, job_script_bytes
+from offload_assets.spark.glue_launch import GlueJobMissingError, ensure_glue_job, glue_job_name, job_script_bytes, package_zip_bytes
 from offload_assets.sql_query import run_query
 from offload_assets.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
@@ -76,10 +76,15 @@ def test_glue_engine_converts_through_pipes_and_the_snapshot_is_published(glue_p
     assert meta["engine"].value == "glue" and meta["AWS Glue Job Run ID"].value
     logs = [e.user_message for e in instance.all_logs(result.run_id)]
     assert any("pass 2/2 done: 1500 rows" in m for m in logs)  # the job's log lines came back through Pipes
+    assert any("offload_assets.zip" in m and "code:" in m for m in logs)  # it ran the uploaded package
 
     glue = aws.client("glue")
     job = glue.get_job(JobName=glue_job_name(spec))["Job"]
     assert job["Role"] == ROLE and job["NumberOfWorkers"] == 4
+    package = job["DefaultArguments"]["--extra-py-files"]
+    assert package.endswith("/offload_assets.zip") and package_zip_bytes() == package_zip_bytes()
+    run_dirs = list((tmp_path / "glue").iterdir())
+    assert len(run_dirs) == 1 and (run_dirs[0] / "offload_assets.zip").stat().st_size > 10_000
     bucket, key = job["Command"]["ScriptLocation"].removeprefix("s3://").split("/", 1)
     assert aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == job_script_bytes()
 
@@ -106,3 +111,13 @@ def test_a_missing_job_without_a_role_is_refused_naming_table_and_job(aws, tmp_p
         ensure_glue_job(aws.client("glue"), spec, "s3://glue-bucket/script.py")
     aws.client("glue").create_job(Name="convert-reviews", Role=ROLE, Command={"Name": "glueetl", "ScriptLocation": "s3://x/y.py"})
     assert ensure_glue_job(aws.client("glue"), spec, "s3://glue-bucket/script.py") == "convert-reviews"
+
+
+def test_the_job_script_takes_its_request_among_glue_and_pipes_arguments():
+    from offload_assets.spark.glue_convert_job import parse_args, read_request
+
+    args = parse_args(["--JOB_NAME", "j", "--request", "s3://b/k.json", "--dagster-pipes-context", "e30=",
+                       "--additional-python-modules", "dagster-pipes", "--enable-metrics", "true"])
+    assert args.request == "s3://b/k.json" and args.spark_master is None
+    with pytest.raises(ValueError, match="--request must be an s3://bucket/key URI"):
+        read_request(None, "/tmp/request.json")
