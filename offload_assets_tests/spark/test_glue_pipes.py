@@ -111,6 +111,8 @@ def test_a_missing_job_without_a_role_is_refused_naming_table_and_job(aws, tmp_p
         ensure_glue_job(aws.client("glue"), spec, "s3://glue-bucket/script.py")
     aws.client("glue").create_job(Name="convert-reviews", Role=ROLE, Command={"Name": "glueetl", "ScriptLocation": "s3://x/y.py"})
     assert ensure_glue_job(aws.client("glue"), spec, "s3://glue-bucket/script.py") == "convert-reviews"
+    job = aws.client("glue").get_job(JobName="convert-reviews")["Job"]  # brought up to date, role kept
+    assert job["Role"] == ROLE and job["Command"]["ScriptLocation"] == "s3://glue-bucket/script.py"
 
 
 def test_the_job_script_takes_its_request_among_glue_and_pipes_arguments():
