@@ -18,6 +18,7 @@ from .arrow_values import (
     all_false,
     all_true,
     base64_decode,
+    clear_caches,
     list_parts,
     number_codes,
     rows_all,
@@ -321,6 +322,7 @@ class BatchConverter:
             arrays.append(out.cast(field.type) if out.type != field.type else out)
         rescue_index = self.plan.schema.get_field_index("_rescued_data")
         arrays[rescue_index] = self._rescue(n, misfits)
+        clear_caches()
         return pa.RecordBatch.from_arrays(arrays, schema=self.plan.schema)
 
     def _rescue(self, n: int, misfits) -> pa.Array:

@@ -12,7 +12,27 @@ from .value_stats import INT64_MAX, INT64_MIN
 CANONICAL_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
 
 
+_CODES_CACHE: dict[tuple, pa.Array] = {}
+
+
+def clear_caches() -> None:
+    _CODES_CACHE.clear()
+
+
 def number_codes(arr: pa.Array) -> pa.Array:
+    """:func:`compute_number_codes`, memoised per array (validity, statistics and conversion of a
+    batch ask for the same numbers; :func:`clear_caches` after each batch)."""
+    buffers = arr.buffers()
+    # struct_field gives a fresh validity buffer each call: key on the value buffers
+    key = tuple(b.address if b is not None else 0 for b in buffers[1:]) + (
+        arr.offset, len(arr), arr.null_count)
+    codes = _CODES_CACHE.get(key)
+    if codes is None:
+        codes = _CODES_CACHE[key] = compute_number_codes(arr)
+    return codes
+
+
+def compute_number_codes(arr: pa.Array) -> pa.Array:
     """Shape code per value: ``((int_digits * 512) + frac_digits) * 2 + fits_int64`` (int64);
     ``-1`` when the text is not in DynamoDB's canonical form (no exponent, sign only ``-``, no
     leading or trailing zeros: DynamoDB trims them); null for null. Agrees with

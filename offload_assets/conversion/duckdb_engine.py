@@ -48,7 +48,7 @@ from .quarantine import BadLines
 from .schema_plan import SchemaPlan, plan_schema
 from .value_stats import ValueStats, add_item
 
-SAMPLE_LINES = 2000
+SAMPLE_LINES = 1000
 BATCH_ROWS = 64 * 1024
 WINDOW_BYTES = 512 * 1024 * 1024
 

@@ -8,6 +8,7 @@ vectorised DuckDB one and the per-item reference) produce the same tree.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -29,8 +30,18 @@ class NumberShape:
     fits_int64: bool
 
 
+_CANONICAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?")
+
+
 def number_shape(text: str) -> NumberShape:
     """The shape of a DynamoDB number string (raises ``ValueError`` if it is not a number)."""
+    if _CANONICAL.fullmatch(text):  # DynamoDB's own form: no exponent, no extra zeros
+        body = text[1:] if text[0] == "-" else text
+        int_part, _, frac_part = body.partition(".")
+        int_digits = 0 if int_part == "0" else len(int_part)
+        if frac_part:
+            return NumberShape(int_digits, len(frac_part), False)
+        return NumberShape(int_digits, 0, int_digits < 19 or INT64_MIN <= int(text) <= INT64_MAX)
     try:
         value = Decimal(text)
     except InvalidOperation as exc:
