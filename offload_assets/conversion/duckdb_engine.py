@@ -42,7 +42,7 @@ from .export_lines import (
     item_from_line,
     iter_raw_lines,
 )
-from .options import ConversionOptions
+from .options import ConversionOptions, WrittenFile
 from .parquet_output import ParquetPartsWriter
 from .quarantine import BadLines
 from .schema_plan import SchemaPlan, plan_schema
@@ -85,30 +85,132 @@ def convert(
         engine = _Engine(input_filesystem, files, scratch, table_name, options, bad_lines)
         while True:
             writer = ParquetPartsWriter(output_filesystem, output_dir, plan.schema, options)
+            engine.per_item = _PerItemRows(scratch)
             try:
-                stats, counts = engine.run_round(plan, root, writer, with_stats=True)
+                stats, counts, rows = engine.run_round(plan, root, writer, with_stats=True)
+                full_plan = plan_schema(stats, existing_schema, options)
+                if full_plan == plan:
+                    counts = _add(counts, engine.per_item.convert_into(writer, plan))
+                    return plan, writer.close(), counts
+                if _extends(plan, full_plan) and engine.per_item.count <= max(10_000, rows // 20):
+                    # only attributes the sample missed: add their (null) columns to what is
+                    # written and convert the rows that hold them
+                    written = writer.close()
+                    writer = None
+                    files_out, more = _rewrite_with_plan(
+                        output_filesystem, output_dir, written, full_plan, options, engine.per_item
+                    )
+                    return full_plan, files_out, _add(counts, more)
             except _BadFiles as bad:
-                writer.abort()
+                if writer is not None:
+                    writer.abort()
                 engine.handle_bad_files(bad.files)  # raises, or quarantines and cleans
                 continue
             except BaseException:
-                writer.abort()
+                if writer is not None:
+                    writer.abort()
                 raise
-            full_plan = plan_schema(stats, existing_schema, options)
-            if full_plan == plan:
-                return plan, writer.close(), counts
+            finally:
+                engine.per_item.close()
             writer.abort()
             plan = full_plan
             root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
             writer = ParquetPartsWriter(output_filesystem, output_dir, plan.schema, options)
+            engine.per_item = None
             try:
-                _, counts = engine.run_round(plan, root, writer, with_stats=False)
+                _, counts, _ = engine.run_round(plan, root, writer, with_stats=False)
                 return plan, writer.close(), counts
             except BaseException:
                 writer.abort()
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _add(a: dict, b: dict) -> dict:
+    out = Counter(a)
+    out.update(b)
+    return dict(out)
+
+
+def _extends(plan: SchemaPlan, full: SchemaPlan) -> bool:
+    """Whether ``full`` only adds columns to ``plan`` (every column of ``plan`` unchanged)."""
+    by_name = {c.name: c for c in full.columns}
+    return all(by_name.get(c.name) == c for c in plan.columns)
+
+
+class _PerItemRows:
+    """Rows of round 1 that take the per-item path, kept aside (as native JSON lines on local
+    disk) until the plan is final."""
+
+    def __init__(self, scratch: str) -> None:
+        self.path = os.path.join(scratch, f"per-item-{id(self)}.jsonl")
+        self._file = open(self.path, "wb")
+        self.count = 0
+
+    def add(self, item: dict) -> None:
+        self._file.write(orjson.dumps(item) + b"\n")
+        self.count += 1
+
+    def items(self):
+        self._file.flush()
+        with open(self.path, "rb") as f:
+            for line in f:
+                yield orjson.loads(line)
+
+    def convert_into(self, writer: ParquetPartsWriter, plan: SchemaPlan) -> dict:
+        counts: dict = {}
+        if self.count:
+            for batch, counts in python_engine.convert_items(self.items(), plan):
+                writer.write(batch)
+        return dict(counts)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def _rewrite_with_plan(fs, output_dir, written, plan: SchemaPlan, options, per_item: _PerItemRows):
+    """Rewrite ``written`` files with ``plan``'s schema (new columns null), add the per-item rows,
+    and move the result to ``part-NNNNN.parquet``. Returns the files and rescued counts."""
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    from .parquet_output import join_path
+
+    staging = join_path(output_dir, f"_rewrite-{uuid.uuid4().hex[:12]}")
+    writer = ParquetPartsWriter(fs, staging, plan.schema, options)
+    try:
+        for f in written:
+            with fs.open_input_file(f.path) as source:
+                parquet = pq.ParquetFile(source)
+                for i in range(parquet.num_row_groups):
+                    table = parquet.read_row_group(i)
+                    arrays = [
+                        table.column(field.name) if field.name in table.column_names
+                        else pa.nulls(table.num_rows, field.type)
+                        for field in plan.schema
+                    ]
+                    for batch in pa.Table.from_arrays(arrays, schema=plan.schema).to_batches():
+                        writer.write(batch)
+        counts = per_item.convert_into(writer, plan)
+        new_files = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    for f in written:
+        fs.delete_file(f.path)
+    moved = []
+    for i, f in enumerate(new_files):
+        target = join_path(output_dir, f"part-{i:05d}.parquet")
+        fs.move(f.path, target)
+        moved.append(WrittenFile(target, f.rows, f.bytes))
+    try:
+        fs.delete_dir(staging)
+    except OSError:
+        pass
+    return moved, counts
 
 
 def _describe(filesystem: pafs.FileSystem, path: str, options, table: str) -> InputFile:
@@ -149,6 +251,8 @@ class _Engine:
         self.table = table
         self.options = options
         self.bad_lines = bad_lines
+        self.per_item: _PerItemRows | None = None
+        self.rows = 0
 
     # -- input -----------------------------------------------------------------------------
     def _windows(self) -> list[list[InputFile]]:
@@ -209,6 +313,7 @@ class _Engine:
         stats = ValueStats()
         counts: Counter = Counter()
         bad_files: list[InputFile] = []
+        self.rows = 0
         for window in self._windows():
             self._prepare(window)
             try:
@@ -219,7 +324,7 @@ class _Engine:
                 self._release(window)
         if bad_files:
             raise _BadFiles([f for f in self.files if any(f is b for b in bad_files)])
-        return stats, dict(counts)
+        return stats, dict(counts), self.rows
 
     def _run_window(self, window, plan, root, writer, stats, counts, with_stats) -> list[InputFile]:
         by_local = {f.local: f for f in window}
@@ -246,6 +351,7 @@ class _Engine:
                  stats: ValueStats, counts: Counter, with_stats: bool) -> set[str]:
         item = batch.column("item")
         covered = batch.column("_cov")
+        self.rows += len(item)
         ok = converter.ok_rows(item, covered)
         n_ok = pc.sum(ok).as_py() or 0
         if n_ok == len(item):
@@ -268,9 +374,12 @@ class _Engine:
             except (orjson.JSONDecodeError, NotAnItem, TypeError):
                 bad_files.add(file)
                 continue
-            items.append(item_obj)
             if with_stats:
                 add_item(stats, item_obj)
+            if self.per_item is not None:
+                self.per_item.add(item_obj)
+            else:
+                items.append(item_obj)
         local_counts: dict = {}
         for b, local_counts in python_engine.convert_items(items, plan):
             writer.write(b)
