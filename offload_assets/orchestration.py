@@ -19,6 +19,10 @@ from offload_assets.asset_checks import build_freshness_sensor, build_snapshot_c
 from offload_assets.export_sensors import build_export_sensor, build_notification_sensor
 from offload_assets.table_spec import TableSpec
 
+#: On runs of jobs that export/convert *and* publish in the same run (``<table>_offload_job``,
+#: ``<table>_convert_job``): their updates must not trigger automation for what they already did.
+CONVERTS_IN_RUN_TAG = "offload_assets/converts_in_run"
+
 
 def follow_upstream_runs() -> dg.AutomationCondition:
     """Materialize a partition after a *run* updated its upstream partition, once.
@@ -36,7 +40,14 @@ def follow_upstream_runs() -> dg.AutomationCondition:
     # it sees nothing on the tick after an empty event log, where executed_with_tags() (the
     # asset's latest materialization came from a run) covers the newest update.
     from_a_run = (A.any_new_update_has_run_tags() | A.executed_with_tags()).with_label("update_came_from_a_run")
-    updated_by_a_run = (A.newly_updated() & from_a_run & ~A.executed_with_root_target()).with_label("updated_by_another_run")
+    # executed_with_root_target() only knows runs launched with an explicit asset selection;
+    # runs of the jobs that convert and publish themselves carry CONVERTS_IN_RUN_TAG instead.
+    converting_run = (
+        A.all_new_updates_have_run_tags(tag_keys={CONVERTS_IN_RUN_TAG}) | A.executed_with_tags(tag_keys={CONVERTS_IN_RUN_TAG})
+    ).with_label("updated_by_a_run_that_converts_itself")
+    updated_by_a_run = (
+        A.newly_updated() & from_a_run & ~A.executed_with_root_target() & ~converting_run
+    ).with_label("updated_by_another_run")
     parents_updated = A.any_deps_match(updated_by_a_run | A.will_be_requested()).with_label("parent_updated_by_a_run")
     parents_checked = A.all_deps_match(
         A.will_be_requested() | A.all_checks_match(A.check_passed(), blocking_only=True)
@@ -70,6 +81,7 @@ def build_table_orchestration(
         selection=dg.AssetSelection.assets(parquet_key, catalog_key),
         description=f"Convert a partition's existing raw export of {spec.dynamodb_table} to Parquet, check it, publish it.",
         executor_def=dg.in_process_executor,
+        tags={CONVERTS_IN_RUN_TAG: "true"},
     )
     schedule = dg.build_schedule_from_partitioned_job(
         export_job,

@@ -6,6 +6,7 @@ the export sensor sees the export, the run it requests converts, checks and publ
 partition, and neither the sensor nor automation starts a second run.
 """
 
+import datetime as dt
 import json
 import os
 import signal
@@ -42,6 +43,29 @@ def _wait_for(what: str, predicate, timeout: float, log: Path, interval: float =
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; daemon log tail:\n{tail}")
 
 
+def _describe_extra_runs(instance, runs, expected, keys) -> str:
+    """Which assets the unexpected runs targeted and why automation requested them (for the failure message)."""
+    lines = []
+    for r in runs:
+        if r.run_id != expected.run_id:
+            lines.append(f"extra run {r.run_id} job={r.job_name} assets={sorted(k.to_user_string() for k in r.asset_selection or ())} "
+                         f"created={instance.get_run_record_by_id(r.run_id).create_timestamp}")
+    lines.append(f"expected run created={instance.get_run_record_by_id(expected.run_id).create_timestamp} "
+                 f"assets={sorted(k.to_user_string() for k in expected.asset_selection or ())}")
+    for key in (keys["parquet"], keys["catalog"]):
+        for record in instance.schedule_storage.get_auto_materialize_asset_evaluations(key, limit=5):
+            evaluation = record.get_evaluation_with_run_ids().evaluation
+            if evaluation.true_subset.size:
+                lines.append(f"{key.to_user_string()} requested at {record.timestamp}: {_true_nodes(evaluation)}")
+    return "\n".join(lines)
+
+
+def _true_nodes(evaluation, depth: int = 0) -> str:
+    label = getattr(evaluation, "label", None) or evaluation.condition_snapshot.description if hasattr(evaluation, "condition_snapshot") else ""
+    out = f"{'  ' * depth}{label}={evaluation.true_subset.size}; "
+    return out + "".join(_true_nodes(child, depth + 1) for child in getattr(evaluation, "child_evaluations", ()))
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
@@ -58,8 +82,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_path, emulator, aws):
+    # The nightly schedule is on too: put its tick half a day away so only the sensor acts here.
+    export_hour = (dt.datetime.now(dt.timezone.utc).hour + 12) % 24
     tables = write_tables_file(tmp_path / "tables.yaml", {
-        "dynamodb_table": "Reviews", "s3_bucket": "daemon-test", "sensor_interval_seconds": 5,
+        "dynamodb_table": "Reviews", "s3_bucket": "daemon-test", "sensor_interval_seconds": 5, "export_hour": export_hour,
     })
     spec = load_tables_file(tables).tables[0]
     keys = asset_keys(spec)
@@ -113,7 +139,9 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
             runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPORT_ID_TAG: export_id}))
             return runs if runs and runs[0].is_finished else None
 
-        [run] = _wait_for(f"the run converting export {export_id}", finished_run, 300, log)
+        runs = _wait_for(f"the run converting export {export_id}", finished_run, 300, log)
+        assert len(runs) == 1, [(r.run_id, r.status, r.tags) for r in runs]
+        run = runs[0]
         assert run.status == dg.DagsterRunStatus.SUCCESS, [
             e.message for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_failure
         ]
@@ -122,7 +150,7 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
         # Give the sensors and the automation several more ticks: still exactly one run.
         time.sleep(25)
         runs = instance.get_runs()
-        assert [r.run_id for r in runs] == [run.run_id], [(r.job_name, r.tags) for r in runs]
+        assert [r.run_id for r in runs] == [run.run_id], _describe_extra_runs(instance, runs, run, keys)
 
         # The raw export is recorded with the export's facts, and the partition answers SQL.
         [raw] = instance.fetch_materializations(

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from offload_assets_tests.conftest import write_tables_file
-from offload_assets_tests.orchestration.conftest import Project, check_results, reviews, short_name
+from offload_assets_tests.orchestration.conftest import Project, check_results, drop_export, reviews, short_name
 
 
 @pytest.mark.parametrize(
@@ -82,6 +82,31 @@ def test_conversion_follows_an_export_run_once_and_never_a_full_run(project: Pro
     # Neither does a raw export recorded by a sensor: the sensor requests that conversion itself.
     project.instance.report_runless_asset_event(dg.AssetMaterialization(project.keys["export"], partition=project.today))
     requested, cursor = _requested(project, cursor)
+    assert requested == {"parquet": [], "catalog": []}
+
+
+def test_automation_caught_inside_a_converting_run_does_not_publish_again(project: Project, aws):
+    """The daemon can evaluate after a sensor's convert run wrote the snapshot and before it published it.
+
+    Runs of jobs carry no asset selection, so Dagster's own "executed with root target" test does
+    not see that the run will publish: the jobs' tag says so. Reproduced by a convert-job run that
+    stops after the snapshot: automation must not start a second publish for it.
+    """
+    items = reviews(30)
+    project.seed(items)
+    drop_export(aws.client("s3"), bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=items)
+    _, cursor = _requested(project, None)
+    tick = project.tick("export_sensor")
+    for event in tick.asset_events:  # what the daemon stores before creating the sensor's run
+        project.instance.report_runless_asset_event(event)
+    requested, cursor = _requested(project, cursor)
+    assert requested == {"parquet": [], "catalog": []}
+    [request] = tick.run_requests
+    snapshot_only = project.job("convert_job").execute_in_process(
+        partition_key=request.partition_key, tags=request.tags, instance=project.instance, asset_selection=[project.keys["parquet"]]
+    )
+    assert snapshot_only.success
+    requested, _ = _requested(project, cursor)
     assert requested == {"parquet": [], "catalog": []}
 
 
