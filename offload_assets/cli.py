@@ -461,6 +461,18 @@ def find_export_data_files(filesystem: Any, base: str, shown: str) -> list[str]:
     return data
 
 
+def cmd_iam_policy(args: argparse.Namespace) -> int:
+    from offload_assets.iam_policy import build_iam_policy, render_policy
+
+    specs = _select_tables(_load_tables(args.tables), args.table)
+    policy = build_iam_policy(
+        specs, region=args.region, account_id=args.account_id, athena_workgroup=args.athena_workgroup or None,
+        athena_results_uri=args.athena_results, kms_key_arn=args.kms_key,
+    )
+    print(render_policy(policy))
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from offload_assets.conversion import ConversionOptions, ExportLineError, convert_export_to_parquet
     from offload_assets.progress import WorkSpinner, format_bytes
@@ -660,7 +672,20 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--format", choices=["table", "json"], default="table", help="how to print the result")
     convert.set_defaults(func=cmd_convert)
 
-    # iam-policy: issue 8 adds `offload-assets iam-policy` here (the IAM policy the configured tables need).
+    iam = _sub(sub, "iam-policy", help="print the least-privilege IAM policy the configured tables need (JSON)",
+               description="The IAM policy document (JSON) for offloading the tables in the tables file: Scan or\n"
+                           "ExportTableToPointInTime on those DynamoDB tables only, S3 on their export and Parquet prefixes\n"
+                           "only, Glue on their database and tables, Athena on one workgroup, KMS on the tables' keys.",
+               examples="  offload-assets iam-policy --region eu-west-1 --account-id 123456789012 > policy.json\n"
+                        "  offload-assets iam-policy Reviews --athena-results s3://my-results/athena/ --kms-key arn:aws:kms:...")
+    iam.add_argument("table", nargs="*", help="tables to cover (default: all in the tables file)")
+    iam.add_argument("--region", default="*", help="AWS region in the ARNs (default: any)")
+    iam.add_argument("--account-id", default="*", help="AWS account id in the ARNs (default: any)")
+    iam.add_argument("--athena-workgroup", default="primary", help="Athena workgroup for queries ('' for none; default primary)")
+    iam.add_argument("--athena-results", default=None, metavar="S3_URI", help="Athena result location to allow (s3://bucket/prefix/)")
+    iam.add_argument("--kms-key", default=None, metavar="ARN", help="extra KMS key ARN to allow (tables' sse_kms_key_id are added)")
+    _tables_option(iam)
+    iam.set_defaults(func=cmd_iam_policy)
 
     local = _sub(sub, "local", help="manage the local AWS emulator (start, stop, status, reset)",
                  description="The local AWS emulator (moto) serving DynamoDB, S3, Glue and Athena on a loopback port. It starts\n"

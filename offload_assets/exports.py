@@ -32,6 +32,7 @@ from offload_assets.native_export import (
     run_point_in_time_export,
 )
 from offload_assets.s3_storage import ensure_bucket
+from offload_assets.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.scan_export import ScanProgress, export_table_scan
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
@@ -95,7 +96,7 @@ def _scan(spec: TableSpec, partition_key: str, dynamodb: Any, s3: Any, on_progre
         on_demand_rcu_budget=spec.on_demand_rcu_budget,
         timeout_seconds=spec.export_timeout_minutes * 60,
         on_progress=on_progress,
-        **(scan_options or {}),
+        **{"put_kwargs": s3_put_kwargs(spec), **(scan_options or {})},
     )
     return ExportOutcome(
         manifest=result.manifest,
@@ -137,6 +138,7 @@ def _native(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds, fact
         dynamodb, s3,
         table_name=spec.dynamodb_table, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(partition_key),
         deadline=deadline, export_time=spec.export_time(partition_key), now=now, poll_seconds=poll_seconds,
+        put_kwargs=s3_put_kwargs(spec),
     )
     return _native_outcome(export, "native", facts or {})
 
@@ -168,6 +170,7 @@ def _incremental(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds)
             dynamodb, s3,
             table_name=spec.dynamodb_table, bucket=spec.s3_bucket, export_prefix=increment_prefix,
             deadline=deadline, incremental_window=(from_time, to_time), now=now, poll_seconds=poll_seconds,
+            put_kwargs=s3_put_kwargs(spec),
         )
         increment, export_arn = export.manifest, export.export_arn
     table = dynamodb.describe_table(TableName=spec.dynamodb_table)["Table"]
@@ -181,6 +184,7 @@ def _incremental(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds)
         export_time=increment.summary.get("exportToTime") or to_time.isoformat(),
         table_arn=table.get("TableArn"),
         deadline=deadline,
+        put_kwargs=s3_put_kwargs(spec),
     )
     delete_other_exports(s3, bucket=spec.s3_bucket, export_prefix=increment_prefix, keep_export_id=increment.export_id)
     return ExportOutcome(
@@ -216,6 +220,7 @@ def export_partition(
     ``now`` replaces the clock for the partition checks (tests, simulated days); ``scan_options``
     go to :func:`offload_assets.scan_export.export_table_scan` (checkpoint interval, page size...).
     """
+    s3 = enforce_s3_settings(s3, spec)  # encryption and bucket owner on every request, whatever the path
     ensure_bucket(s3, spec.s3_bucket, prefix=spec.export_prefix_root + "/")
     deadline = ExportDeadline(
         spec.export_timeout_minutes * 60,

@@ -116,12 +116,13 @@ def build_iam_policy(
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:ListBucket"],
                 "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*"],
             })
-    if kms_key_arn:
+    kms_keys = _dedupe(k for k in (kms_key_arn, *(getattr(s, "sse_kms_key_id", None) for s in specs)) if k)
+    if kms_keys:
         statements.append({
             "Sid": "EncryptWithTableKey",
             "Effect": "Allow",
             "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "Resource": [kms_key_arn],
+            "Resource": kms_keys,
         })
     return {"Version": "2012-10-17", "Statement": statements}
 

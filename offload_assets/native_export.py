@@ -24,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from offload_assets.s3_writes import native_export_kwargs
 from offload_assets.export_errors import ExportDeadline, ExportFailedError, ExportRefusedError
 from offload_assets.export_layout import (
     ExportManifest,
@@ -248,8 +249,7 @@ def run_point_in_time_export(
         "TableArn": table_arn, "S3Bucket": bucket, "S3Prefix": export_prefix, "ExportFormat": "DYNAMODB_JSON",
     }
     extra: dict[str, Any] = {"exportMethod": method}
-    if put_kwargs and put_kwargs.get("ServerSideEncryption") == "aws:kms":
-        request.update(S3SseAlgorithm="KMS", S3SseKmsKeyId=put_kwargs.get("SSEKMSKeyId"))
+    request.update(native_export_kwargs(put_kwargs))
     if incremental_window:
         from_time, to_time = incremental_window
         window = to_time - from_time

@@ -111,9 +111,9 @@ def segment_checkpoint_key(export_prefix: str, export_id: str, segment: int) -> 
     return f"{checkpoint_prefix(export_prefix, export_id)}segment-{segment:05d}.json"
 
 
-def write_plan(s3: Any, *, bucket: str, export_prefix: str, plan: ScanPlan) -> None:
+def write_plan(s3: Any, *, bucket: str, export_prefix: str, plan: ScanPlan, put_kwargs: dict[str, Any] | None = None) -> None:
     key = checkpoint_prefix(export_prefix, plan.export_id) + PLAN_NAME
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(asdict(plan)).encode(), ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(asdict(plan)).encode(), ContentType="application/json", **(put_kwargs or {}))
 
 
 def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> ScanPlan | None:
@@ -124,13 +124,17 @@ def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> Sc
     return ScanPlan(**json.loads(body))
 
 
-def write_segment_checkpoint(s3: Any, *, bucket: str, export_prefix: str, export_id: str, checkpoint: SegmentCheckpoint) -> None:
+def write_segment_checkpoint(
+    s3: Any, *, bucket: str, export_prefix: str, export_id: str, checkpoint: SegmentCheckpoint,
+    put_kwargs: dict[str, Any] | None = None,
+) -> None:
     checkpoint.updated_at = utc_iso()
     s3.put_object(
         Bucket=bucket,
         Key=segment_checkpoint_key(export_prefix, export_id, checkpoint.segment),
         Body=checkpoint.to_json(),
         ContentType="application/json",
+        **(put_kwargs or {}),
     )
 
 

@@ -241,7 +241,7 @@ def export_table_scan(
             export_time=export_time or start_time,
             start_time=start_time,
         )
-        write_plan(s3, bucket=bucket, export_prefix=export_prefix, plan=plan)
+        write_plan(s3, bucket=bucket, export_prefix=export_prefix, plan=plan, put_kwargs=put_kwargs)
         checkpoints = {}
     export_id, segments = plan.export_id, plan.total_segments
     data_prefix = f"{export_dir_key(export_prefix, export_id)}/data"
@@ -312,7 +312,7 @@ def export_table_scan(
                     cp.items += pending_items
                     cp.consumed_capacity += pending_units
                     pending_items, pending_units = 0, 0.0
-                    write_segment_checkpoint(s3, bucket=bucket, export_prefix=export_prefix, export_id=export_id, checkpoint=cp)
+                    write_segment_checkpoint(s3, bucket=bucket, export_prefix=export_prefix, export_id=export_id, checkpoint=cp, put_kwargs=put_kwargs)
                     last_checkpoint = time.monotonic()
                 if last_key is None:
                     return cp

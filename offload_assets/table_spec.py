@@ -25,6 +25,7 @@ _DDB_TABLE_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _GLUE_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_\-]{0,254}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-=]+$")
+_KMS_KEY_RE = re.compile(r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/)?(alias/)?[A-Za-z0-9/_\-]{1,256}$")
 
 
 class TablesFileError(ValueError):
@@ -81,6 +82,26 @@ class _TableEntry(BaseModel):
     glue_version: str = Field("5.0", description="Glue version of the job (Spark 3.5, Python 3.11 on 5.0).")
     glue_worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
     glue_workers: int = Field(2, ge=2, le=1000, description="Glue workers (DPUs for G.1X) of the conversion job.")
+    sse_kms_key_id: str | None = Field(
+        None, description="KMS key (id, ARN or alias) for SSE-KMS on every S3 write; default: SSE-S3 (AES256)."
+    )
+    expected_bucket_owner: str | None = Field(
+        None, description="12-digit account id that must own s3_bucket; sent as ExpectedBucketOwner on every S3 request."
+    )
+
+    @field_validator("sse_kms_key_id")
+    @classmethod
+    def _kms_key(cls, v: str | None) -> str | None:
+        if v is not None and not _KMS_KEY_RE.match(v):
+            raise ValueError("must be a KMS key id, key ARN, alias/<name> or alias ARN")
+        return v
+
+    @field_validator("expected_bucket_owner")
+    @classmethod
+    def _bucket_owner(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d{12}", v):
+            raise ValueError("must be a 12-digit AWS account id")
+        return v
 
     @field_validator("external_export_prefixes")
     @classmethod
@@ -185,6 +206,8 @@ class TableSpec:
     glue_version: str = "5.0"
     glue_worker_type: str = "G.1X"
     glue_workers: int = 2
+    sse_kms_key_id: str | None = None
+    expected_bucket_owner: str | None = None
 
     @property
     def name(self) -> str:

@@ -117,3 +117,38 @@ def test_policy_is_scoped_to_the_configured_resources(tmp_path):
     scan = next(st for st in policy["Statement"] if st["Sid"] == "ScanExport")
     assert scan["Resource"] == ["arn:aws:dynamodb:eu-west-1:111122223333:table/Reviews"]  # Books is native: no Scan
     assert "dynamodb:ExportTableToPointInTime" in policy_actions(policy)
+
+
+def test_iam_policy_command_prints_the_policy_for_the_configured_tables(tmp_path, capsys):
+    import json
+
+    from offload_assets.cli import main
+
+    tables_file = write_tables_file(
+        tmp_path / "t.yaml",
+        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a", "sse_kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/abc"},
+        {"dynamodb_table": "Books", "s3_bucket": "bucket-b", "export_method": "native"},
+    )
+    argv = ["iam-policy", "--tables", str(tables_file), "--region", "eu-west-1", "--account-id", "111122223333",
+            "--athena-workgroup", "analysts", "--athena-results", "s3://results-bucket/athena/", "--kms-key",
+            "arn:aws:kms:eu-west-1:111122223333:key/extra"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = build_iam_policy(
+        load_tables_file(tables_file).tables, region="eu-west-1", account_id="111122223333", athena_workgroup="analysts",
+        athena_results_uri="s3://results-bucket/athena/", kms_key_arn="arn:aws:kms:eu-west-1:111122223333:key/extra",
+    )
+    assert printed == expected
+    kms = next(st for st in printed["Statement"] if st["Sid"] == "EncryptWithTableKey")
+    assert kms["Resource"] == ["arn:aws:kms:eu-west-1:111122223333:key/extra", "arn:aws:kms:eu-west-1:111122223333:key/abc"]
+    athena = next(st for st in printed["Statement"] if st["Sid"] == "AthenaQueries")
+    assert athena["Resource"] == ["arn:aws:athena:eu-west-1:111122223333:workgroup/analysts"]
+
+    # One table only: the other table's resources are absent.
+    assert main(["iam-policy", "Books", "--tables", str(tables_file)]) == 0
+    only_books = capsys.readouterr().out
+    assert "table/Books" in only_books and "Reviews" not in only_books and "bucket-a" not in only_books
+
+    # An unknown table is a usage error naming it.
+    assert main(["iam-policy", "Nope", "--tables", str(tables_file)]) == 2
+    assert "'Nope'" in capsys.readouterr().err
