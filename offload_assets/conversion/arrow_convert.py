@@ -288,6 +288,7 @@ class BatchConverter:
         self.rescued: Counter = Counter()
 
     def ok_rows(self, item: pa.Array, covered: pa.Array) -> pa.Array:
+        clear_caches()
         checks = [pc.fill_null(covered, False)]
         if self.root.fields:
             for name, node in self.root.fields.items():

@@ -12,7 +12,7 @@ from .value_stats import INT64_MAX, INT64_MIN
 CANONICAL_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
 
 
-_CODES_CACHE: dict[tuple, pa.Array] = {}
+_CODES_CACHE: dict[tuple, tuple[pa.Array, pa.Array]] = {}
 
 
 def clear_caches() -> None:
@@ -26,10 +26,11 @@ def number_codes(arr: pa.Array) -> pa.Array:
     # struct_field gives a fresh validity buffer each call: key on the value buffers
     key = tuple(b.address if b is not None else 0 for b in buffers[1:]) + (
         arr.offset, len(arr), arr.null_count)
-    codes = _CODES_CACHE.get(key)
-    if codes is None:
-        codes = _CODES_CACHE[key] = compute_number_codes(arr)
-    return codes
+    hit = _CODES_CACHE.get(key)
+    if hit is None:
+        # the entry keeps ``arr`` alive, so its buffer addresses cannot be reused meanwhile
+        hit = _CODES_CACHE[key] = (arr, compute_number_codes(arr))
+    return hit[1]
 
 
 def compute_number_codes(arr: pa.Array) -> pa.Array:

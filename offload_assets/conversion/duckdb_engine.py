@@ -300,13 +300,7 @@ class _Engine:
                 f.local, f.temporary = None, False
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(config={
-            "threads": self.options.threads or os.cpu_count() or 1,
-            "memory_limit": self.options.memory_limit,
-            "preserve_insertion_order": False,
-            "temp_directory": os.path.join(self.scratch, "duckdb-tmp"),
-        })
-        return con
+        return _database(self.options.threads or os.cpu_count() or 1, self.options.memory_limit).cursor()
 
     # -- one round ---------------------------------------------------------------------------
     def run_round(self, plan: SchemaPlan, root: ReadNode, writer: ParquetPartsWriter, *, with_stats: bool):
@@ -414,11 +408,24 @@ class _Engine:
             f.local, f.temporary, f.gzip, f.format = clean_path, True, False, "native"
 
 
-def _node(root: ValueStats, path: tuple) -> ValueStats:
-    node = root
-    for step in path:
-        node = node.field_stats(step[1]) if step[0] == "M" else node.element_stats()
-    return node
+_DATABASES: dict[tuple, duckdb.DuckDBPyConnection] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
+def _database(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB per process and settings (starting one costs ~30 ms); each
+    conversion works on its own cursor."""
+    key = (threads, memory_limit)
+    with _DATABASES_LOCK:
+        con = _DATABASES.get(key)
+        if con is None:
+            con = _DATABASES[key] = duckdb.connect(config={
+                "threads": threads,
+                "memory_limit": memory_limit,
+                "preserve_insertion_order": False,
+                "temp_directory": os.path.join(tempfile.gettempdir(), f"offload-duckdb-{os.getpid()}"),
+            })
+        return con
 
 
 def _stream(con: duckdb.DuckDBPyConnection, sql: str):

@@ -113,17 +113,22 @@ def item_structure(root: ReadNode) -> dict:
 
 def build_query(source_sql: str, root: ReadNode) -> str:
     """SELECT over ``source_sql`` (columns ``json``, ``filename``): the typed ``item``, ``_cov``
-    and, for rows not covered, ``_raw`` (the line's text)."""
+    and, for rows not covered, ``_raw`` (the line's text).
+
+    The typed key count is an expression over the read structure; for big structures (slow to
+    plan) it is taken from the typed value's own JSON instead: keys it serialises minus those
+    serialised as null (a string value can only add the same amount to both sides).
+    """
     structure = sql_string(orjson.dumps(item_structure(root)).decode())
     item = "struct_extract(j, 'Item')"
     counter = _KeyCount()
-    if root.fields:
-        typed = " + ".join(
-            f"CASE WHEN {_get(item, n)} IS NULL THEN 0 ELSE 1 + {counter.value(_get(item, n), node)} END"
-            for n, node in root.fields.items()
-        )
-    else:
-        typed = "0"
+    typed = " + ".join(
+        f"CASE WHEN {_get(item, n)} IS NULL THEN 0 ELSE 1 + {counter.value(_get(item, n), node)} END"
+        for n, node in root.fields.items()
+    ) or "0"
+    if len(typed) > TYPED_COUNT_SQL_LIMIT:
+        t = f"to_json({item})::VARCHAR"
+        typed = f"({_raw_keys(t)} - ((length({t}) - length(replace({t}, '\":null', ''))) // 6))"
     covered = f"({item} IS NOT NULL AND {_raw_keys('json')} = 1 + {typed})"
     return f"""
 SELECT item, _cov, CASE WHEN _cov THEN NULL ELSE json END AS _raw, filename AS _file
@@ -132,3 +137,6 @@ FROM (
   FROM (SELECT json::VARCHAR AS json, filename, json_transform(json, {structure}) AS j FROM {source_sql})
 )
 """
+
+
+TYPED_COUNT_SQL_LIMIT = 16_000
