@@ -43,27 +43,15 @@ def _wait_for(what: str, predicate, timeout: float, log: Path, interval: float =
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; daemon log tail:\n{tail}")
 
 
-def _describe_extra_runs(instance, runs, expected, keys) -> str:
-    """Which assets the unexpected runs targeted and why automation requested them (for the failure message)."""
-    lines = []
-    for r in runs:
-        if r.run_id != expected.run_id:
-            lines.append(f"extra run {r.run_id} job={r.job_name} assets={sorted(k.to_user_string() for k in r.asset_selection or ())} "
-                         f"created={instance.get_run_record_by_id(r.run_id).create_timestamp}")
-    lines.append(f"expected run created={instance.get_run_record_by_id(expected.run_id).create_timestamp} "
-                 f"assets={sorted(k.to_user_string() for k in expected.asset_selection or ())}")
-    for key in (keys["parquet"], keys["catalog"]):
-        for record in instance.schedule_storage.get_auto_materialize_asset_evaluations(key, limit=5):
-            evaluation = record.get_evaluation_with_run_ids().evaluation
-            if evaluation.true_subset.size:
-                lines.append(f"{key.to_user_string()} requested at {record.timestamp}: {_true_nodes(evaluation)}")
-    return "\n".join(lines)
-
-
-def _true_nodes(evaluation, depth: int = 0) -> str:
-    label = getattr(evaluation, "label", None) or evaluation.condition_snapshot.description if hasattr(evaluation, "condition_snapshot") else ""
-    out = f"{'  ' * depth}{label}={evaluation.true_subset.size}; "
-    return out + "".join(_true_nodes(child, depth + 1) for child in getattr(evaluation, "child_evaluations", ()))
+def _describe_extra_runs(instance, runs, expected) -> str:
+    """What the unexpected runs targeted and who launched them (for the failure message)."""
+    return "\n".join(
+        f"run {r.run_id} job={r.job_name} assets={sorted(k.to_user_string() for k in r.asset_selection or ())} "
+        f"launched_by={ {k: v for k, v in r.tags.items() if k.startswith(('dagster/sensor', 'dagster/schedule', 'dagster/asset_evaluation'))} } "
+        f"created={instance.get_run_record_by_id(r.run_id).create_timestamp}"
+        + (" (expected)" if r.run_id == expected.run_id else "")
+        for r in runs
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -109,13 +97,18 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     daemon_bin = Path(sys.executable).with_name("dagster-daemon")
     command = [str(daemon_bin)] if daemon_bin.exists() else [sys.executable, "-m", "dagster._daemon"]
+    # Create the instance's SQLite storage before the daemon and its code server start: on a fresh
+    # DAGSTER_HOME, processes creating it at once can race on the schema migration.
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
+    instance.fetch_materializations(keys["export"], limit=1)
     log = tmp_path / "daemon.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [*command, "run", "-w", str(workspace)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,  # its own process group: stopped as a whole below
         )
-    instance = dg.DagsterInstance.from_config(str(home))
     try:
         # The sensor daemon is up and has ticked the export sensor at least once (nothing to find yet).
         def export_sensor_ticked():
@@ -150,7 +143,7 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
         # Give the sensors and the automation several more ticks: still exactly one run.
         time.sleep(25)
         runs = instance.get_runs()
-        assert [r.run_id for r in runs] == [run.run_id], _describe_extra_runs(instance, runs, run, keys)
+        assert [r.run_id for r in runs] == [run.run_id], _describe_extra_runs(instance, runs, run)
 
         # The raw export is recorded with the export's facts, and the partition answers SQL.
         [raw] = instance.fetch_materializations(
