@@ -36,6 +36,15 @@ GLUE_ACTIONS = [
     "glue:DeletePartition",
     "glue:BatchDeletePartition",
 ]
+GLUE_JOB_ACTIONS = [
+    "glue:GetJob",
+    "glue:CreateJob",
+    "glue:UpdateJob",
+    "glue:DeleteJob",
+    "glue:StartJobRun",
+    "glue:GetJobRun",
+    "glue:BatchStopJobRun",
+]
 ATHENA_ACTIONS = [
     "athena:StartQueryExecution",
     "athena:GetQueryExecution",
@@ -124,6 +133,31 @@ def build_iam_policy(
             "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
             "Resource": kms_keys,
         })
+    glue_tables = [s for s in specs if getattr(s, "engine", "local") == "glue"]
+    if glue_tables:
+        from offload_assets.spark.glue_launch import glue_job_name
+
+        statements.append({
+            "Sid": "ConvertOnGlue",
+            "Effect": "Allow",
+            "Action": GLUE_JOB_ACTIONS,
+            "Resource": [f"arn:aws:glue:{region}:{account_id}:job/{glue_job_name(s)}" for s in glue_tables],
+        })
+        statements.append({
+            "Sid": "GlueJobFiles",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": _dedupe(f"arn:aws:s3:::{s.s3_bucket}/{s.s3_prefix}/glue/*" for s in glue_tables),
+        })
+        roles = _dedupe(s.glue_role_arn for s in glue_tables if s.glue_role_arn)
+        if roles:
+            statements.append({
+                "Sid": "PassGlueJobRole",
+                "Effect": "Allow",
+                "Action": ["iam:PassRole"],
+                "Resource": roles,
+                "Condition": {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
+            })
     return {"Version": "2012-10-17", "Statement": statements}
 
 

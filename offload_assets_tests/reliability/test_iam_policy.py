@@ -152,3 +152,21 @@ def test_iam_policy_command_prints_the_policy_for_the_configured_tables(tmp_path
     # An unknown table is a usage error naming it.
     assert main(["iam-policy", "Nope", "--tables", str(tables_file)]) == 2
     assert "'Nope'" in capsys.readouterr().err
+
+
+def test_glue_engine_tables_get_job_and_pass_role_permissions(tmp_path):
+    tables = load_tables_file(write_tables_file(
+        tmp_path / "t.yaml",
+        {"dynamodb_table": "Orders", "s3_bucket": "bucket-a", "engine": "glue",
+         "glue_role_arn": "arn:aws:iam::111122223333:role/offload-glue"},
+        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a"},
+    ))
+    policy = build_iam_policy(tables.tables, region="eu-west-1", account_id="111122223333")
+    by_sid = {st["Sid"]: st for st in policy["Statement"]}
+    assert by_sid["ConvertOnGlue"]["Resource"] == ["arn:aws:glue:eu-west-1:111122223333:job/offload-assets-convert-orders"]
+    assert "glue:StartJobRun" in by_sid["ConvertOnGlue"]["Action"]
+    assert by_sid["PassGlueJobRole"]["Resource"] == ["arn:aws:iam::111122223333:role/offload-glue"]
+    assert by_sid["PassGlueJobRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}}
+    assert by_sid["GlueJobFiles"]["Resource"] == ["arn:aws:s3:::bucket-a/dynamodb-offload/glue/*"]
+    local_only = build_iam_policy([tables.table("Reviews")], region="eu-west-1", account_id="111122223333")
+    assert "ConvertOnGlue" not in {st["Sid"] for st in local_only["Statement"]}
