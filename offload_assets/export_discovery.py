@@ -48,6 +48,7 @@ from offload_assets.export_layout import (
     write_export_manifests,
 )
 from offload_assets.s3_storage import delete_prefix, ensure_bucket
+from offload_assets.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 CURSOR_VERSION = 1
@@ -372,6 +373,7 @@ def adopt_export(s3: Any, spec: TableSpec, found: FoundExport) -> ExportManifest
     from the table's own landing area is then deleted there (moved); one from an external
     prefix is left in place. Every other export of the partition is removed.
     """
+    s3 = enforce_s3_settings(s3, spec)  # encryption (and bucket owner) on every write to the table's bucket
     target_prefix = spec.export_prefix(found.partition_key)
     source = found.manifest
     if not (found.in_partition_directory and source.bucket == spec.s3_bucket and source.export_prefix == target_prefix):
@@ -406,6 +408,7 @@ def _copy_export(s3: Any, spec: TableSpec, source: ExportManifest, target_prefix
         export_time=source.export_time or "",
         start_time=source.start_time or "",
         extra={**kept, "adoptedFrom": source.s3_uri},
+        put_kwargs=s3_put_kwargs(spec),
     )
 
 

@@ -172,6 +172,8 @@ def test_adoption_moves_landing_exports_and_copies_external_ones(aws):
     assert adopted.summary["exportArn"].endswith(landing_id)  # the export's own facts are kept
     assert list_export_ids(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix_root) == []  # moved out of the landing area
     assert list_export_ids(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix("2026-03-10")) == [landing_id]
+    for key in [f.key for f in adopted.data_files] + [f"{adopted.export_dir}/manifest-summary.json"]:
+        assert s3.head_object(Bucket=spec.s3_bucket, Key=key)["ServerSideEncryption"] == "AES256"  # written encrypted
     lines = [json.loads(line)["Item"]["User"]["S"] for _, line in iter_export_lines(s3, adopted)]
     assert sorted(lines) == sorted(i["User"] for i in items)
     assert export_data_bytes(s3, adopted) > 0
