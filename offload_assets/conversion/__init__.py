@@ -6,8 +6,6 @@ Public API: :func:`convert_export_to_parquet` with :class:`ConversionOptions`, r
 and :func:`type_mapping_markdown` (the README's type-mapping table).
 """
 
-from pathlib import Path
-
 from .column_names import assign_column_names, safe_column_name
 from .convert import convert_export_to_parquet
 from .export_lines import (
@@ -34,8 +32,11 @@ from .options import (
 
 
 def type_mapping_markdown() -> str:
-    """The type-mapping table and rules, as Markdown (the README section)."""
-    return (Path(__file__).with_name("TYPE_MAPPING.md")).read_text()
+    """The type-mapping table and rules, as Markdown (the README section; also in
+    ``offload_assets/conversion/TYPE_MAPPING.md``)."""
+    from .type_mapping import TYPE_MAPPING_MARKDOWN
+
+    return TYPE_MAPPING_MARKDOWN
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import threading
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,11 +13,18 @@ from .value_stats import INT64_MAX, INT64_MIN
 CANONICAL_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
 
 
-_CODES_CACHE: dict[tuple, tuple[pa.Array, pa.Array]] = {}
+_LOCAL = threading.local()
+
+
+def _codes_cache() -> dict[tuple, tuple[pa.Array, pa.Array]]:
+    cache = getattr(_LOCAL, "codes", None)
+    if cache is None:
+        cache = _LOCAL.codes = {}
+    return cache
 
 
 def clear_caches() -> None:
-    _CODES_CACHE.clear()
+    _codes_cache().clear()
 
 
 def number_codes(arr: pa.Array) -> pa.Array:
@@ -26,10 +34,11 @@ def number_codes(arr: pa.Array) -> pa.Array:
     # struct_field gives a fresh validity buffer each call: key on the value buffers
     key = tuple(b.address if b is not None else 0 for b in buffers[1:]) + (
         arr.offset, len(arr), arr.null_count)
-    hit = _CODES_CACHE.get(key)
+    cache = _codes_cache()
+    hit = cache.get(key)
     if hit is None:
         # the entry keeps ``arr`` alive, so its buffer addresses cannot be reused meanwhile
-        hit = _CODES_CACHE[key] = (arr, compute_number_codes(arr))
+        hit = cache[key] = (arr, compute_number_codes(arr))
     return hit[1]
 
 

@@ -87,3 +87,13 @@ def test_incremental_lines_are_refused_by_the_converter_reader(tmp_path):
     write_lines(path, [orjson.dumps({"Keys": {"id": {"S": "1"}}, "NewImage": {"id": {"S": "1"}}})])
     with pytest.raises(ExportLineError, match="incremental"):
         list(iter_export_items([str(path)], LOCAL, table_name="T"))
+
+
+def test_type_mapping_markdown_matches_the_file():
+    from pathlib import Path
+
+    import offload_assets.conversion as conversion
+
+    text = conversion.type_mapping_markdown()
+    assert text == (Path(conversion.__file__).with_name("TYPE_MAPPING.md")).read_text()
+    assert "| `N` | `decimal128(38, s)`" in text and "_rescued_data" in text
