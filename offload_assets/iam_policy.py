@@ -133,6 +133,36 @@ def build_iam_policy(
             "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
             "Resource": kms_keys,
         })
+    external = [(s, loc) for s in specs for loc in s.external_export_prefixes]
+    if external:
+        # Exports started outside Dagster: the sensor lists and reads them, then copies them in.
+        for bucket in _dedupe((loc.removeprefix("s3://").split("/", 1)[0] if loc.startswith("s3://") else s.s3_bucket) for s, loc in external):
+            prefixes = _dedupe(
+                (loc.removeprefix("s3://").split("/", 1)[1] if loc.startswith("s3://") else loc)
+                for s, loc in external
+                if (loc.removeprefix("s3://").split("/", 1)[0] if loc.startswith("s3://") else s.s3_bucket) == bucket
+            )
+            statements.append({
+                "Sid": f"ReadExternalExports{len(statements)}",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": _dedupe(q for p in prefixes for q in (p, f"{p}/*"))}},
+            })
+            statements.append({
+                "Sid": f"GetExternalExports{len(statements)}",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in prefixes],
+            })
+    queues = _dedupe(s.notification_queue_url for s in specs if s.notification_queue_url)
+    if queues:
+        statements.append({
+            "Sid": "ExportNotifications",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
+            "Resource": [queue_arn(url, region, account_id) for url in queues],
+        })
     glue_tables = [s for s in specs if getattr(s, "engine", "local") == "glue"]
     if glue_tables:
         from offload_assets.spark.glue_launch import glue_job_name
@@ -159,6 +189,15 @@ def build_iam_policy(
                 "Condition": {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
             })
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def queue_arn(url: str, region: str, account_id: str) -> str:
+    """``https://sqs.<region>.amazonaws.com/<account>/<name>`` -> ``arn:aws:sqs:<region>:<account>:<name>``."""
+    parts = url.rstrip("/").split("/")
+    host = parts[2] if len(parts) > 2 else ""
+    queue_region = host.split(".")[1] if host.startswith("sqs.") else region
+    account = parts[-2] if len(parts) >= 2 and parts[-2].isdigit() else account_id
+    return f"arn:aws:sqs:{queue_region}:{account}:{parts[-1]}"
 
 
 def policy_actions(policy: dict[str, Any]) -> set[str]:

@@ -170,3 +170,20 @@ def test_glue_engine_tables_get_job_and_pass_role_permissions(tmp_path):
     assert by_sid["GlueJobFiles"]["Resource"] == ["arn:aws:s3:::bucket-a/dynamodb-offload/glue/*"]
     local_only = build_iam_policy([tables.table("Reviews")], region="eu-west-1", account_id="111122223333")
     assert "ConvertOnGlue" not in {st["Sid"] for st in local_only["Statement"]}
+
+
+def test_sensor_sources_are_readable_and_nothing_more(tmp_path):
+    tables = load_tables_file(write_tables_file(
+        tmp_path / "t.yaml",
+        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a",
+         "external_export_prefixes": ["s3://backup-bucket/ddb/reviews", "landing/reviews"],
+         "notification_queue_url": "https://sqs.eu-west-1.amazonaws.com/111122223333/export-finished"},
+    ))
+    policy = build_iam_policy(tables.tables, region="eu-west-1", account_id="111122223333")
+    gets = [st for st in policy["Statement"] if st["Sid"].startswith("GetExternalExports")]
+    assert sorted(r for st in gets for r in st["Resource"]) == [
+        "arn:aws:s3:::backup-bucket/ddb/reviews/*", "arn:aws:s3:::bucket-a/landing/reviews/*"]
+    assert all(st["Action"] == ["s3:GetObject"] for st in gets)
+    sqs = next(st for st in policy["Statement"] if st["Sid"] == "ExportNotifications")
+    assert sqs["Resource"] == ["arn:aws:sqs:eu-west-1:111122223333:export-finished"]
+    assert "sqs:SendMessage" not in sqs["Action"]
