@@ -21,6 +21,21 @@ _TARGET_DOC = "'local' (the project's emulator), 'aws', or 'auto' to read OFFLOA
 _STATE_DOC = "Local mode: directory of the emulator's saved state (default .offload_assets or $OFFLOAD_ASSETS_HOME)."
 
 
+def connection_for(resource: Any) -> AwsConnection:
+    """The connection a resource's fields describe (both base classes carry the same AWS fields)."""
+    return resolve_connection(
+        target=resource.target,
+        region_name=resource.region_name,
+        endpoint_url=resource.endpoint_url,
+        profile_name=resource.profile_name,
+        aws_access_key_id=resource.aws_access_key_id,
+        aws_secret_access_key=resource.aws_secret_access_key,
+        aws_session_token=resource.aws_session_token,
+        max_attempts=resource.max_attempts,
+        local_state_dir=resource.local_state_dir,
+    )
+
+
 class _AwsClientResource(ResourceWithBoto3Configuration):
     target: str = Field(default="auto", description=_TARGET_DOC)
     local_state_dir: str | None = Field(default=None, description=_STATE_DOC)
@@ -28,17 +43,7 @@ class _AwsClientResource(ResourceWithBoto3Configuration):
     _service: str = ""
 
     def connection(self) -> AwsConnection:
-        return resolve_connection(
-            target=self.target,
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            profile_name=self.profile_name,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-            max_attempts=self.max_attempts,
-            local_state_dir=self.local_state_dir,
-        )
+        return connection_for(self)
 
     def get_client(self) -> Any:
         return self.connection().client(self._service)
@@ -88,17 +93,7 @@ class OffloadS3Resource(S3Resource):
         return False
 
     def connection(self) -> AwsConnection:
-        return resolve_connection(
-            target=self.target,
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            profile_name=self.profile_name,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-            max_attempts=self.max_attempts,
-            local_state_dir=self.local_state_dir,
-        )
+        return connection_for(self)
 
     def get_client(self) -> Any:
         return self.connection().client("s3")
