@@ -22,6 +22,7 @@ from .arrow_values import (
     list_parts,
     number_codes,
     rows_all,
+    struct_field,
 )
 from .duckdb_sql import ReadNode
 from .schema_plan import Kind, SchemaPlan
@@ -35,7 +36,7 @@ def decode_code(code: int) -> NumberShape:
 
 
 def _tag(v: pa.Array, tag: str) -> pa.Array:
-    return pc.struct_field(v, tag)
+    return struct_field(v, tag)
 
 
 def _valid(a: pa.Array) -> pa.Array:
@@ -90,7 +91,7 @@ def valid(v: pa.Array, node: ReadNode) -> pa.Array:
     if "M" in node.tags and node.fields:
         m = _tag(v, "M")
         for name, child in node.fields.items():
-            checks.append(valid(pc.struct_field(m, name), child))
+            checks.append(valid(struct_field(m, name), child))
     if "L" in node.tags and node.element is not None:
         offsets, elements, parents = list_parts(_tag(v, "L"))
         element_ok = pc.and_(_valid(elements), valid(elements, node.element))
@@ -116,7 +117,7 @@ def add_stats(v: pa.Array, node: ReadNode, stats: ValueStats) -> None:
     if "M" in node.tags and node.fields:
         m = _tag(v, "M")
         for name, child in node.fields.items():
-            add_stats(pc.struct_field(m, name), child, stats.field_stats(name))
+            add_stats(struct_field(m, name), child, stats.field_stats(name))
     if "L" in node.tags and node.element is not None:
         _, elements, _ = list_parts(_tag(v, "L"))
         add_stats(elements, node.element, stats.element_stats())
@@ -221,13 +222,13 @@ def convert(v: pa.Array, node: ReadNode | None, kind: Kind) -> tuple[pa.Array, p
             if child is None:
                 arrays.append(pa.nulls(n, f.kind.arrow_type))
                 continue
-            c = pc.struct_field(m, f.original)
+            c = struct_field(m, f.original)
             c_fit, c_out = convert(c, child, f.kind)
             checks.append(pc.or_(nullish(c, child), c_fit))
             arrays.append(c_out)
         for name in node.fields:
             if name not in planned:
-                checks.append(pc.is_null(pc.struct_field(m, name)))
+                checks.append(pc.is_null(struct_field(m, name)))
         fit = pc.fill_null(_and(*checks), False)
         out = pa.StructArray.from_arrays(arrays, fields=fields, mask=pc.invert(fit))
         return fit, out
@@ -279,52 +280,58 @@ def convert_numbers(t: pa.Array, arrow_type: pa.DataType) -> tuple[pa.Array, pa.
 
 
 class BatchConverter:
-    """Converts batches of typed items with one plan; gathers statistics and rescued counts."""
+    """Converts batches of typed items with one plan. Thread-safe: every call returns its own
+    statistics and rescued counts for the caller to merge."""
 
-    def __init__(self, plan: SchemaPlan, root: ReadNode, stats: ValueStats | None) -> None:
+    def __init__(self, plan: SchemaPlan, root: ReadNode, with_stats: bool) -> None:
         self.plan = plan
         self.root = root
-        self.stats = stats
-        self.rescued: Counter = Counter()
+        self.with_stats = with_stats
+        self._columns = []
+        for field in plan.schema:
+            column = next((c for c in plan.columns if c.name == field.name), None)
+            self._columns.append((field, column, root.fields.get(column.original) if column else None))
 
     def ok_rows(self, item: pa.Array, covered: pa.Array) -> pa.Array:
         clear_caches()
         checks = [pc.fill_null(covered, False)]
         if self.root.fields:
             for name, node in self.root.fields.items():
-                checks.append(valid(pc.struct_field(item, name), node))
+                checks.append(valid(struct_field(item, name), node))
         return _and(*checks)
 
-    def convert(self, item: pa.Array) -> pa.RecordBatch:
-        """The output batch for rows that are all covered and valid."""
+    def convert(self, item: pa.Array) -> tuple[pa.RecordBatch, ValueStats | None, Counter]:
+        """The output batch for rows that are all covered and valid, their statistics (when
+        gathering) and rescued counts per column."""
         n = len(item)
-        if self.stats is not None:
-            self.stats.tags["M"] += n
+        stats = None
+        if self.with_stats:
+            stats = ValueStats()
+            stats.tags["M"] += n
             for name, node in self.root.fields.items():
-                add_stats(pc.struct_field(item, name), node, self.stats.field_stats(name))
+                add_stats(struct_field(item, name), node, stats.field_stats(name))
+        rescued: Counter = Counter()
         arrays = []
         misfits = []
-        for field in self.plan.schema:
-            if field.name == "_rescued_data":
+        for field, column, node in self._columns:
+            if column is None:  # _rescued_data
                 arrays.append(None)
                 continue
-            column = next(c for c in self.plan.columns if c.name == field.name)
-            node = self.root.fields.get(column.original)
             if node is None:
                 arrays.append(pa.nulls(n, field.type))
                 continue
-            v = pc.struct_field(item, column.original)
+            v = struct_field(item, column.original)
             fit, out = convert(v, node, column.kind)
             misfit = pc.and_(pc.invert(nullish(v, node)), pc.invert(fit))
             count = pc.sum(misfit).as_py() or 0
             if count:
-                self.rescued[column.name] += count
+                rescued[column.name] += count
                 misfits.append((column, v, node, misfit))
             arrays.append(out.cast(field.type) if out.type != field.type else out)
         rescue_index = self.plan.schema.get_field_index("_rescued_data")
         arrays[rescue_index] = self._rescue(n, misfits)
         clear_caches()
-        return pa.RecordBatch.from_arrays(arrays, schema=self.plan.schema)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.plan.schema), stats, rescued
 
     def _rescue(self, n: int, misfits) -> pa.Array:
         if not misfits:

@@ -25,6 +25,25 @@ def _codes_cache() -> dict[tuple, tuple[pa.Array, pa.Array]]:
 
 def clear_caches() -> None:
     _codes_cache().clear()
+    _fields_cache().clear()
+
+
+def _fields_cache() -> dict[tuple, tuple[pa.Array, pa.Array]]:
+    cache = getattr(_LOCAL, "fields", None)
+    if cache is None:
+        cache = _LOCAL.fields = {}
+    return cache
+
+
+def struct_field(v: pa.Array, name: str) -> pa.Array:
+    """``pc.struct_field`` (parent nulls propagated), memoised per array until
+    :func:`clear_caches`: validity, statistics and conversion walk the same paths."""
+    cache = _fields_cache()
+    key = (id(v), name)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not v:
+        hit = cache[key] = (v, pc.struct_field(v, name))
+    return hit[1]
 
 
 def number_codes(arr: pa.Array) -> pa.Array:
@@ -50,7 +69,14 @@ def compute_number_codes(arr: pa.Array) -> pa.Array:
     """
     if len(arr) == 0:
         return pa.array([], pa.int64())
-    canonical = pc.match_substring_regex(arr, CANONICAL_NUMBER)
+    # plain digits (most numbers) need no regular expression: canonical unless a leading zero
+    digits = pc.ascii_is_decimal(arr)
+    canonical = pc.and_(digits, pc.or_(pc.invert(pc.starts_with(arr, "0")),
+                                       pc.equal(pc.binary_length(arr), 1)))
+    others = pc.and_(pc.is_valid(arr), pc.invert(pc.fill_null(digits, True)))
+    if pc.any(others).as_py():
+        checked = pc.match_substring_regex(pc.filter(arr, others), CANONICAL_NUMBER)
+        canonical = pc.replace_with_mask(pc.fill_null(canonical, False), others, checked)
     length = pc.binary_length(arr).cast(pa.int64())
     dot = pc.find_substring(arr, ".").cast(pa.int64())
     neg = pc.starts_with(arr, "-").cast(pa.int64())
@@ -68,7 +94,10 @@ def compute_number_codes(arr: pa.Array) -> pa.Array:
         values = arr.take(idx).to_pylist()
         fixed = [(19 * 512) * 2 + int(INT64_MIN <= int(v) <= INT64_MAX) for v in values]
         code = pc.replace_with_mask(code, pc.fill_null(edge, False), pa.array(fixed, pa.int64()))
-    return pc.if_else(canonical, code, -1)
+    out = pc.if_else(canonical, code, -1)
+    if arr.null_count:
+        out = pc.if_else(pc.is_valid(arr), out, pa.scalar(None, pa.int64()))
+    return out
 
 
 def base64_decode(arr: pa.Array) -> tuple[pa.Array, pa.Array]:

@@ -26,7 +26,9 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import duckdb
 import orjson
@@ -62,6 +64,20 @@ class InputFile:
     gzip: bool = False
     format: str = "native"
     size: int = 0
+
+
+CONVERT_WORKERS = 2
+
+
+@dataclass
+class _Processed:
+    """What converting one batch produced."""
+
+    batches: list = field(default_factory=list)
+    stats: ValueStats | None = None
+    rescued: Counter = field(default_factory=Counter)
+    per_item: list = field(default_factory=list)
+    bad_files: set = field(default_factory=set)
 
 
 class _BadFiles(Exception):
@@ -327,41 +343,59 @@ class _Engine:
         for f in window:
             groups.setdefault(f.gzip, []).append(f.local)
         bad: list[InputFile] = []
-        converter = BatchConverter(plan, root, stats if with_stats else None)
+        converter = BatchConverter(plan, root, with_stats)
         con = self._connect()
+        # DuckDB parses on its threads; CONVERT_WORKERS threads convert batches (Arrow compute
+        # releases the GIL); this thread writes Parquet, keeping results in order.
+        pending: deque = deque()
+
+        def collect(future) -> None:
+            out = future.result()
+            for b in out.batches:
+                writer.write(b)
+            if out.stats is not None:
+                stats.merge(out.stats)
+            counts.update(out.rescued)
+            for item_obj in out.per_item:
+                self.per_item.add(item_obj)
+            bad.extend(by_local[p] for p in out.bad_files if p in by_local)
+
         try:
-            for gz, paths in groups.items():
-                source = (f"read_ndjson_objects({paths!r}, filename=true, "
-                          f"compression='{'gzip' if gz else 'none'}')")
-                for batch in _stream(con, build_query(source, root)):
-                    bad_locals = self._consume(batch, converter, plan, writer, stats, counts, with_stats)
-                    bad += [by_local[p] for p in bad_locals if p in by_local]
-                    del batch
-                    _release_memory()
+            with ThreadPoolExecutor(CONVERT_WORKERS) as pool:
+                for gz, paths in groups.items():
+                    source = (f"read_ndjson_objects({paths!r}, filename=true, "
+                              f"compression='{'gzip' if gz else 'none'}')")
+                    for batch in _stream(con, build_query(source, root)):
+                        self.rows += batch.num_rows
+                        pending.append(pool.submit(self._process, batch, converter, plan))
+                        del batch
+                        while len(pending) > CONVERT_WORKERS:
+                            collect(pending.popleft())
+                            _release_memory()
+                while pending:
+                    collect(pending.popleft())
         finally:
+            for future in pending:
+                future.cancel()
             con.close()
-        for name, n in converter.rescued.items():
-            counts[name] += n
         return bad
 
-    def _consume(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan, writer,
-                 stats: ValueStats, counts: Counter, with_stats: bool) -> set[str]:
+    def _process(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan) -> _Processed:
+        """Convert one batch (runs on a worker thread; touches no shared state)."""
+        out = _Processed()
         item = batch.column("item")
-        covered = batch.column("_cov")
-        self.rows += len(item)
-        ok = converter.ok_rows(item, covered)
+        ok = converter.ok_rows(item, batch.column("_cov"))
         n_ok = pc.sum(ok).as_py() or 0
-        if n_ok == len(item):
-            writer.write(converter.convert(item))
-            return set()
         if n_ok:
-            writer.write(converter.convert(item.filter(ok)))
+            converted, out.stats, out.rescued = converter.convert(item if n_ok == len(item) else item.filter(ok))
+            out.batches.append(converted)
+        if n_ok == len(item):
+            return out
         # the rest, per item: lines not covered come back as text, covered ones are rebuilt
-        rest = pc.invert(ok)
-        rows = batch.filter(rest)
+        rows = batch.filter(pc.invert(ok))
         cov = rows.column("_cov").to_pylist()
         rebuilt = iter(native_items(rows.column("item").filter(rows.column("_cov")), converter.root))
-        items, bad_files = [], set()
+        items = []
         for covered_row, raw, file in zip(cov, rows.column("_raw").to_pylist(), rows.column("_file").to_pylist()):
             try:
                 if covered_row:
@@ -369,20 +403,21 @@ class _Engine:
                 else:
                     item_obj = item_from_line(orjson.loads(raw), "native")
             except (orjson.JSONDecodeError, NotAnItem, TypeError):
-                bad_files.add(file)
+                out.bad_files.add(file)
                 continue
-            if with_stats:
-                add_item(stats, item_obj)
-            if self.per_item is not None:
-                self.per_item.add(item_obj)
-            else:
-                items.append(item_obj)
-        local_counts: dict = {}
-        for b, local_counts in python_engine.convert_items(items, plan):
-            writer.write(b)
-        for k, v in local_counts.items():
-            counts[k] += v
-        return bad_files
+            if converter.with_stats:
+                if out.stats is None:
+                    out.stats = ValueStats()
+                add_item(out.stats, item_obj)
+            items.append(item_obj)
+        if self.per_item is not None:
+            out.per_item = items  # converted once the plan is final
+        else:
+            local_counts: dict = {}
+            for b, local_counts in python_engine.convert_items(items, plan):
+                out.batches.append(b)
+            out.rescued.update(local_counts)
+        return out
 
     # -- bad lines ---------------------------------------------------------------------------
     def handle_bad_files(self, files: list[InputFile]) -> None:

@@ -103,6 +103,49 @@ class _KeyCount:
         return "(" + " + ".join(parts or ["0"]) + ")"
 
 
+class _ExpectedLength:
+    """Bytes the typed value takes as compact JSON when no string needed escaping. A line whose
+    length equals it has no key the read structure lacks (an unknown key, like an escape, only
+    makes the line longer), so the exact, costlier key count is only needed for the others."""
+
+    def __init__(self) -> None:
+        self._var = 0
+
+    def value(self, v: str, node: ReadNode) -> str:
+        parts = []
+        for tag in node.tags:
+            t = _get(v, tag)
+            if tag in ("S", "N", "B"):
+                payload = f"strlen({t}) + 2"
+            elif tag == "BOOL":
+                payload = f"CASE WHEN {t} THEN 4 ELSE 5 END"
+            elif tag == "NULL":
+                payload = f"CASE WHEN {t} THEN 4 ELSE 5 END"
+            elif tag in ("SS", "NS", "BS"):
+                self._var += 1
+                e = f"e{self._var}"
+                payload = (f"1 + greatest(len({t}), 1) + "
+                           f"coalesce(list_sum(list_transform({t}, lambda {e}: strlen({e}) + 2)), 0)")
+            elif tag == "M":
+                if node.fields:
+                    entries = [(_get(t, name), child, len(orjson.dumps(name)) + 1)
+                               for name, child in node.fields.items()]
+                    count = " + ".join(f"({c} IS NOT NULL)::INTEGER" for c, _, _ in entries)
+                    sizes = " + ".join(f"CASE WHEN {c} IS NULL THEN 0 ELSE {k} + {self.value(c, child)} END"
+                                       for c, child, k in entries)
+                    payload = f"1 + greatest({count}, 1) + {sizes}"
+                else:
+                    payload = f"strlen({t}::VARCHAR)"
+            else:  # L
+                self._var += 1
+                e = f"e{self._var}"
+                inner = self.value(e, node.element) if node.element is not None else f"strlen({e}::VARCHAR)"
+                payload = (f"1 + greatest(len({t}), 1) + "
+                           f"coalesce(list_sum(list_transform({t}, lambda {e}: {inner})), 0)")
+            parts.append(f"CASE WHEN {t} IS NULL THEN 0 ELSE {len(tag) + 5} + {payload} END")
+        return "(" + " + ".join(parts or ["0"]) + ")"
+
+
 def _raw_keys(text: str) -> str:
     return f"((length({text}) - length(replace({text}, '\":', ''))) // 2)"
 
@@ -129,7 +172,17 @@ def build_query(source_sql: str, root: ReadNode) -> str:
     if len(typed) > TYPED_COUNT_SQL_LIMIT:
         t = f"to_json({item})::VARCHAR"
         typed = f"({_raw_keys(t)} - ((length({t}) - length(replace({t}, '\":null', ''))) // 6))"
-    covered = f"({item} IS NOT NULL AND {_raw_keys('json')} = 1 + {typed})"
+    exact = f"{_raw_keys('json')} = 1 + {typed}"
+    if root.fields:
+        sizer = _ExpectedLength()
+        entries = [(_get(item, n), node, len(orjson.dumps(n)) + 1) for n, node in root.fields.items()]
+        count = " + ".join(f"({c} IS NOT NULL)::INTEGER" for c, _, _ in entries)
+        sizes = " + ".join(f"CASE WHEN {c} IS NULL THEN 0 ELSE {k} + {sizer.value(c, node)} END"
+                           for c, node, k in entries)
+        expected = f"9 + 1 + greatest({count}, 1) + {sizes}"  # {"Item":{...}}
+        covered = f"({item} IS NOT NULL AND CASE WHEN strlen(json) = {expected} THEN true ELSE {exact} END)"
+    else:
+        covered = f"({item} IS NOT NULL AND {exact})"
     return f"""
 SELECT item, _cov, CASE WHEN _cov THEN NULL ELSE json END AS _raw, filename AS _file
 FROM (

@@ -232,3 +232,15 @@ def test_empty_export_writes_schema_only_file(tmp_path, engine):
     result, out = convert(tmp_path, [], engine=engine)
     assert result.rows == 0 and len(result.files) == 1
     assert result.schema.names == ["_rescued_data"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_failed_rerun_leaves_the_previous_output_untouched(tmp_path, engine):
+    good = [native_line({"id": {"S": str(i)}}) for i in range(5)]
+    first, out = convert(tmp_path, good, engine=engine)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ExportLineError):
+        convert(tmp_path, good + [b"not json"], engine=engine)
+    after = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and list(before) == ["part-00000.parquet"]
+    assert [p.name for p in out.iterdir()] == ["part-00000.parquet"]  # no staging left behind
