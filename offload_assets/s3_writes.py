@@ -173,7 +173,17 @@ class EncryptedS3Output(pafs.FileSystemHandler):
         self.s3.delete_object(Bucket=bucket, Key=key)
 
     def move(self, src: str, dest: str) -> None:
-        raise NotImplementedError("move would copy without encryption settings; write the file again instead")
+        # S3 has no rename: a server-side copy that carries the encryption settings, then a delete.
+        info = self.native.get_file_info(src)
+        if info.type == pafs.FileType.Directory:
+            for child in self.native.get_file_info(pafs.FileSelector(src, recursive=True)):
+                if child.type == pafs.FileType.File:
+                    self.move(child.path, dest.rstrip("/") + child.path[len(src.rstrip("/")):])
+            return
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(f"cannot move {src!r}: no such object")
+        self.copy_file(src, dest)
+        self.delete_file(src)
 
     def copy_file(self, src: str, dest: str) -> None:
         sb, sk = _split(src)
