@@ -102,7 +102,19 @@ def compute_number_codes(arr: pa.Array) -> pa.Array:
 
 def base64_decode(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
     """``(binary values, valid)``: decoded strict, padded base64; invalid values become null and
-    ``valid`` false (nulls stay null and valid)."""
+    ``valid`` false (nulls stay null and valid). Memoised like :func:`number_codes` (validity
+    and conversion both need it)."""
+    buffers = arr.buffers()
+    key = ("b64",) + tuple(b.address if b is not None else 0 for b in buffers[1:]) + (
+        arr.offset, len(arr), arr.null_count)
+    cache = _codes_cache()
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = (arr, _base64_decode(arr))
+    return hit[1]
+
+
+def _base64_decode(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
     out, ok = [], []
     for text in arr.to_pylist():
         if text is None:

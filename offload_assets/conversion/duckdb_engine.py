@@ -37,7 +37,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from . import python_engine
-from .arrow_convert import BatchConverter, native_items
+from .arrow_convert import BatchConverter
+from .arrow_coverage import covered_rows
+from .arrow_values import clear_caches
 from .duckdb_sql import ReadNode, build_query, read_fields
 from .export_lines import (
     NotAnItem,
@@ -365,7 +367,7 @@ class _Engine:
                 for gz, paths in groups.items():
                     source = (f"read_ndjson_objects({paths!r}, filename=true, "
                               f"compression='{'gzip' if gz else 'none'}')")
-                    for batch in _stream(con, build_query(source, root)):
+                    for batch in _stream(con, build_query(source, root, paths)):
                         self.rows += batch.num_rows
                         pending.append(pool.submit(self._process, batch, converter, plan))
                         del batch
@@ -382,26 +384,28 @@ class _Engine:
 
     def _process(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan) -> _Processed:
         """Convert one batch (runs on a worker thread; touches no shared state)."""
+        try:
+            return self._process_batch(batch, converter, plan)
+        finally:
+            clear_caches()  # per-thread memo of this batch's arrays
+
+    def _process_batch(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan) -> _Processed:
         out = _Processed()
         item = batch.column("item")
-        ok = converter.ok_rows(item, batch.column("_cov"))
+        raw = batch.column("_raw")
+        ok = converter.ok_rows(item, covered_rows(item, raw, converter.root))
         n_ok = pc.sum(ok).as_py() or 0
         if n_ok:
             converted, out.stats, out.rescued = converter.convert(item if n_ok == len(item) else item.filter(ok))
             out.batches.append(converted)
         if n_ok == len(item):
             return out
-        # the rest, per item: lines not covered come back as text, covered ones are rebuilt
-        rows = batch.filter(pc.invert(ok))
-        cov = rows.column("_cov").to_pylist()
-        rebuilt = iter(native_items(rows.column("item").filter(rows.column("_cov")), converter.root))
+        # the rest, per item from the line's text
+        rest = pc.invert(ok)
         items = []
-        for covered_row, raw, file in zip(cov, rows.column("_raw").to_pylist(), rows.column("_file").to_pylist()):
+        for line, file in zip(raw.filter(rest).to_pylist(), batch.column("_file").filter(rest).to_pylist()):
             try:
-                if covered_row:
-                    item_obj = item_from_line({"Item": next(rebuilt)}, "native")
-                else:
-                    item_obj = item_from_line(orjson.loads(raw), "native")
+                item_obj = item_from_line(orjson.loads(line), "native")
             except (orjson.JSONDecodeError, NotAnItem, TypeError):
                 out.bad_files.add(file)
                 continue

@@ -106,3 +106,17 @@ def test_vectorised_base64_decode(values):
     texts = [None if v is None else b64(v) for v in values]
     decoded, ok = base64_decode(pa.array(texts, pa.string()))
     assert decoded.to_pylist() == values and all(ok.to_pylist())
+
+
+def test_spaced_json_and_escaped_strings_are_converted_exactly(tmp_path, tiny_sample):
+    import json
+
+    items_ = [
+        {"id": {"S": f"{i}"}, "text": {"S": 'a "quoted"\\ line\nwith é and \u2603'}, "n": {"N": str(i)}}
+        for i in range(20)
+    ]
+    items_[15]["extra"] = {"M": {"k": {"S": "x"}}}  # unseen by the sample
+    lines = [json.dumps({"Item": i}).encode() for i in items_]  # ", " and ": " separators
+    result, out = convert(tmp_path, lines)
+    assert "extra" in result.schema.names
+    assert sorted(map(canonical_json, read_back(out))) == sorted(canonical_json(boto3_view(i)) for i in items_)
