@@ -36,13 +36,15 @@ def _fields_cache() -> dict[tuple, tuple[pa.Array, pa.Array]]:
 
 
 def struct_field(v: pa.Array, name: str) -> pa.Array:
-    """``pc.struct_field`` (parent nulls propagated), memoised per array until
-    :func:`clear_caches`: validity, statistics and conversion walk the same paths."""
+    """A struct's child, memoised per array until :func:`clear_caches` (validity, statistics and
+    conversion walk the same paths). DuckDB exports a null struct with null children (and
+    filter/take keep them so), so the child is taken as is, without copying validity."""
     cache = _fields_cache()
     key = (id(v), name)
     hit = cache.get(key)
     if hit is None or hit[0] is not v:
-        hit = cache[key] = (v, pc.struct_field(v, name))
+        child = v.field(name) if isinstance(v, pa.StructArray) else pc.struct_field(v, name)
+        hit = cache[key] = (v, child)
     return hit[1]
 
 
