@@ -23,6 +23,9 @@ S3_ACTIONS = {
     "CreateMultipartUpload": "s3:PutObject",
     "UploadPart": "s3:PutObject",
     "CompleteMultipartUpload": "s3:PutObject",
+    # A server-side copy needs GetObject on the source and PutObject on the target; both lie under
+    # the table's prefixes, which one statement grants both actions on.
+    "CopyObject": "s3:PutObject",
 }
 # Set-up the emulator needs but AWS users do once by hand (the bucket exists; the demo table is theirs).
 LOCAL_ONLY = {"s3:CreateBucket", "dynamodb:CreateTable", "dynamodb:BatchWriteItem"}
