@@ -87,14 +87,21 @@ def valid(v: pa.Array, node: ReadNode) -> pa.Array:
             else:
                 element_ok = pc.and_(_valid(elements), base64_decode(elements)[1])
             checks.append(rows_all(n, element_ok, parents))
-    if "M" in node.tags and node.fields:
+    if "M" in node.tags:
         m = _tag(v, "M")
-        for name, child in node.fields.items():
-            checks.append(valid(struct_field(m, name), child))
-    if "L" in node.tags and node.element is not None:
-        offsets, elements, parents = list_parts(_tag(v, "L"))
-        element_ok = pc.and_(_valid(elements), valid(elements, node.element))
-        checks.append(rows_all(n, element_ok, parents))
+        if node.fields:
+            for name, child in node.fields.items():
+                checks.append(valid(struct_field(m, name), child))
+        else:  # read as JSON text: only the empty map is handled here, others per item
+            checks.append(pc.fill_null(pc.equal(m, "{}"), True))
+    if "L" in node.tags:
+        lst = _tag(v, "L")
+        if node.element is not None:
+            offsets, elements, parents = list_parts(lst)
+            element_ok = pc.and_(_valid(elements), valid(elements, node.element))
+            checks.append(rows_all(n, element_ok, parents))
+        else:  # elements never typed: only the empty list is handled here, others per item
+            checks.append(pc.fill_null(pc.equal(pc.list_value_length(lst), 0), True))
     return pc.or_(pc.invert(present), pc.fill_null(_and(*checks), False))
 
 

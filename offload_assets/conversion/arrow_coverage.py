@@ -66,7 +66,8 @@ def compact_size(v: pa.Array, node: ReadNode) -> pa.Array:
             offsets, elements, _ = list_parts(t)
             sizes = compact_size(elements, node.element) if node.element is not None else _int(pc.binary_length(elements))
             payload = _list_payload(t, sizes, offsets)
-        parts.append(pc.fill_null(pc.add(payload, len(tag) + 5), 0))
+        # max_element_wise skips nulls, so mask absent tags explicitly
+        parts.append(pc.if_else(pc.is_valid(t), pc.fill_null(pc.add(payload, len(tag) + 5), 0), 0))
     if not parts:
         return pa.nulls(len(v), pa.int64()).fill_null(0)
     return _add(*parts)
