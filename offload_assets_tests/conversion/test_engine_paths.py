@@ -120,3 +120,50 @@ def test_spaced_json_and_escaped_strings_are_converted_exactly(tmp_path, tiny_sa
     result, out = convert(tmp_path, lines)
     assert "extra" in result.schema.names
     assert sorted(map(canonical_json, read_back(out))) == sorted(canonical_json(boto3_view(i)) for i in items_)
+
+
+def _oracle_covered(value: dict, node) -> bool:
+    """Every key of a native value is declared by the read structure (JSON-read parts count)."""
+    for tag, payload in value.items():
+        if tag not in node.tags:
+            return False
+        if tag == "M" and node.fields:
+            for k, v in payload.items():
+                if k not in node.fields or not _oracle_covered(v, node.fields[k]):
+                    return False
+        if tag == "L" and node.element is not None:
+            if not all(_oracle_covered(v, node.element) for v in payload):
+                return False
+    return True
+
+
+@given(st.lists(items, min_size=2, max_size=10), st.integers(1, 3), st.booleans())
+@settings(max_examples=150)
+def test_coverage_never_passes_a_row_with_an_undeclared_key(batch, seen, spaced):
+    import json
+
+    import duckdb
+
+    from offload_assets.conversion.arrow_coverage import covered_rows
+    from offload_assets.conversion.arrow_values import clear_caches
+    from offload_assets.conversion.duckdb_sql import ReadNode, build_query, read_fields
+    from offload_assets.conversion.value_stats import ValueStats, add_item
+
+    stats = ValueStats()
+    for i in batch[:seen]:
+        add_item(stats, i)
+    root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = [json.dumps({"Item": i}).encode() if spaced else native_line(i) for i in batch]
+        write_lines(f"{tmp}/d.json", lines, gzipped=False)
+        table = duckdb.connect().sql(
+            build_query(f"read_ndjson_objects(['{tmp}/d.json'], filename=true)", root)).to_arrow_table()
+    table = table.combine_chunks()
+    item, raw = table.column("item").chunk(0), table.column("_raw").chunk(0)
+    covered = covered_rows(item, raw, root).to_pylist()
+    clear_caches()
+    for value, line, ok in zip(item.to_pylist(), raw.to_pylist(), covered):
+        original = json.loads(line)["Item"]
+        oracle = all(k in root.fields and _oracle_covered(v, root.fields[k]) for k, v in original.items())
+        if ok:
+            assert oracle, line
