@@ -1,20 +1,26 @@
-"""The vectorised converter: DuckDB parses and converts, Python only moves Arrow batches.
+"""The vectorised converter: DuckDB parses, Arrow compute converts, Python only orchestrates.
 
-Flow (see :mod:`.duckdb_sql` for the SQL):
+Flow:
 
-1. **Sample**: the first lines of every file are read per item to guess the read structure and
-   the schema plan.
-2. **Round 1**: one DuckDB pass converts every line with that plan, writes the Parquet files and
-   gathers the full statistics (DynamoDB type per position, number shapes). Lines DuckDB cannot
-   account for completely (unseen attributes, case-colliding names) or that look invalid are
-   converted by the per-item reference path, which also adds them to the statistics.
-3. If the plan decided from the full statistics differs from the sampled one, the files of round 1
-   are deleted and **round 2** converts again with the exact plan. Otherwise round 1 stands.
+1. **Sample**: the first ``SAMPLE_LINES`` lines of every file are read per item to guess the
+   *read structure* (every attribute, map key and DynamoDB type seen) and the schema plan.
+2. **Round 1**: DuckDB reads every line (``read_ndjson_objects``) and types it with
+   ``json_transform`` (:mod:`.duckdb_sql`); batches of Arrow data go to worker threads that
+   check coverage (:mod:`.arrow_coverage`) and validity, gather the full statistics and convert
+   (:mod:`.arrow_convert`); this thread writes Parquet. Rows DuckDB could not type completely
+   (attributes the sample missed, names equal but for case, numbers not in DynamoDB's canonical
+   form) take the per-item path (:mod:`.python_engine`), which adds them to the statistics; in
+   round 1 they are kept aside until the plan is final.
+3. The plan decided from the full statistics is compared with the sampled one: equal, round 1
+   stands; only new columns (attributes the sample missed), the written files are rewritten with
+   the new (null) columns; anything else, the files are dropped and **round 2** converts again
+   with the exact plan. So the result never depends on the sample, only the time does.
 
 Bad lines: the file is scanned per line to find them; ``fail`` raises :class:`ExportLineError`
 with file and line, ``quarantine`` sets them aside and the round restarts on cleaned copies.
-Memory stays bounded: DuckDB streams Arrow batches (its own memory is capped) and the writer
-holds at most one row group.
+Memory stays bounded: DuckDB streams small Arrow batches (its own memory is capped), a few are in
+flight at a time, the writer holds at most one row group, and freed memory is handed back to the
+OS after each batch.
 """
 
 from __future__ import annotations
@@ -25,8 +31,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections import Counter
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 

@@ -50,10 +50,6 @@ class NotAnItem(ValueError):
 # Opening files
 
 
-def is_gzip_path(path: str) -> bool:
-    return path.endswith(".gz") or path.endswith(".gzip")
-
-
 def open_export_file(filesystem: pafs.FileSystem, path: str) -> io.BufferedIOBase:
     """Binary stream of an export file's decompressed bytes (gzip detected by magic bytes)."""
     raw = filesystem.open_input_stream(path, compression=None)

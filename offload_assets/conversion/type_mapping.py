@@ -59,4 +59,13 @@ all NULL), then adds new attributes as new columns (sorted by name), then `_resc
 already existed. Without `dynamodb_type` metadata (a schema read back from Glue), an existing
 column's DynamoDB type is inferred from its Arrow type and, where several fit (`array<string>`:
 SS or L), from the values.
+
+### Notes
+
+* Numbers are compared and converted as text, never through a float: `decimal128(38, s)` holds
+  any number of up to 38 significant digits that fits the column's scale; DynamoDB's exponent range
+  (up to `1E+125`, down to `1E-130`) goes to the string fallback or `_rescued_data`.
+* An export line whose JSON types are wrong for its DynamoDB tag (e.g. `{"S": 5}`) is read
+  leniently (as `"5"`); unknown tags, several tags in one value, `NULL: false`, bad numbers and bad
+  base64 are bad lines (`ExportLineError`, or quarantined).
 '''
