@@ -82,7 +82,7 @@ def build_query(source_sql: str, root: ReadNode, paths: list[str] | None = None)
     line ``_raw`` (for the coverage check and the per-item path) and its file ``_file``."""
     structure = sql_string(orjson.dumps(item_structure(root)).decode())
     # the file of every row, as a dictionary (an ENUM exports as one): cheap to hand over
-    file_column = (f"CAST(filename AS ENUM({', '.join(sql_string(p) for p in paths)}))"
+    file_column = (f"CAST(filename AS ENUM({', '.join(sql_string(p) for p in dict.fromkeys(paths))}))"
                    if paths else "filename")
     return f"""
 SELECT struct_extract(json_transform(json, {structure}), 'Item') AS item, json::VARCHAR AS _raw,
