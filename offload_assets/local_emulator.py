@@ -12,6 +12,7 @@ a Dagster run, a sensor tick, the demo and the CLI all share one emulator.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ STATE_DIR_ENV_VAR = "OFFLOAD_ASSETS_HOME"
 DEFAULT_STATE_DIR = ".offload_assets"
 HEALTH_PATH = "/__offload_emulator__/health"
 SAVE_PATH = "/__offload_emulator__/save"
+PITR_PATH = "/__offload_emulator__/dynamodb/point-in-time-recovery"
+PITR_MAX_DAYS = 35
 
 
 class EmulatorError(RuntimeError):
@@ -192,3 +196,39 @@ def reset_local_state(state_dir: str | Path | None = None) -> None:
     """Stop the emulator and forget everything it held (the saved state file is removed)."""
     stop_local_emulator(state_dir)
     (emulator_dir(state_dir) / "state.pickle").unlink(missing_ok=True)
+
+
+def backdate_point_in_time_recovery(
+    endpoint_url: str, table_name: str, *, days: float, region: str | None = None, now: dt.datetime | None = None
+) -> dt.datetime:
+    """Local emulator only: make ``table_name``'s point-in-time recovery look enabled ``days`` ago.
+
+    moto starts a table's recovery window when PITR is switched on, so a native export of any
+    past partition is refused; with this, partitions of the last ``days`` days become exportable,
+    as on a table that has had PITR on that long (at most 35 days). PITR is switched on if it
+    was off. Only the window changes: the emulator's exports still read the table as it is now,
+    whatever export time they are given. Returns the new earliest restorable time.
+    """
+    host = urllib.parse.urlsplit(endpoint_url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise EmulatorError(
+            f"{endpoint_url} is not the local emulator: a point-in-time recovery history can only be made up locally"
+        )
+    if not 0 < days <= PITR_MAX_DAYS:
+        raise EmulatorError(f"days must be more than 0 and at most {PITR_MAX_DAYS} (DynamoDB's longest recovery period), not {days}")
+    earliest = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=days)
+    body = json.dumps({"table_name": table_name, "earliest_restorable": earliest.timestamp(), "region": region}).encode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(
+        f"{endpoint_url.rstrip('/')}{PITR_PATH}", method="POST", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with opener.open(req, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        try:
+            reason = json.loads(err.read()).get("error") or str(err)
+        except ValueError:
+            reason = f"{err} (is {endpoint_url} the offload_assets emulator?)"
+        raise EmulatorError(reason) from None
+    return dt.datetime.fromisoformat(answer["earliest_restorable"])
