@@ -8,6 +8,7 @@ import threading
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .export_lines import MAX_NUMBER_DIGITS, number_problem
 from .value_stats import INT64_MAX, INT64_MIN
 
 CANONICAL_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$"
@@ -66,7 +67,8 @@ def number_codes(arr: pa.Array) -> pa.Array:
 def compute_number_codes(arr: pa.Array) -> pa.Array:
     """Shape code per value: ``((int_digits * 512) + frac_digits) * 2 + fits_int64`` (int64);
     ``-1`` when the text is not in DynamoDB's canonical form (no exponent, sign only ``-``, no
-    leading or trailing zeros: DynamoDB trims them); null for null. Agrees with
+    leading or trailing zeros: DynamoDB trims them) or is a number DynamoDB cannot hold (more
+    than 38 significant digits, beyond its range); null for null. Agrees with
     :func:`value_stats.number_shape` on canonical text.
     """
     if len(arr) == 0:
@@ -97,6 +99,14 @@ def compute_number_codes(arr: pa.Array) -> pa.Array:
         fixed = [(19 * 512) * 2 + int(INT64_MIN <= int(v) <= INT64_MAX) for v in values]
         code = pc.replace_with_mask(code, pc.fill_null(edge, False), pa.array(fixed, pa.int64()))
     out = pc.if_else(canonical, code, -1)
+    # longer than 38 characters: maybe beyond DynamoDB's precision or range (rare); -1 sends the row to
+    # the per-item path, which names the problem
+    long = pc.fill_null(pc.and_(canonical, pc.greater(length, MAX_NUMBER_DIGITS)), False)
+    if pc.any(long).as_py():
+        idx = pc.indices_nonzero(long)
+        bad = [number_problem(v) is not None for v in arr.take(idx).to_pylist()]
+        if any(bad):
+            out = pc.replace_with_mask(out, long, pc.if_else(pa.array(bad), -1, pc.take(out, idx)))
     if arr.null_count:
         out = pc.if_else(pc.is_valid(arr), out, pa.scalar(None, pa.int64()))
     return out

@@ -51,6 +51,7 @@ from .export_lines import (
     detect_line_format,
     item_from_line,
     iter_raw_lines,
+    parse_line,
 )
 from .options import ConversionOptions, WrittenFile
 from .parquet_output import ParquetPartsWriter
@@ -255,7 +256,7 @@ def _sample(filesystem, f: InputFile, stats: ValueStats, table: str) -> None:
             if n >= SAMPLE_LINES:
                 break
             try:
-                obj = orjson.loads(line)
+                obj = orjson.loads(line)  # a guess only: duplicate keys are found by the full pass
                 if file_format is None:
                     file_format = detect_line_format(obj)
                 add_item(stats, item_from_line(obj, file_format))
@@ -307,7 +308,7 @@ class _Engine:
                 with open(target, "wb") as dst:
                     for _, line in iter_raw_lines(self.fs, f.path, table=self.table):
                         try:
-                            item = item_from_line(orjson.loads(line), f.format)
+                            item = item_from_line(parse_line(line), f.format)
                             dst.write(orjson.dumps({"Item": item}) + b"\n")
                         except (orjson.JSONDecodeError, NotAnItem):
                             dst.write(line.rstrip(b"\r\n") + b"\n")  # reported by the full pass
@@ -410,7 +411,7 @@ class _Engine:
         items = []
         for line, file in zip(raw.filter(rest).to_pylist(), batch.column("_file").filter(rest).to_pylist()):
             try:
-                item_obj = item_from_line(orjson.loads(line), "native")
+                item_obj = item_from_line(parse_line(line), "native")
             except (orjson.JSONDecodeError, NotAnItem, TypeError):
                 out.bad_files.add(file)
                 continue
@@ -438,7 +439,7 @@ class _Engine:
             with open(clean_path, "wb") as clean:
                 for line_no, line in iter_raw_lines(self.fs, f.path, table=self.table):
                     try:
-                        item = item_from_line(orjson.loads(line), f.format)
+                        item = item_from_line(parse_line(line), f.format)
                     except orjson.JSONDecodeError as exc:
                         found = True
                         self.bad_lines.add(f.path, line_no, f"not JSON: {exc}", line)

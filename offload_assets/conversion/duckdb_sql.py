@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .schema_plan import MAX_TYPED_LEVELS
 from .value_stats import ValueStats
 
 TAG_TYPES = {
@@ -49,17 +50,23 @@ class ReadNode:
         return out or {"NULL": "BOOLEAN"}
 
 
-def read_node(stats: ValueStats) -> ReadNode:
+def read_node(stats: ValueStats, level: int = 1) -> ReadNode:
+    """``level``: 1 for a top-level attribute. Maps and lists deeper than the schema types them
+    (``MAX_TYPED_LEVELS``) are read as JSON text, which also keeps the Arrow data DuckDB hands
+    over within pyarrow's nesting limit; rows holding such non-empty values take the per-item
+    path."""
     tags = tuple(t for t in TAG_ORDER if stats.tags.get(t))
     node = ReadNode(tags=tags)
+    if level > MAX_TYPED_LEVELS:
+        return node
     if "M" in tags:
-        node.fields = read_fields(stats.fields)
+        node.fields = read_fields(stats.fields, level + 1)
     if "L" in tags and stats.elements is not None and any(stats.elements.tags.values()):
-        node.element = read_node(stats.elements)
+        node.element = read_node(stats.elements, level + 1)
     return node
 
 
-def read_fields(fields: dict[str, ValueStats]) -> dict[str, ReadNode]:
+def read_fields(fields: dict[str, ValueStats], level: int = 1) -> dict[str, ReadNode]:
     """Map keys to declare. Of names equal but for case only the most frequent one is declared
     (DuckDB struct field names are case-insensitive): rows holding the others are not covered and
     take the per-item path."""
@@ -70,7 +77,7 @@ def read_fields(fields: dict[str, ValueStats]) -> dict[str, ReadNode]:
         max(names, key=lambda n: (sum(fields[n].tags.values()), [-ord(c) for c in n]))
         for names in groups.values()
     }
-    return {name: read_node(fields[name]) for name in fields if name in keep}
+    return {name: read_node(fields[name], level) for name in fields if name in keep}
 
 
 def item_structure(root: ReadNode) -> dict:

@@ -13,16 +13,22 @@ Everything here turns a line into an item in the *native* DynamoDB JSON form (th
 ``TypeDeserializer`` reads), validates it, and reports the file and line of anything that is not a
 DynamoDB item. This module is the per-line reference path: the vectorised converter only falls back
 to it to locate and quarantine bad lines.
+
+What DynamoDB itself cannot hold is a bad line too, since no real export contains it: maps and
+lists nested deeper than :data:`MAX_NESTING_LEVELS`, numbers beyond DynamoDB's range or precision
+(:func:`number_problem`), and duplicate keys in one JSON object (:func:`parse_line`).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
 import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -38,7 +44,16 @@ DATA_PIPELINE_TAGS = {
 }
 INCREMENTAL_KEYS = frozenset(("Metadata", "Keys", "NewImage", "OldImage"))
 
-NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+#: Maps and lists nested deeper than this (the top-level attribute's own map or list is level 1)
+#: cannot come from DynamoDB: it refuses 32 levels counting the scalar at the bottom, so 31 maps
+#: or lists; one level of slack is allowed.
+MAX_NESTING_LEVELS = 32
+#: DynamoDB numbers: up to 38 significant digits, magnitude from 1E-130 to 9.99…E+125 (or zero).
+MAX_NUMBER_DIGITS = 38
+MAX_NUMBER_EXPONENT = 125
+MIN_NUMBER_EXPONENT = -130
 BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
@@ -156,8 +171,36 @@ def normalize_item(item: Any, *, native: bool) -> dict[str, dict]:
     return {name: normalize_value(value, native, name) for name, value in item.items()}
 
 
-def normalize_value(value: Any, native: bool, where: str) -> dict:
-    """One attribute value in native form ``{"TAG": payload}``; raises :class:`NotAnItem`."""
+def number_problem(text: str) -> str | None:
+    """Why DynamoDB could not hold the number ``text`` (which matches :data:`NUMBER_RE`), or
+    ``None``: more than 38 significant digits, or a magnitude beyond 9.99…E+125 or below 1E-130.
+    Leading ``+``, leading zeros, ``-0`` and exponents are accepted (their value is exact)."""
+    if len(text) <= MAX_NUMBER_DIGITS and "e" not in text and "E" not in text:
+        return None  # at most 38 digits and no exponent: always within range (the common case)
+    value = Decimal(text)
+    if value.is_zero():
+        return None
+    digits = "".join(map(str, value.as_tuple().digits)).strip("0")
+    if len(digits) > MAX_NUMBER_DIGITS:
+        return f"more than {MAX_NUMBER_DIGITS} significant digits (DynamoDB's precision)"
+    if value.adjusted() > MAX_NUMBER_EXPONENT:
+        return "magnitude beyond DynamoDB's largest number 9.99...E+125"
+    if value.adjusted() < MIN_NUMBER_EXPONENT:
+        return "magnitude below DynamoDB's smallest number 1E-130"
+    return None
+
+
+def _check_number(text: Any, where: str, what: str) -> None:
+    if not isinstance(text, str) or not NUMBER_RE.fullmatch(text):
+        raise NotAnItem(f"attribute {where!r}: {what}")
+    problem = number_problem(text)
+    if problem is not None:
+        raise NotAnItem(f"attribute {where!r}: number {_short(text)} has {problem}")
+
+
+def normalize_value(value: Any, native: bool, where: str, level: int = 1) -> dict:
+    """One attribute value in native form ``{"TAG": payload}``; raises :class:`NotAnItem`.
+    ``level``: 1 for a top-level attribute, one more per enclosing map or list."""
     if not isinstance(value, dict) or len(value) != 1:
         raise NotAnItem(f"attribute {where!r}: not a DynamoDB typed value: {_short(value)}")
     (tag, payload), = value.items()
@@ -171,8 +214,7 @@ def normalize_value(value: Any, native: bool, where: str) -> dict:
         if not isinstance(payload, str):
             raise NotAnItem(f"attribute {where!r}: S must be a string")
     elif tag == "N":
-        if not isinstance(payload, str) or not NUMBER_RE.fullmatch(payload):
-            raise NotAnItem(f"attribute {where!r}: N must be a number in a string")
+        _check_number(payload, where, "N must be a number in a string")
     elif tag == "B":
         if not isinstance(payload, str) or not BASE64_RE.fullmatch(payload):
             raise NotAnItem(f"attribute {where!r}: B must be base64")
@@ -185,24 +227,101 @@ def normalize_value(value: Any, native: bool, where: str) -> dict:
     elif tag in ("SS", "NS", "BS"):
         if not isinstance(payload, list) or not all(isinstance(e, str) for e in payload):
             raise NotAnItem(f"attribute {where!r}: {tag} must be a list of strings")
-        if tag == "NS" and not all(NUMBER_RE.fullmatch(e) for e in payload):
-            raise NotAnItem(f"attribute {where!r}: NS element is not a number")
+        if tag == "NS":
+            for e in payload:
+                _check_number(e, where, "NS element is not a number")
         if tag == "BS" and not all(BASE64_RE.fullmatch(e) for e in payload):
             raise NotAnItem(f"attribute {where!r}: BS element is not base64")
     elif tag == "M":
         if not isinstance(payload, dict):
             raise NotAnItem(f"attribute {where!r}: M must be an object")
-        payload = {k: normalize_value(v, native, f"{where}.{k}") for k, v in payload.items()}
+        _check_level(level, where)
+        payload = {k: normalize_value(v, native, f"{where}.{k}", level + 1) for k, v in payload.items()}
     elif tag == "L":
         if not isinstance(payload, list):
             raise NotAnItem(f"attribute {where!r}: L must be a list")
-        payload = [normalize_value(v, native, f"{where}[{i}]") for i, v in enumerate(payload)]
+        _check_level(level, where)
+        payload = [normalize_value(v, native, f"{where}[{i}]", level + 1) for i, v in enumerate(payload)]
     return {tag: payload}
+
+
+def _check_level(level: int, where: str) -> None:
+    if level > MAX_NESTING_LEVELS:
+        top = where.split(".", 1)[0].split("[", 1)[0]
+        raise NotAnItem(
+            f"attribute {top!r}: maps and lists nested more than {MAX_NESTING_LEVELS} levels deep "
+            "(DynamoDB's limit)"
+        )
 
 
 def _short(value: Any) -> str:
     text = orjson.dumps(value).decode() if value is not None else "null"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing a line
+
+
+def parse_line(line: bytes | str) -> Any:
+    """The JSON value of one export line; raises ``orjson.JSONDecodeError`` if it is not JSON and
+    :class:`NotAnItem` if an object in it has a key twice (DynamoDB never writes that; a JSON
+    parser would silently keep the last one).
+
+    The duplicate check costs one walk over the parsed value: every ``:`` of the line is a key's
+    or inside a string, so the line has no duplicate key when its ``:`` count equals the parsed
+    value's keys plus the ``:`` in its strings. Only lines where that cannot decide (an escaped
+    ``\\u003a`` colon, or a mismatch) are parsed again, slowly, to find the key.
+    """
+    obj = orjson.loads(line)
+    if isinstance(obj, (dict, list)):
+        keys, colons = _keys_and_colons(obj)
+        text = line if isinstance(line, bytes) else line.encode()
+        if text.count(b":") != keys + colons or b"\\u003a" in text or b"\\u003A" in text:
+            _find_duplicate_key(text)
+    return obj
+
+
+def _keys_and_colons(obj: dict | list) -> tuple[int, int]:
+    """Keys of every object in ``obj``, and ``:`` characters in its strings (keys included)."""
+    keys = colons = 0
+    stack = [obj]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            keys += len(node)
+            for k in node:
+                if ":" in k:
+                    colons += k.count(":")
+            values = node.values()
+        else:
+            values = node
+        for v in values:
+            t = type(v)
+            if t is str:
+                if ":" in v:
+                    colons += v.count(":")
+            elif t is dict or t is list:
+                push(v)
+    return keys, colons
+
+
+def _find_duplicate_key(text: bytes) -> None:
+    def pairs(items: list[tuple[str, Any]]) -> dict:
+        out = dict(items)
+        if len(out) != len(items):
+            seen: set[str] = set()
+            for k, _ in items:
+                if k in seen:
+                    raise NotAnItem(f"duplicate key {k!r} in a JSON object of the line")
+                seen.add(k)
+        return out
+
+    try:
+        json.loads(text, object_pairs_hook=pairs)
+    except RecursionError as exc:  # orjson took it, so it is nested far beyond DynamoDB's limit
+        raise NotAnItem(f"nested more than {MAX_NESTING_LEVELS} levels deep") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +351,7 @@ def iter_export_items(
         file_format = None if input_format == "auto" else input_format
         for line_no, line in iter_raw_lines(input_filesystem, path, table=table_name):
             try:
-                obj = orjson.loads(line)
+                obj = parse_line(line)
                 if file_format is None:
                     file_format = detect_line_format(obj)
                 item = item_from_line(obj, file_format)
@@ -307,7 +426,7 @@ def iter_incremental_changes(
     for path in input_files:
         for line_no, line in iter_raw_lines(input_filesystem, path, table=table_name):
             try:
-                yield read_incremental_change(orjson.loads(line))
+                yield read_incremental_change(parse_line(line))
             except orjson.JSONDecodeError as exc:
                 raise ExportLineError(table_name, path, line_no, f"not JSON: {exc}") from exc
             except NotAnItem as exc:

@@ -14,7 +14,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from .export_lines import NotAnItem, detect_line_format, item_from_line, iter_raw_lines
+from .export_lines import NotAnItem, detect_line_format, item_from_line, iter_raw_lines, parse_line
 from .options import RESCUED_COLUMN, ConversionOptions
 from .quarantine import BadLines
 from .schema_plan import FieldPlan, Kind, SchemaPlan, decimal_fits
@@ -37,7 +37,7 @@ def iter_items(
             if bad_lines.is_bad(path, line_no):
                 continue
             try:
-                obj = orjson.loads(line)
+                obj = parse_line(line)
                 if file_format is None:
                     file_format = detect_line_format(obj)
                 item = item_from_line(obj, file_format)

@@ -16,6 +16,8 @@ The rules (the README's type-mapping table is TYPE_MAPPING.md):
 * SS/NS/BS → list<string> / list<number type> / list<binary>; B → binary; BOOL → boolean;
   an attribute that is only ever NULL → string.
 * A value nested in a map or list that does not fit rescues its whole top-level attribute.
+* Maps and lists are typed down to :data:`MAX_TYPED_LEVELS` levels (the top-level attribute is
+  level 1); a map or list below that is stored as its DynamoDB JSON text (a string field).
 * Existing columns (``existing_schema``) keep their type; their DynamoDB type comes from the
   ``dynamodb_type`` field metadata or, when absent (a schema read back from Glue), from the Arrow
   type, choosing among the DynamoDB types that produce it the one most values have.
@@ -38,6 +40,11 @@ from .value_stats import NumberShape, ValueStats
 
 TAG_PRECEDENCE = ("S", "N", "B", "BOOL", "M", "L", "SS", "NS", "BS")
 MAX_DECIMAL_DIGITS = 38
+#: Maps and lists at levels 1..24 become structs and lists; one at level 25 or deeper (DynamoDB
+#: allows 31) is a JSON string. DuckDB's JSON reader hands pyarrow two nesting levels per
+#: DynamoDB level (the type-tag struct and the map or list) and pyarrow refuses more than 64:
+#: measured, reading broke at 30 levels (29 with a set at the bottom); 24 keeps a margin.
+MAX_TYPED_LEVELS = 24
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,9 @@ def decimal_fits(shape: NumberShape, precision: int, scale: int) -> bool:
     return shape.frac_digits <= scale and shape.int_digits <= precision - scale
 
 
-def decide_kind(stats: ValueStats, options: ConversionOptions) -> Kind:
+def decide_kind(stats: ValueStats, options: ConversionOptions, level: int = 1) -> Kind:
+    """The kind of the values at one position; ``level`` is 1 for a top-level attribute, one more
+    per enclosing map or list."""
     tag = majority_tag(stats)
     if tag is None or tag == "S":
         return string_kind()
@@ -160,13 +169,15 @@ def decide_kind(stats: ValueStats, options: ConversionOptions) -> Kind:
         element = Kind("B", pa.binary())
         return Kind("BS", list_of(pa.binary(), "B"), element=element)
     if tag == "M":
-        if len(stats.fields) > options.max_map_keys:
+        if len(stats.fields) > options.max_map_keys or level > MAX_TYPED_LEVELS:
             return json_kind(frozenset({"M"}))
-        return struct_kind(new_fields(stats.fields, {}, options))
+        return struct_kind(new_fields(stats.fields, {}, options, level=level + 1))
     if tag == "L":
+        if level > MAX_TYPED_LEVELS:
+            return json_kind()
         element_stats = stats.elements or ValueStats()
         element_tags = {t for t, c in element_stats.tags.items() if t != "NULL" and c > 0}
-        element = json_kind() if len(element_tags) > 1 else decide_kind(element_stats, options)
+        element = json_kind() if len(element_tags) > 1 else decide_kind(element_stats, options, level + 1)
         return Kind("L", list_of(element.arrow_type, element.label), element=element)
     raise AssertionError(tag)
 
@@ -180,10 +191,10 @@ def struct_kind(fields: tuple[FieldPlan, ...]) -> Kind:
 
 def new_fields(
     stats: dict[str, ValueStats], taken: dict[str, str | None], options: ConversionOptions,
-    reserved=(),
+    reserved=(), level: int = 1,
 ) -> tuple[FieldPlan, ...]:
     names = assign_column_names(stats, taken, reserved)
-    plans = [FieldPlan(names[attr], attr, decide_kind(s, options)) for attr, s in stats.items()]
+    plans = [FieldPlan(names[attr], attr, decide_kind(s, options, level)) for attr, s in stats.items()]
     return tuple(sorted(plans, key=lambda p: p.name))
 
 
