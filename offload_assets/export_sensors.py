@@ -5,8 +5,8 @@
 (e.g. subscribed to the SNS topic the blog's pipeline announced on). Both end the same way
 for a new complete export: the export is adopted as its partition's raw export, a
 materialization of the raw export asset is recorded with the export's facts, and a run of
-``<table>_convert_job`` (Parquet snapshot + catalog table) is requested for that partition,
-with the export id as run key. An export Dagster itself wrote, or one already handled by
+``<table>_offload_job``'s conversion and registration steps (Parquet snapshot + catalog table,
+with their checks) is requested for that partition, with the export id as run key. An export Dagster itself wrote, or one already handled by
 either sensor, is recognised and left alone; one whose partition is being exported right now
 waits for that run to finish.
 """
@@ -60,7 +60,8 @@ def export_state(instance: dg.DagsterInstance, export_key: dg.AssetKey, partitio
 
 
 def _handle(
-    context: dg.SensorEvaluationContext, spec: TableSpec, s3: Any, export_key: dg.AssetKey, found: FoundExport, sensor_name: str
+    context: dg.SensorEvaluationContext, spec: TableSpec, s3: Any, export_key: dg.AssetKey, found: FoundExport, sensor_name: str,
+    asset_selection: list[dg.AssetKey],
 ) -> tuple[str, dg.AssetMaterialization | None, dg.RunRequest | None]:
     state = export_state(context.instance, export_key, found.partition_key, found.export_id)
     if state != NEW:
@@ -77,13 +78,15 @@ def _handle(
         metadata={**facts, "discovered_by": sensor_name},
     )
     request = dg.RunRequest(
-        run_key=found.export_id, partition_key=found.partition_key,
+        run_key=found.export_id, partition_key=found.partition_key, asset_selection=asset_selection,
         tags={EXPORT_ID_TAG: found.export_id, "offload_assets/trigger": sensor_name},
     )
     return NEW, event, request
 
 
-def build_export_sensor(spec: TableSpec, *, export_key: dg.AssetKey, convert_job: Any) -> dg.SensorDefinition:
+def build_export_sensor(
+    spec: TableSpec, *, export_key: dg.AssetKey, job: Any, asset_selection: list[dg.AssetKey]
+) -> dg.SensorDefinition:
     name = f"{spec.name}_export_sensor"
     locations = [f"s3://{spec.s3_bucket}/{spec.export_prefix_root}/"] + [
         p if p.startswith("s3://") else f"s3://{spec.s3_bucket}/{p}/" for p in spec.external_export_prefixes
@@ -91,7 +94,7 @@ def build_export_sensor(spec: TableSpec, *, export_key: dg.AssetKey, convert_job
 
     @dg.sensor(
         name=name,
-        job=convert_job,
+        job=job,
         minimum_interval_seconds=spec.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -109,7 +112,7 @@ def build_export_sensor(spec: TableSpec, *, export_key: dg.AssetKey, convert_job
         done, waiting = [s.summary for s in discovery.skipped], list(discovery.later)
         events, requests = [], []
         for found in discovery.found:
-            state, event, request = _handle(context, spec, client, export_key, found, name)
+            state, event, request = _handle(context, spec, client, export_key, found, name, asset_selection)
             if state == BUSY:
                 waiting.append(found.summary)
                 continue
@@ -125,14 +128,16 @@ def build_export_sensor(spec: TableSpec, *, export_key: dg.AssetKey, convert_job
     return export_sensor
 
 
-def build_notification_sensor(spec: TableSpec, *, export_key: dg.AssetKey, convert_job: Any) -> dg.SensorDefinition:
+def build_notification_sensor(
+    spec: TableSpec, *, export_key: dg.AssetKey, job: Any, asset_selection: list[dg.AssetKey]
+) -> dg.SensorDefinition:
     """Reads ``spec.notification_queue_url``; a message is deleted once its export is handled (or failed)."""
     name = f"{spec.name}_export_notifications"
     queue_url = spec.notification_queue_url
 
     @dg.sensor(
         name=name,
-        job=convert_job,
+        job=job,
         minimum_interval_seconds=spec.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -147,7 +152,7 @@ def build_notification_sensor(spec: TableSpec, *, export_key: dg.AssetKey, conve
         events, requests = [], []
         handled = 0
         for message in receive_messages(sqs_client, queue_url):
-            verdict = _message_verdict(context, spec, s3_client, export_key, message, name, events, requests, now)
+            verdict = _message_verdict(context, spec, s3_client, export_key, message, name, events, requests, now, asset_selection)
             if verdict == "ack":
                 acknowledge(sqs_client, queue_url, message)
                 handled += 1
@@ -163,7 +168,7 @@ def build_notification_sensor(spec: TableSpec, *, export_key: dg.AssetKey, conve
 
 def _message_verdict(
     context: dg.SensorEvaluationContext, spec: TableSpec, s3: Any, export_key: dg.AssetKey, message: QueueMessage,
-    sensor_name: str, events: list, requests: list, now: dt.datetime,
+    sensor_name: str, events: list, requests: list, now: dt.datetime, asset_selection: list[dg.AssetKey],
 ) -> str:
     notification = parse_export_notification(message.body, default_bucket=spec.s3_bucket)
     if notification.status and notification.status != "COMPLETED":
@@ -185,7 +190,7 @@ def _message_verdict(
             context.log.info(f"{spec.dynamodb_table}: ignoring {summary.uri}: {outcome.reason}")
             verdicts.append("release" if outcome.other_table else "ack")
         else:
-            state, event, request = _handle(context, spec, s3, export_key, outcome, sensor_name)
+            state, event, request = _handle(context, spec, s3, export_key, outcome, sensor_name, asset_selection)
             if state == BUSY:
                 verdicts.append("wait")
                 continue

@@ -1,14 +1,13 @@
 """How one table runs itself: the nightly schedule, automation, sensors and checks.
 
-- ``<table>_export_job`` (raw export only) runs every night at ``export_hour`` in ``timezone``
-  (``<table>_nightly_export`` schedule, built from the partitioned job: the tick at day D's
-  export hour requests partition D, the table as of that instant).
+- ``<table>_offload_job`` (export, convert, check, publish) is the table's only job: the UI,
+  the demo and job backfills run all of it, and its runs do not trigger automation a second time.
+- Every night at ``export_hour`` in ``timezone`` the ``<table>_nightly_export`` schedule runs
+  only its raw export step for that day's partition (the table as of that instant).
 - The Parquet snapshot and the catalog table follow by declarative automation
   (:func:`follow_upstream_runs`, evaluated by ``<table>_automation``), not by another cron.
 - ``<table>_export_sensor`` (and ``<table>_export_notifications`` when a queue is configured)
-  picks up exports started outside Dagster and runs ``<table>_convert_job`` for them.
-- ``<table>_offload_job`` (all three steps, defined with the assets) stays for the UI, the
-  demo and backfills: its runs do not trigger automation a second time.
+  picks up exports started outside Dagster and runs the job's conversion and registration steps.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from offload_assets.asset_checks import build_freshness_sensor, build_snapshot_c
 from offload_assets.export_sensors import build_export_sensor, build_notification_sensor
 from offload_assets.table_spec import TableSpec
 
-#: On runs of jobs that export/convert *and* publish in the same run (``<table>_offload_job``,
-#: ``<table>_convert_job``): their updates must not trigger automation for what they already did.
+#: "true" on runs of ``<table>_offload_job`` (a job tag): those runs convert and publish what they
+#: export, so their updates must not trigger automation. The schedule's export-only runs set "false".
 CONVERTS_IN_RUN_TAG = "offload_assets/converts_in_run"
 
 
@@ -41,9 +40,10 @@ def follow_upstream_runs() -> dg.AutomationCondition:
     # asset's latest materialization came from a run) covers the newest update.
     from_a_run = (A.any_new_update_has_run_tags() | A.executed_with_tags()).with_label("update_came_from_a_run")
     # executed_with_root_target() only knows runs launched with an explicit asset selection;
-    # runs of the jobs that convert and publish themselves carry CONVERTS_IN_RUN_TAG instead.
+    # whole runs of the offload job carry CONVERTS_IN_RUN_TAG="true" instead.
+    converts_itself = {CONVERTS_IN_RUN_TAG: "true"}
     converting_run = (
-        A.all_new_updates_have_run_tags(tag_keys={CONVERTS_IN_RUN_TAG}) | A.executed_with_tags(tag_keys={CONVERTS_IN_RUN_TAG})
+        A.all_new_updates_have_run_tags(tag_values=converts_itself) | A.executed_with_tags(tag_values=converts_itself)
     ).with_label("updated_by_a_run_that_converts_itself")
     updated_by_a_run = (
         A.newly_updated() & from_a_run & ~A.executed_with_root_target() & ~converting_run
@@ -67,30 +67,45 @@ def build_table_orchestration(
     export_key: dg.AssetKey,
     parquet_key: dg.AssetKey,
     catalog_key: dg.AssetKey,
-    partitions: dg.PartitionsDefinition,
+    partitions: dg.DailyPartitionsDefinition,
 ) -> dg.Definitions:
-    """Checks, jobs, schedule and sensors of one table (its assets come from the table factory)."""
-    export_job = dg.define_asset_job(
-        f"{spec.name}_export_job",
-        selection=dg.AssetSelection.assets(export_key),
-        description=f"Export one daily partition of DynamoDB table {spec.dynamodb_table} (conversion follows by automation).",
-        executor_def=dg.in_process_executor,
-    )
-    convert_job = dg.define_asset_job(
-        f"{spec.name}_convert_job",
-        selection=dg.AssetSelection.assets(parquet_key, catalog_key),
-        description=f"Convert a partition's existing raw export of {spec.dynamodb_table} to Parquet, check it, publish it.",
-        executor_def=dg.in_process_executor,
+    """The table's one job, its checks, schedule and sensors (its assets come from the table factory).
+
+    One job per table, not one per use: Dagster resolves every asset job against the whole asset
+    graph, so with 50 tables three jobs each made loading definitions take over 2 s. The schedule
+    and the sensors run subsets of the job (``RunRequest(asset_selection=...)``) instead.
+    """
+    offload_job = dg.define_asset_job(
+        f"{spec.name}_offload_job",
+        selection=dg.AssetSelection.assets(export_key, parquet_key, catalog_key),
+        description=(
+            f"Export, convert, check and register one daily snapshot of DynamoDB table {spec.dynamodb_table}. "
+            "The nightly schedule runs only its export step (conversion follows by automation); the export "
+            "sensors run only its conversion and registration."
+        ),
         tags={CONVERTS_IN_RUN_TAG: "true"},
     )
-    schedule = dg.build_schedule_from_partitioned_job(
-        export_job,
+
+    @dg.schedule(
         name=f"{spec.name}_nightly_export",
-        description=(
-            f"Every day at {spec.export_hour:02d}:00 {spec.timezone}: export that day's partition of {spec.dynamodb_table}."
-        ),
+        job=offload_job,
+        cron_schedule=partitions.get_cron_schedule(),
+        execution_timezone=partitions.timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Every day at {spec.export_hour:02d}:00 {spec.timezone}: export that day's partition of {spec.dynamodb_table} "
+            "(the raw export step of the offload job; conversion and registration follow by automation)."
+        ),
     )
+    def nightly_export(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        # The tick at day D's export hour opens partition D's window (the table as of that instant):
+        # the partition build_schedule_from_partitioned_job would request (end_offset=1).
+        partition_key = partitions.get_partition_key_for_timestamp(context.scheduled_execution_time.timestamp())
+        return dg.RunRequest(
+            run_key=partition_key, partition_key=partition_key, asset_selection=[export_key],
+            tags={CONVERTS_IN_RUN_TAG: "false"},
+        )
+
     automation = dg.AutomationConditionSensorDefinition(
         f"{spec.name}_automation",
         target=dg.AssetSelection.assets(parquet_key, catalog_key),
@@ -98,16 +113,17 @@ def build_table_orchestration(
         minimum_interval_seconds=spec.sensor_interval_seconds,
         description=f"Converts and publishes {spec.dynamodb_table}'s partitions after their export runs.",
     )
+    convert_selection = [parquet_key, catalog_key]
     sensors = [
         automation,
-        build_export_sensor(spec, export_key=export_key, convert_job=convert_job),
+        build_export_sensor(spec, export_key=export_key, job=offload_job, asset_selection=convert_selection),
         build_freshness_sensor(spec, catalog_key=catalog_key),
     ]
     if spec.notification_queue_url:
-        sensors.append(build_notification_sensor(spec, export_key=export_key, convert_job=convert_job))
+        sensors.append(build_notification_sensor(spec, export_key=export_key, job=offload_job, asset_selection=convert_selection))
     return dg.Definitions(
         asset_checks=build_snapshot_checks(spec, parquet_key=parquet_key, catalog_key=catalog_key, partitions=partitions),
-        jobs=[export_job, convert_job],
-        schedules=[schedule],
+        jobs=[offload_job],
+        schedules=[nightly_export],
         sensors=sensors,
     )

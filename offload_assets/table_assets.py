@@ -16,7 +16,7 @@ from offload_assets.catalog import ORIGINAL_NAME_KEY
 from offload_assets.glue_types import arrow_to_glue
 from offload_assets.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.exports import ExportRefusedError, export_partition
-from offload_assets.orchestration import CONVERTS_IN_RUN_TAG, build_table_orchestration, follow_upstream_runs
+from offload_assets.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.scan_export import ScanProgress
 from offload_assets.snapshots import PublishRefusedErrors, build_snapshot, publish_snapshot
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
@@ -188,14 +188,8 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             "crawl": dg.MetadataValue.json(published.crawl.__dict__) if published.crawl else None,
         })
 
-    job = dg.define_asset_job(
-        f"{spec.name}_offload_job",
-        selection=dg.AssetSelection.assets(raw_export, parquet_snapshot, catalog_table),
-        description=f"Export, convert and register one daily snapshot of DynamoDB table {spec.dynamodb_table}.",
-        tags={CONVERTS_IN_RUN_TAG: "true"},
-    )
     return dg.Definitions.merge(
-        dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table], jobs=[job]),
+        dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table]),
         build_table_orchestration(spec, export_key=keys["export"], parquet_key=keys["parquet"], catalog_key=keys["catalog"], partitions=partitions),
     )
 

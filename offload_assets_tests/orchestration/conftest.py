@@ -120,8 +120,34 @@ class Project:
         create_reviews_table(ddb, self.spec.dynamodb_table)
         put_items(ddb, self.spec.dynamodb_table, items)
 
-    def job(self, suffix: str):
+    def job(self, suffix: str = "offload_job"):
         return self.defs.resolve_job_def(f"{self.spec.name}_{suffix}")
+
+    def run_request(self, request, **kwargs):
+        """Execute a schedule's or sensor's RunRequest in process the way the daemon launches it: its job, subset, tags."""
+        return self.job().execute_in_process(
+            partition_key=request.partition_key, tags=request.tags, instance=self.instance,
+            asset_selection=list(request.asset_selection) if request.asset_selection is not None else None, **kwargs,
+        )
+
+    def export_only(self, partition_key: str, **kwargs):
+        """What the nightly schedule launches: the offload job's raw export step alone."""
+        import dagster as dg
+
+        schedule = self.defs.resolve_schedule_def(f"{self.spec.name}_nightly_export")
+        partitions = self.defs.resolve_assets_def(self.keys["export"]).partitions_def
+        tick = partitions.time_window_for_partition_key(partition_key).start
+        context = dg.build_schedule_context(scheduled_execution_time=tick, repository_def=self.defs.get_repository_def())
+        [request] = schedule.evaluate_tick(context).run_requests
+        assert request.partition_key == partition_key, (request.partition_key, partition_key, tick)
+        return self.run_request(request, **kwargs)
+
+    def convert(self, partition_key: str, **kwargs):
+        """What the export sensors launch: the offload job's conversion and registration steps (with their checks)."""
+        return self.job().execute_in_process(
+            partition_key=partition_key, instance=self.instance,
+            asset_selection=[self.keys["parquet"], self.keys["catalog"]], **kwargs,
+        )
 
     def run_selection(self, selection, partition_key: str):
         """Run any asset/check selection of this table for one partition (what the UI's "Materialize" and "Execute checks" do)."""
@@ -144,12 +170,7 @@ class Project:
         """What the daemon does with a sensor result: store its events, run its run requests."""
         for event in result.asset_events:
             self.instance.report_runless_asset_event(event)
-        return [
-            self.job("convert_job").execute_in_process(
-                partition_key=request.partition_key, tags=request.tags, instance=self.instance, raise_on_error=False
-            )
-            for request in result.run_requests or []
-        ]
+        return [self.run_request(request, raise_on_error=False) for request in result.run_requests or []]
 
 
 def short_name(key) -> str:

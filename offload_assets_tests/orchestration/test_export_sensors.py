@@ -49,7 +49,7 @@ def test_half_written_export_waits_and_dagsters_own_exports_are_left_alone(proje
     project.seed(reviews(40))
     s3 = aws.client("s3")
     # Tonight's export made by Dagster itself (the schedule's job).
-    assert project.job("export_job").execute_in_process(partition_key=project.today, instance=project.instance).success
+    assert project.export_only(project.today).success
     own_id = list_export_ids(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today))[0]
     # And an export still being written elsewhere: data files, no summary yet.
     pending = drop_export(s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=reviews(40), complete=False)
@@ -137,11 +137,11 @@ def test_notification_sensor_converts_what_the_sns_message_names(tmp_path, emula
     assert _queue_depth(sqs, queue_url) == (0, 1)
 
 
-def test_sensors_are_on_by_default_and_target_the_convert_job(project: Project):
+def test_sensors_are_on_by_default_and_target_the_conversion_steps(project: Project):
     for name in ("export_sensor", "freshness_sensor"):
         sensor = project.defs.resolve_sensor_def(f"reviews_{name}")
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert sensor.minimum_interval_seconds >= 5
-    assert project.defs.resolve_sensor_def("reviews_export_sensor").job_name == "reviews_convert_job"
+    assert project.defs.resolve_sensor_def("reviews_export_sensor").job_name == "reviews_offload_job"
     names = {s.name for s in project.defs.sensors}
     assert "reviews_export_notifications" not in names  # only with notification_queue_url

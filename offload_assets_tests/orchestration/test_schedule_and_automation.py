@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
+from offload_assets.orchestration import CONVERTS_IN_RUN_TAG
 from offload_assets_tests.conftest import write_tables_file
 from offload_assets_tests.orchestration.conftest import Project, check_results, drop_export, reviews, short_name
 
@@ -27,16 +28,22 @@ def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick,
     schedule = defs.resolve_schedule_def("reviews_nightly_export")
     assert (schedule.cron_schedule, schedule.execution_timezone) == (cron, tz)
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert schedule.job_name == "reviews_export_job"
+    assert schedule.job_name == "reviews_offload_job"
 
-    result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=dt.datetime.fromisoformat(tick)))
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime.fromisoformat(tick), repository_def=defs.get_repository_def())
+    result = schedule.evaluate_tick(context)
     assert [r.partition_key for r in result.run_requests] == [partition]
+    assert [r.run_key for r in result.run_requests] == [partition]  # a repeated tick never starts a second run
     # Partition D is the table as of D at the export hour: the tick's own instant.
     spec_time = defs.resolve_assets_def(dg.AssetKey(["s3", "dynamodb_export", "reviews"])).partitions_def.time_window_for_partition_key(partition).start
     assert spec_time == dt.datetime.fromisoformat(tick)
-    # The export job materializes the raw export only; conversion follows by automation.
-    job = defs.resolve_job_def("reviews_export_job")
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"s3/dynamodb_export/reviews"}
+    # The tick runs the raw export step only; conversion follows by automation.
+    [request] = result.run_requests
+    assert [k.to_user_string() for k in request.asset_selection] == ["s3/dynamodb_export/reviews"]
+    assert request.tags[CONVERTS_IN_RUN_TAG] == "false"  # overrides the offload job's "true"
+    job = defs.resolve_job_def("reviews_offload_job")
+    assert job.tags[CONVERTS_IN_RUN_TAG] == "true"
+    assert job.get_subset(asset_selection=set(request.asset_selection)).asset_layer.selected_asset_keys == set(request.asset_selection)
 
 
 def test_automation_sensor_is_on_and_covers_conversion_and_publishing(project: Project):
@@ -60,20 +67,20 @@ def test_conversion_follows_an_export_run_once_and_never_a_full_run(project: Pro
     project.seed(reviews(120))
     _, cursor = _requested(project, None)  # first evaluation: the baseline
 
-    export_run = project.job("export_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    export_run = project.export_only(project.today)
     assert export_run.success
     requested, cursor = _requested(project, cursor)
     assert requested == {"parquet": [project.today], "catalog": [project.today]}
 
     # What the automation sensor launches for that request: one run of both assets with their checks.
-    convert = project.job("convert_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    convert = project.convert(project.today)
     assert convert.success
     assert all(c.passed for c in check_results(convert).values())
     requested, cursor = _requested(project, cursor)
     assert requested == {"parquet": [], "catalog": []}  # done: nothing requested again
 
     # A run of the whole offload job (UI, demo, backfill) does not trigger a second conversion.
-    full = project.job("offload_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    full = project.job().execute_in_process(partition_key=project.today, instance=project.instance)
     assert full.success
     for _ in range(2):
         requested, cursor = _requested(project, cursor)
@@ -88,9 +95,9 @@ def test_conversion_follows_an_export_run_once_and_never_a_full_run(project: Pro
 def test_automation_caught_inside_a_converting_run_does_not_publish_again(project: Project, aws):
     """The daemon can evaluate after a sensor's convert run wrote the snapshot and before it published it.
 
-    Runs of jobs carry no asset selection, so Dagster's own "executed with root target" test does
-    not see that the run will publish: the jobs' tag says so. Reproduced by a convert-job run that
-    stops after the snapshot: automation must not start a second publish for it.
+    Dagster's own "executed with root target" test only sees the run's asset selection; here the
+    run was narrowed to the snapshot (as a run that stopped after the snapshot looks), so the
+    offload job's tag says the run publishes itself. Automation must not start a second publish.
     """
     items = reviews(30)
     project.seed(items)
@@ -102,7 +109,7 @@ def test_automation_caught_inside_a_converting_run_does_not_publish_again(projec
     requested, cursor = _requested(project, cursor)
     assert requested == {"parquet": [], "catalog": []}
     [request] = tick.run_requests
-    snapshot_only = project.job("convert_job").execute_in_process(
+    snapshot_only = project.job().execute_in_process(
         partition_key=request.partition_key, tags=request.tags, instance=project.instance, asset_selection=[project.keys["parquet"]]
     )
     assert snapshot_only.success
@@ -113,7 +120,7 @@ def test_automation_caught_inside_a_converting_run_does_not_publish_again(projec
 def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(project: Project, aws):
     project.seed(reviews(50))
     _, cursor = _requested(project, None)
-    assert project.job("export_job").execute_in_process(partition_key=project.today, instance=project.instance).success
+    assert project.export_only(project.today).success
     _, cursor = _requested(project, cursor)
     # The snapshot is materialized on its own (e.g. from the UI) and its row-count check fails:
     # delete the export's data so the conversion yields fewer rows than the manifest announces.

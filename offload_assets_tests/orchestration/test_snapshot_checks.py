@@ -59,6 +59,10 @@ def test_checks_pass_on_a_good_snapshot_and_fail_when_a_parquet_file_is_deleted(
     )[0]
     assert record.evaluation.passed is False and record.evaluation.partition == project.today
 
+    # One check runs alone (the UI's "Execute" on a single check), though the Parquet checks share an op.
+    alone = project.run_selection(dg.AssetSelection.checks(dg.AssetCheckKey(project.keys["parquet"], "row_count_parity")), project.today)
+    assert {k: c.passed for k, c in check_results(alone).items()} == {"parquet/row_count_parity": False}
+
 
 def test_duplicate_keys_block_publishing(project: Project, aws):
     items = reviews(50)
@@ -66,7 +70,7 @@ def test_duplicate_keys_block_publishing(project: Project, aws):
     duplicated = items + [dict(items[3], Rating=1), dict(items[7], Rating=2)]
     drop_export(aws.client("s3"), bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix(project.today), items=duplicated)
 
-    run = project.job("convert_job").execute_in_process(partition_key=project.today, instance=project.instance, raise_on_error=False)
+    run = project.convert(project.today, raise_on_error=False)
     assert not run.success
     checks = check_results(run)
     keys = checks["parquet/unique_primary_keys"]
@@ -83,13 +87,13 @@ def test_schema_drift_warns_with_the_new_columns_and_rescued_values(project: Pro
     today = dt.date.fromisoformat(project.today)
     yesterday = (today - dt.timedelta(days=1)).isoformat()
     drop_export(s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix(yesterday), items=reviews(30))
-    assert project.job("convert_job").execute_in_process(partition_key=yesterday, instance=project.instance).success
+    assert project.convert(yesterday).success
 
     drifted = reviews(30)
     drifted[0]["Narrator"] = "Stephen Fry"
     drifted[1]["Rating"] = "five stars"  # a string where the column is a number
     drop_export(s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix(project.today), items=drifted)
-    run = project.job("convert_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    run = project.convert(project.today)
     assert run.success  # drift warns, it does not block
     drift = check_results(run)["parquet/schema_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
@@ -131,7 +135,7 @@ def test_freshness_sensor_reports_only_when_the_verdict_changes(project: Project
 def test_scan_refuses_a_past_partition_with_what_to_do(project: Project, aws):
     project.seed(reviews(10))
     past = (dt.date.fromisoformat(project.today) - dt.timedelta(days=3)).isoformat()
-    run = project.job("export_job").execute_in_process(partition_key=past, instance=project.instance, raise_on_error=False)
+    run = project.job().execute_in_process(partition_key=past, instance=project.instance, raise_on_error=False)
     assert not run.success
     failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.user_failure_data.description

@@ -14,7 +14,7 @@ TABLES = 50
 # (quadratic). The 2 s target is therefore NOT met yet; this budget guards against it
 # getting worse until the job layout is reworked (e.g. one export job and one convert job shared
 # by all tables, partitioned per table). CPU time is asserted: wall time measures the neighbours.
-BUDGET_SECONDS = 5.0
+BUDGET_SECONDS = 2.0
 
 
 def test_fifty_tables_build_and_validate_within_budget(tmp_path):
