@@ -122,7 +122,7 @@ def build_snapshot_checks(spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_
         ):
             selected = {key.name for key in context.selected_asset_check_keys}
             partition_key = context.partition_key
-            client = s3.get_client()
+            client = s3.get_table_client(spec)
             snapshot = latest_complete_snapshot(client, spec, partition_key)
             for name in ("row_count_parity", "unique_primary_keys", "schema_drift"):
                 if name not in selected:
@@ -156,7 +156,7 @@ def build_snapshot_checks(spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_
             from offload_assets.sql_query import QueryError, run_query
 
             partition_key = context.partition_key
-            published = published_snapshot(glue.get_client(), s3.get_client(), spec, partition_key)
+            published = published_snapshot(glue.get_client(), s3.get_table_client(spec), spec, partition_key)
             try:
                 result = run_query(
                     sql_count_statement(spec, partition_key), connection=athena.connection(),

@@ -480,6 +480,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     cache: dict[str, Any] = {}
     in_fs, in_path = _filesystem_and_path(args.input, cache)
     out_fs, out_path = _filesystem_and_path(args.output, cache)
+    if args.output.startswith("s3://"):  # pyarrow's S3 writer cannot send SSE headers: upload through boto3 with them
+        from types import SimpleNamespace
+
+        from offload_assets.s3_writes import encrypted_output_filesystem, s3_put_kwargs
+
+        settings = SimpleNamespace(sse_kms_key_id=args.sse_kms_key_id, expected_bucket_owner=args.expected_bucket_owner)
+        out_fs = encrypted_output_filesystem(resolve_connection().client("s3"), out_fs, s3_put_kwargs(settings))
+    elif args.sse_kms_key_id or args.expected_bucket_owner:
+        raise UsageError("--sse-kms-key-id and --expected-bucket-owner apply to an s3:// --output only")
     files = find_export_data_files(in_fs, in_path, args.input)
     if out_fs.get_file_info(out_path).type.name == "File":
         raise UsageError(f"{args.output}: is a file; --output must be a directory")
@@ -667,6 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output", required=True, metavar="DIR|S3_URI", help="directory for the Parquet files")
     convert.add_argument("--table-name", default=None, help="name used in error messages (default: the input's last path part)")
     convert.add_argument("--compression", choices=["zstd", "snappy"], default="zstd", help="Parquet compression (default zstd)")
+    convert.add_argument("--sse-kms-key-id", default=None, metavar="KEY",
+                         help="s3:// output: encrypt with this KMS key (SSE-KMS); default SSE-S3 (AES256), as the assets write")
+    convert.add_argument("--expected-bucket-owner", default=None, metavar="ACCOUNT_ID",
+                         help="s3:// output: refuse to write unless the bucket belongs to this account")
     convert.add_argument("--bad-lines", choices=["fail", "quarantine"], default="fail",
                          help="a line that is not a DynamoDB item: fail (default) or set it aside in _quarantine/")
     convert.add_argument("--format", choices=["table", "json"], default="table", help="how to print the result")

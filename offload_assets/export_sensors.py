@@ -103,7 +103,7 @@ def build_export_sensor(
         ),
     )
     def export_sensor(context: dg.SensorEvaluationContext, s3: OffloadS3Resource) -> dg.SensorResult:
-        client = s3.get_client()
+        client = s3.get_table_client(spec)
         now = dt.datetime.now(dt.timezone.utc)
         cursor = ExportCursor.from_json(context.cursor, now=now)
         discovery = discover_exports(client, spec, cursor, now=now)
@@ -147,7 +147,7 @@ def build_notification_sensor(
     )
     def notification_sensor(context: dg.SensorEvaluationContext, s3: OffloadS3Resource) -> dg.SensorResult:
         # SQS through the S3 resource's connection: same target, endpoint and credentials.
-        s3_client, sqs_client = s3.get_client(), s3.connection().client("sqs")
+        s3_client, sqs_client = s3.get_table_client(spec), s3.connection().client("sqs")
         now = dt.datetime.now(dt.timezone.utc)
         events, requests = [], []
         handled = 0

@@ -37,7 +37,7 @@ def snapshot_on_glue(
 
     ``s3``, ``glue`` and ``glue_jobs`` are the project's resources (S3, Glue catalog, Glue jobs).
     """
-    s3_client, connection, jobs_client = s3.get_client(), glue_jobs.connection(), glue_jobs.get_client()
+    s3_client, connection, jobs_client = s3.get_table_client(spec), glue_jobs.connection(), glue_jobs.get_client()
     prepared = prepare_glue_conversion(
         s3_client, glue.get_client(), jobs_client, spec, context.partition_key,
         run_id=context.run.run_id, region=connection.region_name, python_modules=glue_jobs.python_modules,

@@ -98,6 +98,12 @@ class OffloadS3Resource(S3Resource):
     def get_client(self) -> Any:
         return self.connection().client("s3")
 
+    def get_table_client(self, spec: Any) -> Any:
+        """An S3 client that applies the table's settings (SSE, ``ExpectedBucketOwner``) to every request on its bucket."""
+        from offload_assets.s3_writes import enforce_s3_settings
+
+        return enforce_s3_settings(self.get_client(), spec)
+
     def get_filesystem(self) -> Any:
         """``pyarrow.fs.S3FileSystem`` for the same endpoint and credentials."""
         return self.connection().arrow_filesystem()

@@ -113,7 +113,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
                 context.log.info(p.describe(spec.dynamodb_table))
 
         try:
-            out = export_partition(spec, context.partition_key, dynamodb=dynamodb.get_client(), s3=s3.get_client(), on_progress=progress)
+            out = export_partition(spec, context.partition_key, dynamodb=dynamodb.get_client(), s3=s3.get_table_client(spec), on_progress=progress)
         except ExportRefusedError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
         return dg.MaterializeResult(metadata={
@@ -144,7 +144,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
 
             return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, column_schema=column_schema)
         started = time.monotonic()
-        snap = build_snapshot(s3.get_client(), s3.get_filesystem(), glue.get_client(), spec, context.partition_key, run_id=context.run.run_id)
+        snap = build_snapshot(s3.get_table_client(spec), s3.get_filesystem(), glue.get_client(), spec, context.partition_key, run_id=context.run.run_id)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": snap.rows, "dagster/column_schema": column_schema(snap.schema),
             "export_id": snap.export_id, "s3_uri": snap.s3_uri, "files": len(snap.files), "bytes": snap.total_bytes,
@@ -172,7 +172,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
     )
     def catalog_table(context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource) -> dg.MaterializeResult:
         try:
-            published = publish_snapshot(glue.get_client(), s3.get_client(), spec, context.partition_key)
+            published = publish_snapshot(glue.get_client(), s3.get_table_client(spec), spec, context.partition_key)
         except PublishRefusedErrors as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
         view, retention = published.latest_view, published.retention

@@ -189,6 +189,19 @@ def test_export_run_status_convert_and_publish(capsys, cli_env, tables_file, tmp
     assert code == EXIT_OK
     assert f"{SEEDED + 2:,} rows" in out and "author" in out and "output files:" in out and "part-00000.parquet" in out
 
+    # convert to S3: the Parquet files are written with server-side encryption, like the assets write them.
+    s3 = aws.client("s3")
+    code, out, err = run_cli(capsys, "convert", "--input", f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
+                             "--output", f"s3://{TEST_BUCKET}/adhoc/parquet/", "--format", "json")
+    assert code == EXIT_OK, err
+    written = [o["Key"] for o in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="adhoc/parquet/")["Contents"]]
+    assert written and all(k.endswith(".parquet") for k in written)
+    assert sum(pq.read_table(aws.arrow_filesystem().open_input_file(f"{TEST_BUCKET}/{k}")).num_rows for k in written) == SEEDED + 2
+    assert {s3.head_object(Bucket=TEST_BUCKET, Key=k).get("ServerSideEncryption") for k in written} == {"AES256"}
+    code, _, err = run_cli(capsys, "convert", "--input", f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
+                           "--output", str(out_dir), "--sse-kms-key-id", "alias/x")
+    assert code == EXIT_USAGE and "apply to an s3:// --output only" in err
+
     # After the Parquet snapshot is built and published, status shows it and the catalog partition.
     snap = build_snapshot(aws.client("s3"), aws.arrow_filesystem(), aws.client("glue"), spec, partition, run_id="clitest")
     publish_snapshot(aws.client("glue"), aws.client("s3"), spec, partition)
