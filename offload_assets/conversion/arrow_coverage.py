@@ -4,9 +4,14 @@
 sample never saw, the second of two names equal but for case). A row is *covered* when nothing
 was dropped. The check is cheap for nearly every row: the compact JSON length of the typed value
 (computed from string lengths and presence, column at a time) must equal the raw line's length,
-since an unknown key can only make the line longer. Rows whose length differs (strings with
-escapes, odd spacing, unknown keys) get the exact check: the line's key count (occurrences of
-``":``; a string value can only add as many to both sides) against the typed value's.
+since an unknown key can only make the line longer, its quotes (two per key and string) the
+line's, and the line must have no escape. Rows that fail it (strings with escapes, odd spacing,
+unknown keys) get the exact check: the line's key count (occurrences of
+``":``; a string value can only add as many to both sides) against the typed value's, and its
+count of unescaped quotes against the typed value's keys and strings (``json_transform`` reads
+``{"S": 1}`` or ``{"BOOL": "true"}`` leniently; such lines must fail as bad lines, exactly as on
+the per-item path, and they have two quotes fewer or more), no number outside strings
+(DynamoDB JSON has none: ``{"BOOL": 1}``) and as many lists as the typed value (``{"S": ["a"]}``).
 """
 
 from __future__ import annotations
@@ -109,13 +114,92 @@ def key_count(v: pa.Array, node: ReadNode) -> pa.Array:
     return pc.fill_null(_add(*parts), 0)
 
 
+def text_quotes(text: pa.Array) -> pa.Array:
+    """Unescaped ``"`` per JSON text: escaped backslashes dropped first, then escaped quotes
+    subtracted (0 if null)."""
+    plain = pc.replace_substring(text, "\\\\", "")
+    return pc.fill_null(pc.subtract(_int(pc.count_substring(plain, '"')), _int(pc.count_substring(plain, '\\"'))), 0)
+
+
+def quote_count(v: pa.Array, node: ReadNode) -> pa.Array:
+    """Unescaped quotes of the typed value's compact JSON: two per key and per string (0 if null)."""
+    parts = []
+    for tag in node.tags:
+        t = struct_field(v, tag)
+        present = _present(t)
+        parts.append(pc.multiply(present, 4 if tag in ("S", "N", "B") else 2))
+        if tag in ("SS", "NS", "BS"):
+            parts.append(pc.multiply(pc.fill_null(_int(pc.list_value_length(t)), 0), 2))
+        elif tag == "M":
+            if node.fields:
+                for name, child in node.fields.items():
+                    c = struct_field(t, name)
+                    parts.append(pc.multiply(_present(c), pc.add(quote_count(c, child), 2)))
+            else:
+                parts.append(text_quotes(t))
+        elif tag == "L":
+            offsets, elements, _ = list_parts(t)
+            inner = quote_count(elements, node.element) if node.element is not None else text_quotes(elements)
+            parts.append(_segment_sums(offsets, inner))
+    if not parts:
+        return pa.nulls(len(v), pa.int64()).fill_null(0)
+    return pc.fill_null(_add(*parts), 0)
+
+
+STRING_LITERAL = r'"(?:[^"\\]|\\.)*"'
+
+
+def list_count(v: pa.Array, node: ReadNode) -> pa.Array:
+    """Lists (``[``) of the typed value's JSON: sets and L values, and inside JSON texts."""
+    parts = []
+    for tag in node.tags:
+        t = struct_field(v, tag)
+        if tag in ("SS", "NS", "BS"):
+            parts.append(_present(t))
+        elif tag == "M":
+            if node.fields:
+                parts.extend(list_count(struct_field(t, name), child) for name, child in node.fields.items())
+            else:
+                parts.append(_text_lists(t))
+        elif tag == "L":
+            offsets, elements, _ = list_parts(t)
+            inner = list_count(elements, node.element) if node.element is not None else _text_lists(elements)
+            parts.append(pc.add(_present(t), _segment_sums(offsets, inner)))
+    if not parts:
+        return pa.nulls(len(v), pa.int64()).fill_null(0)
+    return pc.fill_null(_add(*parts), 0)
+
+
+def _text_lists(text: pa.Array) -> pa.Array:
+    outside = pc.replace_substring_regex(text, STRING_LITERAL, '""')
+    return pc.fill_null(_int(pc.count_substring(outside, "[")), 0)
+
+
+def _add_masks(*masks: pa.Array) -> pa.Array:
+    out = masks[0]
+    for m in masks[1:]:
+        out = pc.and_(out, m)
+    return out
+
+
+def _root_quotes(item: pa.Array, root: ReadNode) -> pa.Array:
+    return pc.add(_add(*[pc.multiply(_present(struct_field(item, name)),
+                                     pc.add(quote_count(struct_field(item, name), node), 2))
+                         for name, node in root.fields.items()]), 2)  # "Item"
+
+
 def covered_rows(item: pa.Array, raw: pa.Array, root: ReadNode) -> pa.Array:
-    """Per row: the typed ``item`` accounts for every key of the ``raw`` line ``{"Item":...}``."""
+    """Per row: the typed ``item`` accounts for every key of the ``raw`` line ``{"Item":...}``,
+    and every payload had the JSON type its tag wants."""
     present = pc.is_valid(item)
     if not root.fields:
         return pc.and_(present, pc.equal(_int(pc.count_substring(raw, '":')), 1))
     expected = pc.add(object_size(item, root.fields), 9)  # {"Item": ... }
-    fast = pc.fill_null(pc.and_(present, pc.equal(expected, _int(pc.binary_length(raw)))), False)
+    # escapes would let a payload of the wrong JSON type ({"S": 12}) balance length and quotes
+    fast = _add_masks(pc.equal(expected, _int(pc.binary_length(raw))),
+                      pc.equal(_root_quotes(item, root), _int(pc.count_substring(raw, '"'))),
+                      pc.invert(pc.match_substring(raw, "\\")))
+    fast = pc.fill_null(pc.and_(present, fast), False)
     if pc.all(fast).as_py():
         return fast
     # exact check for the others
@@ -124,8 +208,15 @@ def covered_rows(item: pa.Array, raw: pa.Array, root: ReadNode) -> pa.Array:
     if len(index) == 0:
         return fast
     sub = item.take(index)
+    sub_raw = raw.take(index)
     typed = pc.add(_add(*[pc.multiply(_present(struct_field(sub, name)),
                                       pc.add(key_count(struct_field(sub, name), node), 1))
                           for name, node in root.fields.items()]), 1)
-    exact = pc.equal(_int(pc.count_substring(raw.take(index), '":')), typed)
+    exact = pc.and_(pc.equal(_int(pc.count_substring(sub_raw, '":')), typed),
+                    pc.equal(text_quotes(sub_raw), _root_quotes(sub, root)))
+    # outside strings: no number (DynamoDB JSON has none), and the typed value's lists only
+    outside_strings = pc.replace_substring_regex(sub_raw, STRING_LITERAL, '""')
+    lists = _add(*[list_count(struct_field(sub, name), node) for name, node in root.fields.items()])
+    exact = _add_masks(exact, pc.invert(pc.match_substring_regex(outside_strings, "[0-9]")),
+                       pc.equal(_int(pc.count_substring(outside_strings, "[")), lists))
     return pc.replace_with_mask(fast, slow, pc.fill_null(exact, False))

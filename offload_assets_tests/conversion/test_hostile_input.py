@@ -241,6 +241,31 @@ def test_numbers_at_dynamodb_limits_convert_exactly(tmp_path, engine):
 
 
 # ------------------------------------------------------------------------------------------------
+# Payloads of the wrong JSON type (DuckDB's reader would take {"S": 1} as "1")
+
+WRONG_TYPES = {
+    "S number": ({"S": 12}, "S must be a string"), "S float": ({"S": 1.50}, "S must be a string"),
+    "S true": ({"S": True}, "S must be a string"), "S list": ({"S": ["a"]}, "S must be a string"),
+    "N number": ({"N": 2}, "N must be a number"), "BOOL string": ({"BOOL": "true"}, "BOOL must be"),
+    "BOOL number": ({"BOOL": 1}, "BOOL must be"), "NULL number": ({"NULL": 1}, "NULL must be"),
+    "SS numbers": ({"SS": [1]}, "SS must be"),
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", list(WRONG_TYPES))
+def test_a_payload_of_the_wrong_json_type_is_a_bad_line_on_both_engines(tmp_path, engine, case):
+    value, reason = WRONG_TYPES[case]
+    (tag,) = value
+    good = {"S": "x", "N": "1", "BOOL": True, "NULL": True, "SS": ["a"]}[tag]
+    lines = [native_line({"pk": {"S": str(i)}, "v": {tag: good}, "t": {"S": 'say "hi"'}}) for i in range(5)]
+    lines.insert(3, native_line({"pk": {"S": "bad"}, "v": value, "t": {"S": 'say "hi"'}}))
+    with pytest.raises(ExportLineError) as info:
+        convert(tmp_path, lines, engine=engine)
+    assert_failed_cleanly(info, tmp_path, 4, "'v'", reason)
+
+
+# ------------------------------------------------------------------------------------------------
 # Duplicate keys
 
 DUPLICATES = {

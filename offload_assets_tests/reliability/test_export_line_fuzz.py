@@ -32,31 +32,40 @@ def _nested(depth: int) -> bytes:
     return b'{"Item":{"pk":{"S":"k"},"deep":' + value.encode() + b"}}"
 
 
-# Deeper nesting (31, 100, 1000, 5000 levels) crashes the converter today with a raw pyarrow/DuckDB
-# error: reported to the converter's owner; add those depths here once it raises ExportLineError.
-NESTING_DEPTHS = [5, 10]
+# DynamoDB nests maps and lists up to 32 levels (the converter types 24, then keeps DynamoDB JSON
+# text); deeper lines are bad lines, and past ~1000 levels not even JSON to the parsers.
+NESTING_DEPTHS = [5, 10, 20, 31, 32, 33, 100, 1000, 5000]
+
+# Lines DynamoDB could never have exported: each is a bad line (ExportLineError, or quarantined).
+BAD_LINES = [
+    _item({"d39": {"N": "123456789012345678901234567890123456789"}}),
+    _item({"past": {"N": "1e126"}}), _item({"tiny": {"N": "1e-131"}}),
+    _item({"nan": {"N": "NaN"}}), _item({"inf": {"N": "Infinity"}}), _item({"bad": {"N": "12abc"}}),
+    _item({"x": {"X": "1"}}), _item({"b": {"B": "!!not base64!!"}}),
+    _item({"s": {"S": 1}}), _item({"n2": {"N": 2}}), _item({"bt": {"BOOL": "true"}}), _item({"b1": {"BOOL": 1}}),
+    _item({"two": {"S": "a", "N": "1"}}), _item({"empty": {}}), _item({"null": {"NULL": False}}),
+    b'{"Item":{"pk":{"S":"k"},"dup":{"S":"a"},"dup":{"N":"1"}}}',
+    b'{"Item":{"pk":{"S":"a"},"pk":{"S":"b"}}}',
+    b'{"Item":{"pk":{"S":"k"},"t":{"S":"a","S":"b"}}}',
+    b'{"Item":{"pk":{"S":"k"},"m":{"M":{"k":{"S":"1:2"},"k":{"S":"3"}}}}}',
+    b'{"Item":{"pk":{"S":"\xff\xfe invalid utf-8"}}}',
+    b"\xff\xfe\x00 not json at all",
+    b'{"Item": [1, 2, 3]}', b"[]", b"null", b'"text"', b"{",
+] + [_nested(d) for d in NESTING_DEPTHS if d > 32]
 
 HOSTILE_LINES = st.one_of(
     st.builds(lambda n: _item({"n": {"N": str(n)}}), st.integers(-10**6, 10**6)),  # valid
     st.builds(lambda s: _item({"s": {"S": s}}), st.text(max_size=20)),  # valid
-    st.sampled_from([
+    st.sampled_from([  # valid, at DynamoDB's limits
         _item({"big": {"N": "1e125"}}), _item({"small": {"N": "-1e-130"}}),
-        _item({"d39": {"N": "123456789012345678901234567890123456789"}}),
         _item({"d38": {"N": "12345678901234567890123456789012345678"}}),
-        _item({"past": {"N": "1e126"}}), _item({"nan": {"N": "NaN"}}), _item({"inf": {"N": "Infinity"}}),
-        _item({"bad": {"N": "12abc"}}),
         _item({"ss": {"SS": []}}), _item({"ns": {"NS": []}}), _item({"bs": {"BS": []}}),
-        _item({"x": {"X": "1"}}), _item({"s": {"S": 1}}), _item({"b": {"B": "!!not base64!!"}}),
-        _item({"two": {"S": "a", "N": "1"}}), _item({"empty": {}}), _item({"null": {"NULL": False}}),
         _item({"l": {"L": [{"S": "a"}, {"N": "1"}, {"M": {}}]}}),
-        b'{"Item":{"pk":{"S":"k"},"dup":{"S":"a"},"dup":{"N":"1"}}}',
-        b'{"Item":{"pk":{"S":"a"},"pk":{"S":"b"}}}',
-        b'{"Item":{"pk":{"S":"\xff\xfe invalid utf-8"}}}',
-        b"\xff\xfe\x00 not json at all",
-        b'{"Item": [1, 2, 3]}', b"[]", b"null", b'"text"', b"{", b'{"Item":{}}',
-        _item({"huge": {"S": "x" * 400_000}}),
+        _item({"colons": {"S": "a:b\":"}}), b'{"Item":{"pk":{"S":"\\u003a"},"u":{"S":":"}}}',
+        b'{"Item":{}}', _item({"huge": {"S": "x" * 400_000}}),
     ]),
-    st.builds(_nested, st.sampled_from(NESTING_DEPTHS)),
+    st.builds(_nested, st.sampled_from([d for d in NESTING_DEPTHS if d <= 32])),
+    st.sampled_from(BAD_LINES),
 )
 
 
@@ -96,9 +105,14 @@ def test_hostile_export_never_crashes_nor_leaves_partial_output(lines, gzipped, 
         except ExportLineError as err:
             assert err.table == "Fuzz" and err.file.endswith(source.name) and err.line >= 1 and err.reason
             assert _files_under(out) == [], f"partial output left after {err}"
+            if truncate_to is None:  # whole input: the line named is one DynamoDB could not write
+                assert lines[err.line - 1] in BAD_LINES, (err, lines[err.line - 1][:200])
             return
         parquet = sorted(p for p in _files_under(out) if p.suffix == ".parquet")
         assert parquet and sum(pq.read_metadata(p).num_rows for p in parquet) == result.rows
         assert result.rows + result.quarantined_lines <= len(lines)
         if bad_lines == "fail":
             assert result.quarantined_lines == 0
+        if truncate_to is None:  # whole input: every line is converted or (if bad) quarantined
+            bad = sum(line in BAD_LINES for line in lines)
+            assert (result.rows, result.quarantined_lines) == (len(lines) - bad, bad)
