@@ -2,8 +2,8 @@
 
 ``dagster dev`` (webserver + daemon, telemetry off) runs on a free loopback port against the
 session's local emulator. The tests send the UI's own GraphQL mutation (``LaunchPartitionBackfill``
-with an asset selection and partition names: what "Materialize selected partitions" > "Launch
-backfill" sends from the asset graph) and read the outcome from the Dagster instance, S3 and Glue.
+with an asset selection, partition names and the run config typed in the launch dialog: what
+"Materialize" > "Launch backfill" sends from the asset graph) and read the outcome from the Dagster instance, S3 and Glue.
 
 - ``native``: 7 past days of a table whose point-in-time recovery has 8 days of history (made up
   with the emulator's PITR route, since moto starts the window when PITR is switched on) give 7
@@ -52,6 +52,10 @@ PITR_DAYS = 8  # the oldest of the 7 past partitions is less than 8 days old
 PARTITION_CHECKS = ("row_count_parity", "unique_primary_keys", "schema_drift")
 CATALOG_CHECKS = ("sql_row_count_parity",)
 EXPORT_POOL_LIMIT = 2  # offload_assets.cli.DAGSTER_YAML
+# What a user types in the backfill dialog's config editor to run each partition's steps in one
+# process: with the default multiprocess executor, 7 runs spawning a process per step take
+# ~4 minutes on a loaded 2-core machine instead of ~1.
+IN_PROCESS_RUN_CONFIG = "execution:\n  config:\n    in_process: {}\n"
 
 # The UI's mutation (dagster-webserver's LaunchPartitionBackfill), with the answers the tests need.
 LAUNCH_PARTITION_BACKFILL = """
@@ -115,7 +119,7 @@ class DagsterUI:
         """What the UI sends for "Materialize" > "Launch backfill" on the table's three assets (no job name)."""
         keys = asset_keys(spec)
         params = {
-            "tags": [], "fromFailure": False, "partitionNames": partition_names,
+            "tags": [], "fromFailure": False, "partitionNames": partition_names, "runConfigData": IN_PROCESS_RUN_CONFIG,
             "assetSelection": [{"path": keys[name].path} for name in ("export", "parquet", "catalog")],
         }
         launched = self.graphql(LAUNCH_PARTITION_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
@@ -282,13 +286,19 @@ def test_native_backfill_of_seven_past_days_from_the_ui_publishes_seven_checked_
             assert sorted(outcomes) == days, (check, sorted(outcomes))
             assert all(passed for passed, _ in outcomes.values()), (check, outcomes)
 
-    # The exports waited for the dynamodb_export pool: never more than its limit at once.
+    # Every run's export step was in the dynamodb_export pool (limit 2, every slot given back),
+    # and never more than the limit ran at once.
+    export_step = keys["export"].to_python_identifier()  # the raw export asset's op
+    pool = ui.instance.event_log_storage.get_concurrency_info("dynamodb_export")
+    assert (pool.limit, pool.claimed_slots, pool.pending_steps) == (EXPORT_POOL_LIMIT, [], [])
     intervals = []
     for run in runs:
+        plan = ui.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        assert {s.key: s.pool for s in plan.steps}[export_step] == "dynamodb_export"
         events = [e for e in ui.instance.all_logs(run.run_id) if e.dagster_event and e.step_key]
         starts = {e.step_key: e.timestamp for e in events if e.dagster_event.event_type_value == "STEP_START"}
         ends = {e.step_key: e.timestamp for e in events if e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")}
-        [export_step] = [k for k in starts if "dynamodb_export" in k]
+        assert export_step in starts and export_step in ends, (run.run_id, sorted(starts))
         intervals.append((starts[export_step], ends[export_step]))
     peak = _max_simultaneous(intervals)
     print(f"at most {peak} exports ran at once (pool limit {EXPORT_POOL_LIMIT})")
