@@ -29,6 +29,8 @@ from offload_assets.aws_connection import TARGET_ENV_VAR, current_target, resolv
 from offload_assets.demo import BLOG_QUERY
 from offload_assets.local_emulator import (
     STATE_DIR_ENV_VAR,
+    EmulatorError,
+    backdate_point_in_time_recovery,
     default_state_dir,
     emulator_status,
     ensure_local_emulator,
@@ -191,6 +193,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     console = _console()
+    if (args.table is not None) != (args.action == "pitr"):
+        raise UsageError("only `local pitr` takes a table: offload-assets local pitr TABLE [--days N]")
+    if args.action == "pitr":
+        return _local_pitr(args.table, args.days, console)
     if args.action == "start":
         emu = ensure_local_emulator()
         console.print(f"local AWS emulator running at {emu.endpoint_url} (pid {emu.pid}), state in {emu.state_dir}")
@@ -206,6 +212,22 @@ def cmd_local(args: argparse.Namespace) -> int:
     elif args.action == "reset":
         reset_local_state()
         console.print("emulator stopped and its saved state deleted")
+    return EXIT_OK
+
+
+def _local_pitr(table: str, days: float, console) -> int:
+    """Give a table of the local emulator ``days`` of point-in-time recovery history (see README, Backfills)."""
+    if current_target() != "local":
+        raise UsageError(f"`local pitr` changes the local emulator only ({TARGET_ENV_VAR}=local); on AWS enable PITR on the table")
+    connection = resolve_connection(target="local")
+    try:
+        earliest = backdate_point_in_time_recovery(connection.endpoint_url, table, days=days, region=connection.region_name)
+    except EmulatorError as err:
+        raise UsageError(str(err)) from None
+    console.print(
+        f"{table}: point-in-time recovery on since {earliest:%Y-%m-%d %H:%M} UTC (local emulator): native exports of "
+        "partitions from then on are accepted. The emulator exports the table as it is now, whatever the day."
+    )
     return EXIT_OK
 
 
@@ -700,15 +722,20 @@ def build_parser() -> argparse.ArgumentParser:
     _tables_option(iam)
     iam.set_defaults(func=cmd_iam_policy)
 
-    local = _sub(sub, "local", help="manage the local AWS emulator (start, stop, status, reset)",
+    local = _sub(sub, "local", help="manage the local AWS emulator (start, stop, status, reset, pitr)",
                  description="The local AWS emulator (moto) serving DynamoDB, S3, Glue and Athena on a loopback port. It starts\n"
                              "by itself when anything needs it; its state is saved in $OFFLOAD_ASSETS_HOME/emulator/ and restored.\n"
                              "  start   start it now (prints its endpoint)\n"
                              "  stop    stop it; its state is saved and comes back at the next start\n"
                              "  status  exit 0 if it is running, 3 if not\n"
-                             "  reset   stop it and delete everything it held",
-                 examples="  offload-assets local status || offload-assets local start\n  offload-assets local reset")
-    local.add_argument("action", choices=["start", "stop", "status", "reset"])
+                             "  reset   stop it and delete everything it held\n"
+                             "  pitr    give TABLE point-in-time recovery since --days ago, so native exports (backfills)\n"
+                             "          of past days work locally; the emulator still exports the table as it is now",
+                 examples="  offload-assets local status || offload-assets local start\n  offload-assets local reset\n"
+                          "  offload-assets local pitr Reviews --days 8   # then backfill the last 7 days (export_method: native)")
+    local.add_argument("action", choices=["start", "stop", "status", "reset", "pitr"])
+    local.add_argument("table", nargs="?", default=None, help="pitr: the DynamoDB table (in the local emulator)")
+    local.add_argument("--days", type=float, default=8, help="pitr: days of recovery history, at most 35 (default 8)")
     local.set_defaults(func=cmd_local)
 
     dev = _sub(sub, "dev", help="start the Dagster UI (dagster dev) on the project's local instance",

@@ -140,3 +140,27 @@ def test_state_is_saved_after_a_native_export_and_keeps_the_history(tmp_path):
         assert again.manifest.item_count == ITEMS
     finally:
         reset_local_state(state)
+
+
+def test_cli_local_pitr_gives_a_table_history(aws, emulator, monkeypatch, capsys):
+    from offload_assets.cli import EXIT_OK, EXIT_USAGE, main
+
+    monkeypatch.setenv("OFFLOAD_ASSETS_HOME", str(emulator.state_dir))
+    monkeypatch.setenv("OFFLOAD_ASSETS_TARGET", "local")
+    _seed(aws)
+    before = dt.datetime.now(dt.timezone.utc)
+    assert main(["local", "pitr", "Reviews", "--days", "8"]) == EXIT_OK
+    out, _ = capsys.readouterr()
+    assert out.startswith("Reviews: point-in-time recovery on since ") and "as it is now" in out
+    earliest = _pitr(aws)["EarliestRestorableDateTime"]
+    assert abs(before - dt.timedelta(days=8) - earliest) < dt.timedelta(minutes=1)
+
+    assert main(["local", "pitr", "Missing"]) == EXIT_USAGE
+    assert "DynamoDB table 'Missing' does not exist in the local emulator" in capsys.readouterr().err
+    assert main(["local", "pitr", "Reviews", "--days", "40"]) == EXIT_USAGE
+    assert "at most 35" in capsys.readouterr().err
+    assert main(["local", "pitr"]) == EXIT_USAGE and "local pitr TABLE" in capsys.readouterr().err
+    assert main(["local", "status", "Reviews"]) == EXIT_USAGE and "only `local pitr` takes a table" in capsys.readouterr().err
+    monkeypatch.setenv("OFFLOAD_ASSETS_TARGET", "aws")
+    assert main(["local", "pitr", "Reviews"]) == EXIT_USAGE and "local emulator only" in capsys.readouterr().err
+    assert _pitr(aws)["EarliestRestorableDateTime"] == earliest  # none of the refused calls changed it
