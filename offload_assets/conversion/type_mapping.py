@@ -17,6 +17,7 @@ TYPE_MAPPING_MARKDOWN = '''## Type mapping: DynamoDB → Parquet → Glue/Athena
 | `BS` | `list<binary>` | `array<binary>` | |
 | `M` | `struct<…>` | `struct<…>` | one field per key seen, named and typed by these same rules |
 | `M` | `string` (DynamoDB JSON) | `string` | the map has more than `max_map_keys` (200) distinct keys |
+| `M` / `L` | `string` (DynamoDB JSON) | `string` | nested more than 24 levels deep (see *Deep nesting*) |
 | `L` | `list<T>` | `array<T>` | every non-NULL element has the same DynamoDB type; `T` is decided like a column |
 | `L` | `list<string>` (DynamoDB JSON per element) | `array<string>` | element types differ, e.g. `["a", 1]` → `['{"S":"a"}', '{"N":"1"}']` |
 
@@ -39,6 +40,16 @@ its Parquet field metadata; list elements carry their DynamoDB type too.
   exact (`{"N":"12345678901234567890.5"}`); read them with `json_extract_scalar(col, '$.N')`.
 * A map whose only key is `S` or `N` is a map: values are read by position
   (attribute → `{"TAG": payload}`), never guessed from key names.
+
+### Deep nesting
+
+DynamoDB nests maps and lists up to 32 levels (the top-level attribute is level 1; AWS refuses a
+32nd map around a scalar, so 31 in practice). Maps and lists at levels 1 to 24 become structs and
+lists; a map or list at level 25 or deeper is stored, with everything in it, as its DynamoDB JSON
+text in a string field (`dynamodb_type` `M_JSON` for a map, `JSON` for a list): nothing is lost,
+e.g. `json_extract_scalar(deep.a.….a, '$.M.b.S')`. The limit is pyarrow's: DuckDB's JSON reader
+hands it two nesting levels per DynamoDB level and it refuses more than 64 (reading broke at 30).
+A line nested more than 32 levels deep cannot come from DynamoDB: it is a bad line.
 
 ### Column names
 
@@ -65,7 +76,12 @@ SS or L), from the values.
 * Numbers are compared and converted as text, never through a float: `decimal128(38, s)` holds
   any number of up to 38 significant digits that fits the column's scale; DynamoDB's exponent range
   (up to `1E+125`, down to `1E-130`) goes to the string fallback or `_rescued_data`.
-* An export line whose JSON types are wrong for its DynamoDB tag (e.g. `{"S": 5}`) is read
-  leniently (as `"5"`); unknown tags, several tags in one value, `NULL: false`, bad numbers and bad
-  base64 are bad lines (`ExportLineError`, or quarantined).
+* Bad lines (`ExportLineError` naming table, file, line and the attribute or key, or set aside
+  with `bad_lines="quarantine"`) are lines DynamoDB could not have written: not JSON, not an item,
+  unknown tags, several tags in one value, a payload of the wrong JSON type (`{"S": 5}`,
+  `{"BOOL": "true"}`), `NULL: false`, bad base64, maps and lists nested more than 32 levels, a key
+  twice in one JSON object (two `title` attributes, two type tags, a map key twice), and numbers
+  DynamoDB cannot hold: not a number (`NaN`, `Infinity`), more than 38 significant digits, or a
+  magnitude beyond `9.99…E+125` or below `1E-130` (zero excepted). Numbers DynamoDB would accept
+  in another spelling are read exactly: a leading `+`, leading zeros, `-0` (as 0), exponents.
 '''
