@@ -368,3 +368,28 @@ def test_parse_line_finds_exactly_the_duplicate_keys(tree, escape_colons, spaced
             parse_line(line)
     else:
         assert parse_line(line) == json.loads(text)
+
+
+# ------------------------------------------------------------------------------------------------
+# The Spark job's tasks (pass 1: statistics per file, pass 2: convert per file) on the same input
+
+
+def test_spark_tasks_give_the_in_process_result_on_deep_nesting_and_edge_numbers(tmp_path):
+    from offload_assets.conversion.schema_plan import plan_schema
+    from offload_assets.spark.spark_conversion import convert_file, file_stats, merge_stats
+
+    items = deep_items(MAX_NESTING_LEVELS, "mixed") + deep_items(MAX_TYPED_LEVELS + 1, "map")[1:]
+    items += [{"pk": {"S": f"n{i}"}, "n": {"N": text}} for i, text in enumerate(EDGE_NUMBERS)]
+    for i, item in enumerate(items):
+        item["pk"] = {"S": f"{i}-{item['pk']['S']}"}
+    result, out = convert(tmp_path, [native_line(i) for i in items])
+    path = str(tmp_path / "data.json.gz")
+    stats, rows = merge_stats([file_stats(path, LOCAL, "Deep", ConversionOptions())])
+    plan = plan_schema(stats, None, ConversionOptions())
+    written, rescued = convert_file(path, LOCAL, str(tmp_path / "spark" / "part-00000.parquet"), LOCAL,
+                                    plan, "Deep", ConversionOptions())
+    assert rows == written.rows == result.rows == len(items)
+    assert plan.schema == result.schema and rescued == result.rescued_counts
+    spark_rows = pq.read_table(written.path).sort_by("pk")
+    assert spark_rows.equals(pq.read_table(out).select(spark_rows.column_names).sort_by("pk"))
+    assert spark_rows.num_rows == len(items) and spark_rows.column("n").null_count < len(items)
