@@ -214,7 +214,10 @@ def normalize_value(value: Any, native: bool, where: str, level: int = 1) -> dic
         if not isinstance(payload, str):
             raise NotAnItem(f"attribute {where!r}: S must be a string")
     elif tag == "N":
-        _check_number(payload, where, "N must be a number in a string")
+        if not isinstance(payload, str) or not NUMBER_RE.fullmatch(payload):
+            raise NotAnItem(f"attribute {where!r}: N must be a number in a string")
+        if len(payload) > MAX_NUMBER_DIGITS or "e" in payload or "E" in payload:
+            _check_number(payload, where, "N must be a number in a string")
     elif tag == "B":
         if not isinstance(payload, str) or not BASE64_RE.fullmatch(payload):
             raise NotAnItem(f"attribute {where!r}: B must be base64")
@@ -229,18 +232,23 @@ def normalize_value(value: Any, native: bool, where: str, level: int = 1) -> dic
             raise NotAnItem(f"attribute {where!r}: {tag} must be a list of strings")
         if tag == "NS":
             for e in payload:
-                _check_number(e, where, "NS element is not a number")
+                if not NUMBER_RE.fullmatch(e):
+                    raise NotAnItem(f"attribute {where!r}: NS element is not a number")
+                if len(e) > MAX_NUMBER_DIGITS or "e" in e or "E" in e:
+                    _check_number(e, where, "NS element is not a number")
         if tag == "BS" and not all(BASE64_RE.fullmatch(e) for e in payload):
             raise NotAnItem(f"attribute {where!r}: BS element is not base64")
     elif tag == "M":
         if not isinstance(payload, dict):
             raise NotAnItem(f"attribute {where!r}: M must be an object")
-        _check_level(level, where)
+        if level >= MAX_NESTING_LEVELS:
+            _check_level(level, where)
         payload = {k: normalize_value(v, native, f"{where}.{k}", level + 1) for k, v in payload.items()}
     elif tag == "L":
         if not isinstance(payload, list):
             raise NotAnItem(f"attribute {where!r}: L must be a list")
-        _check_level(level, where)
+        if level >= MAX_NESTING_LEVELS:
+            _check_level(level, where)
         payload = [normalize_value(v, native, f"{where}[{i}]", level + 1) for i, v in enumerate(payload)]
     return {tag: payload}
 
