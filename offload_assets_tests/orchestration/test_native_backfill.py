@@ -52,10 +52,6 @@ PITR_DAYS = 8  # the oldest of the 7 past partitions is less than 8 days old
 PARTITION_CHECKS = ("row_count_parity", "unique_primary_keys", "schema_drift")
 CATALOG_CHECKS = ("sql_row_count_parity",)
 EXPORT_POOL_LIMIT = 2  # offload_assets.cli.DAGSTER_YAML
-# What a user types in the backfill dialog's config editor to run each partition's steps in one
-# process: with the default multiprocess executor, 7 runs spawning a process per step take
-# ~4 minutes on a loaded 2-core machine instead of ~1.
-IN_PROCESS_RUN_CONFIG = "execution:\n  config:\n    in_process: {}\n"
 
 # The UI's mutation (dagster-webserver's LaunchPartitionBackfill), with the answers the tests need.
 LAUNCH_PARTITION_BACKFILL = """
@@ -119,7 +115,7 @@ class DagsterUI:
         """What the UI sends for "Materialize" > "Launch backfill" on the table's three assets (no job name)."""
         keys = asset_keys(spec)
         params = {
-            "tags": [], "fromFailure": False, "partitionNames": partition_names, "runConfigData": IN_PROCESS_RUN_CONFIG,
+            "tags": [], "fromFailure": False, "partitionNames": partition_names,
             "assetSelection": [{"path": keys[name].path} for name in ("export", "parquet", "catalog")],
         }
         launched = self.graphql(LAUNCH_PARTITION_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
