@@ -48,6 +48,14 @@ def enable_pitr_command(table_name: str) -> str:
     )
 
 
+def _local_hint(dynamodb: Any, table_name: str) -> str:
+    """On the project's local emulator (a loopback endpoint), how to give a table PITR history."""
+    endpoint = str(getattr(getattr(dynamodb, "meta", None), "endpoint_url", "") or "")
+    if endpoint.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+        return f" Locally, `offload-assets local pitr {table_name} --days 8` gives the emulator's table 8 days of history."
+    return ""
+
+
 def _aware(value: Any) -> dt.datetime | None:
     if value is None:
         return None
@@ -76,7 +84,7 @@ def check_point_in_time_window(
         raise ExportRefusedError(
             f"DynamoDB table {table_name!r} has point-in-time recovery {status}: export_method {method!r} exports "
             f"from it. Enable it with `{enable_pitr_command(table_name)}` (snapshots from that moment on become "
-            "exportable), or use export_method: scan."
+            "exportable), or use export_method: scan." + _local_hint(dynamodb, table_name)
         )
     earliest = _aware(pitr.get("EarliestRestorableDateTime"))
     window_days = int(pitr.get("RecoveryPeriodInDays") or PITR_MAX_DAYS)
@@ -97,7 +105,7 @@ def check_point_in_time_window(
             raise ExportRefusedError(
                 f"DynamoDB table {table_name!r}: {utc_iso(instant)} is before the table's earliest restorable time "
                 f"{utc_iso(earliest)} (when point-in-time recovery was enabled or the table was created); "
-                "only later snapshots can be exported."
+                "only later snapshots can be exported." + _local_hint(dynamodb, table_name)
             )
     return pitr
 

@@ -50,8 +50,9 @@ def test_a_backdated_recovery_window_lets_a_native_export_read_a_past_day(aws):
     week_ago = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=7)).date().isoformat()
     ddb, s3 = aws.client("dynamodb"), aws.client("s3")
     ddb.update_continuous_backups(TableName="Reviews", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-    with pytest.raises(ExportRefusedError, match=f"{week_ago}.*before the table's earliest restorable time"):
+    with pytest.raises(ExportRefusedError, match=f"{week_ago}.*before the table's earliest restorable time") as refused:
         export_partition(spec, week_ago, dynamodb=ddb, s3=s3, poll_seconds=0.2)
+    assert "`offload-assets local pitr Reviews --days 8`" in str(refused.value)  # what to do, locally
 
     now = dt.datetime.now(dt.timezone.utc)
     earliest = backdate_point_in_time_recovery(aws.endpoint_url, "Reviews", days=8, now=now)
