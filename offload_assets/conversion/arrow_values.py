@@ -99,9 +99,10 @@ def compute_number_codes(arr: pa.Array) -> pa.Array:
         fixed = [(19 * 512) * 2 + int(INT64_MIN <= int(v) <= INT64_MAX) for v in values]
         code = pc.replace_with_mask(code, pc.fill_null(edge, False), pa.array(fixed, pa.int64()))
     out = pc.if_else(canonical, code, -1)
-    # longer than 38 characters: maybe beyond DynamoDB's precision or range (rare); -1 sends the row to
+    # more than 38 digits: maybe beyond DynamoDB's precision or range (rare); -1 sends the row to
     # the per-item path, which names the problem
-    long = pc.fill_null(pc.and_(canonical, pc.greater(length, MAX_NUMBER_DIGITS)), False)
+    digits = pc.add(int_digits, frac_digits)
+    long = pc.fill_null(pc.and_(canonical, pc.greater(digits, MAX_NUMBER_DIGITS)), False)
     if pc.any(long).as_py():
         idx = pc.indices_nonzero(long)
         bad = [number_problem(v) is not None for v in arr.take(idx).to_pylist()]
