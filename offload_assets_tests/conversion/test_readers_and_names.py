@@ -96,4 +96,7 @@ def test_type_mapping_markdown_matches_the_file():
 
     text = conversion.type_mapping_markdown()
     assert text == (Path(conversion.__file__).with_name("TYPE_MAPPING.md")).read_text()
+    # The README shows the same text (users read it there).
+    readme = (Path(conversion.__file__).parents[2] / "README.md").read_text()
+    assert text.strip() in readme
     assert "| `N` | `decimal128(38, s)`" in text and "_rescued_data" in text
