@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from offload_assets.conversion.export_lines import NotAnItem, parse_line
 from offload_assets.export_errors import ExportDeadline, ExportFailedError
 from offload_assets.export_layout import (
     DataFileWriter,
@@ -95,9 +96,11 @@ def read_change_set(s3: Any, incremental: ExportManifest, key_names: tuple[str, 
         for number, line in enumerate(iter_data_file_lines(s3, bucket=incremental.bucket, key=data_file.key), start=1):
             where = f"s3://{incremental.bucket}/{data_file.key} line {number}"
             try:
-                record = orjson.loads(line)
+                record = parse_line(line)  # also refuses a key twice in one object, which DynamoDB never writes
             except orjson.JSONDecodeError as err:
                 raise ExportFailedError(f"{where}: not JSON ({err})") from None
+            except NotAnItem as err:
+                raise ExportFailedError(f"{where}: {err}") from None
             lines += 1
             if not isinstance(record, dict):
                 raise ExportFailedError(f"{where}: expected a JSON object, got {type(record).__name__}")

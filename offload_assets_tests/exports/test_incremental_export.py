@@ -203,6 +203,14 @@ def test_bad_lines_are_reported_with_file_and_line(aws):
     with pytest.raises(ExportFailedError, match=r"\.json\.gz line 1: item has no key attribute 'Book'"):
         apply_incremental_export(s3, base=base, incremental=keyless, key_names=("User", "Book"), bucket=BUCKET,
                                  export_prefix="bad/out", export_time=utc_iso(t2), table_arn=None)
+    # A key twice in one object (DynamoDB never writes it; a JSON parser would keep the last silently).
+    dup_id = write_incremental_export(s3, prefix="bad/dup", records=[_record(item, new=item)] * 2, from_time=t1, to_time=t2, table_arn="arn")
+    dup = read_export_manifest(s3, bucket=BUCKET, export_prefix="bad/dup", export_id=dup_id)
+    line = '{"Keys": {"User": {"S": "u"}, "Book": {"S": "b"}}, "NewImage": {"User": {"S": "u"}, "Book": {"S": "b"}, "Book": {"S": "c"}}}'
+    s3.put_object(Bucket=BUCKET, Key=dup.data_files[0].key, Body=gzip.compress((line + "\n").encode()))
+    with pytest.raises(ExportFailedError, match=r"\.json\.gz line 1: .*'Book'"):
+        apply_incremental_export(s3, base=base, incremental=dup, key_names=("User", "Book"), bucket=BUCKET,
+                                 export_prefix="bad/out", export_time=utc_iso(t2), table_arn=None)
     assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="bad/out/").get("Contents")  # nothing written
 
 
