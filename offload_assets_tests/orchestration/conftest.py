@@ -13,6 +13,7 @@ import gzip
 import json
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,63 @@ class Project:
         for event in result.asset_events:
             self.instance.report_runless_asset_event(event)
         return [self.run_request(request, raise_on_error=False) for request in result.run_requests or []]
+
+
+@dataclass(frozen=True)
+class CodeLocationFiles:
+    """A code location building the project's definitions from a tables file against one emulator."""
+
+    workspace: Path
+    dagster_home: Path
+    env: dict[str, str]
+
+
+def write_code_location(directory: Path, tables_file: Path, endpoint_url: str, location_name: str) -> CodeLocationFiles:
+    """Its module, workspace.yaml, a DAGSTER_HOME with telemetry off (storage created up front) and the env for dagster processes."""
+    import os
+
+    import dagster as dg
+    import yaml
+
+    from offload_assets.cli import prepare_dagster_home
+
+    module = f"{location_name}_defs.py"
+    (directory / module).write_text(
+        "from offload_assets.definitions import build_definitions\n"
+        f"defs = build_definitions({str(tables_file)!r}, target='local', endpoint_url={endpoint_url!r})\n"
+    )
+    workspace = directory / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {
+        "relative_path": module, "working_directory": str(directory), "location_name": location_name}}]}))
+    home = prepare_dagster_home(directory / "dagster_home")
+    assert yaml.safe_load((home / "dagster.yaml").read_text())["telemetry"] == {"enabled": False}
+    # Create the instance's SQLite storage before dagster's processes start: on a fresh
+    # DAGSTER_HOME, processes creating it at once can race on the schema migration.
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
+    instance.get_backfills(limit=1)
+    instance.dispose()
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "DAGSTER_HOME": str(home), "OFFLOAD_ASSETS_TARGET": "local",
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    return CodeLocationFiles(workspace, home, env)
+
+
+def stop_process_group(proc) -> None:
+    """SIGINT to the whole process group (dagster stops its webserver, daemon and code servers), then SIGKILL."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    for sig, grace in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
 
 
 def short_name(key) -> str:

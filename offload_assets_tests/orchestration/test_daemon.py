@@ -8,24 +8,20 @@ partition, and neither the sensor nor automation starts a second run.
 
 import datetime as dt
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from offload_assets.catalog import list_partitions
-from offload_assets.cli import prepare_dagster_home
 from offload_assets.export_sensors import EXPORT_ID_TAG
 from offload_assets.sql_query import run_query
 from offload_assets.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
-from offload_assets_tests.orchestration.conftest import reviews
+from offload_assets_tests.orchestration.conftest import reviews, stop_process_group, write_code_location
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 80
@@ -54,21 +50,6 @@ def _describe_extra_runs(instance, runs, expected) -> str:
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_path, emulator, aws):
     # The nightly schedule is on too: put its tick half a day away so only the sensor acts here.
     export_hour = (dt.datetime.now(dt.timezone.utc).hour + 12) % 24
@@ -83,26 +64,11 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
     create_reviews_table(aws.client("dynamodb"), "Reviews")
     put_items(aws.client("dynamodb"), "Reviews", reviews(ITEMS))
 
-    (tmp_path / "daemon_defs.py").write_text(
-        "from offload_assets.definitions import build_definitions\n"
-        f"defs = build_definitions({str(tables)!r}, target='local', endpoint_url={emulator.endpoint_url!r})\n"
-    )
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {
-        "relative_path": "daemon_defs.py", "working_directory": str(tmp_path), "location_name": "offload_daemon_test"}}]}))
-    home = prepare_dagster_home(tmp_path / "dagster_home")
-    assert yaml.safe_load((home / "dagster.yaml").read_text())["telemetry"] == {"enabled": False}
-
-    env = {**os.environ, "DAGSTER_HOME": str(home), "OFFLOAD_ASSETS_TARGET": "local",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    location = write_code_location(tmp_path, tables, emulator.endpoint_url, "offload_daemon_test")
+    workspace, env = location.workspace, location.env
     daemon_bin = Path(sys.executable).with_name("dagster-daemon")
     command = [str(daemon_bin)] if daemon_bin.exists() else [sys.executable, "-m", "dagster._daemon"]
-    # Create the instance's SQLite storage before the daemon and its code server start: on a fresh
-    # DAGSTER_HOME, processes creating it at once can race on the schema migration.
-    instance = dg.DagsterInstance.from_config(str(home))
-    instance.get_runs(limit=1)
-    instance.all_instigator_state()
-    instance.fetch_materializations(keys["export"], limit=1)
+    instance = dg.DagsterInstance.from_config(str(location.dagster_home))
     log = tmp_path / "daemon.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -166,6 +132,6 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
         cursor = json.loads(state.instigator_data.cursor)
         assert export_id in cursor["seen"]
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         instance.dispose()
     assert proc.poll() is not None

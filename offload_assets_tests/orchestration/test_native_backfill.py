@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,19 +31,16 @@ import dagster as dg
 from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
 import pyarrow.dataset as pads
 import pytest
-import yaml
 
 from offload_assets.aws_connection import AwsConnection, resolve_connection
 from offload_assets.catalog import list_partitions
-from offload_assets.cli import prepare_dagster_home
 from offload_assets.demo_data import create_reviews_table, put_items
 from offload_assets.local_emulator import backdate_point_in_time_recovery
 from offload_assets.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import TableSpec, load_tables_file
 from offload_assets_tests.conftest import reset_emulator, write_tables_file
-from offload_assets_tests.orchestration.conftest import reviews
+from offload_assets_tests.orchestration.conftest import reviews, stop_process_group, write_code_location
 
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 50
 DAYS = 7
 PITR_DAYS = 8  # the oldest of the 7 past partitions is less than 8 days old
@@ -78,17 +73,6 @@ def _free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGINT to the whole process group (dagster dev stops its webserver, daemon and code servers), then SIGKILL."""
-    for sig, grace in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
 
 
 @dataclass
@@ -171,24 +155,11 @@ def ui(tmp_path_factory: pytest.TempPathFactory, emulator) -> DagsterUI:
         create_reviews_table(ddb, spec.dynamodb_table)
         put_items(ddb, spec.dynamodb_table, reviews(ITEMS))
 
-    (tmp / "ui_defs.py").write_text(
-        "from offload_assets.definitions import build_definitions\n"
-        f"defs = build_definitions({str(tables)!r}, target='local', endpoint_url={emulator.endpoint_url!r})\n"
-    )
-    workspace = tmp / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {
-        "relative_path": "ui_defs.py", "working_directory": str(tmp), "location_name": "offload_ui_test"}}]}))
-    home = prepare_dagster_home(tmp / "dagster_home")
-    assert yaml.safe_load((home / "dagster.yaml").read_text())["telemetry"] == {"enabled": False}
-    # Create the instance's storage before dagster dev's processes race on a fresh schema.
-    instance = dg.DagsterInstance.from_config(str(home))
-    instance.get_runs(limit=1)
-    instance.all_instigator_state()
-    instance.get_backfills(limit=1)
+    location = write_code_location(tmp, tables, emulator.endpoint_url, "offload_ui_test")
+    workspace, env = location.workspace, location.env
+    instance = dg.DagsterInstance.from_config(str(location.dagster_home))
 
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "OFFLOAD_ASSETS_TARGET": "local",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     dagster_bin = Path(sys.executable).with_name("dagster")
     command = [str(dagster_bin)] if dagster_bin.exists() else [sys.executable, "-m", "dagster"]
     log = tmp / "dagster_dev.log"
@@ -211,7 +182,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, emulator) -> DagsterUI:
         ui.wait_for("dagster dev to serve the code location", location_loaded, 240)
         yield ui
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         instance.dispose()
 
 
