@@ -126,8 +126,9 @@ class Project:
 
     def run_request(self, request, **kwargs):
         """Execute a schedule's or sensor's RunRequest in process the way the daemon launches it: its job, subset, tags."""
+        kwargs.setdefault("instance", self.instance)
         return self.job().execute_in_process(
-            partition_key=request.partition_key, tags=request.tags, instance=self.instance,
+            partition_key=request.partition_key, tags=request.tags,
             asset_selection=list(request.asset_selection) if request.asset_selection is not None else None, **kwargs,
         )
 

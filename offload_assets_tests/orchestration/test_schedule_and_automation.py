@@ -151,3 +151,38 @@ def test_exports_share_a_pool_the_local_instance_limits(project: Project, tmp_pa
         assert instance.telemetry_enabled is False
     finally:
         instance.dispose()
+
+
+def test_an_export_waits_for_a_free_slot_in_the_pool(project: Project, aws, tmp_path):
+    """With every dynamodb_export slot taken (here by another run's export), a run's export step waits; it starts once one frees."""
+    import threading
+    import time
+
+    from offload_assets.cli import prepare_dagster_home
+
+    project.seed(reviews(20))
+    instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(tmp_path / "home")))
+    storage = instance.event_log_storage
+    try:
+        assert storage.get_concurrency_info("dynamodb_export").slot_count in (0, 2)  # created on first use
+        storage.set_concurrency_slots("dynamodb_export", 1)
+        assert storage.claim_concurrency_slot("dynamodb_export", "another-run", "another_export").is_claimed
+        results = []
+        runner = threading.Thread(target=lambda: results.append(project.export_only(project.today, instance=instance)))
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not storage.get_concurrency_info("dynamodb_export").pending_steps and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # waiting, not merely slow: the export has not happened
+        assert storage.get_concurrency_info("dynamodb_export").pending_steps
+        assert not results and runner.is_alive()
+        assert instance.get_latest_materialization_event(project.keys["export"]) is None
+
+        storage.free_concurrency_slot_for_step("another-run", "another_export")
+        runner.join(timeout=120)
+        assert results and results[0].success
+        materialization = instance.get_latest_materialization_event(project.keys["export"]).asset_materialization
+        assert materialization.metadata["dagster/row_count"].value == 20
+        assert storage.get_concurrency_info("dynamodb_export").claimed_slots == []
+    finally:
+        instance.dispose()
