@@ -113,6 +113,8 @@ def backdate_point_in_time_recovery(table_name: str, earliest_restorable: float,
         "table_name": table_name, "account_id": account_id, "region": region_name, "previous_status": was,
         "earliest_restorable": dt.datetime.fromtimestamp(earliest_restorable, dt.timezone.utc).isoformat(),
     }
+
+
 SAVE_IDLE_SECONDS = 1.0  # save once requests pause this long...
 SAVE_MAX_DELAY_SECONDS = 15.0  # ...or at the latest this long after the first unsaved change
 
