@@ -3,8 +3,8 @@
 One story, as a user lives it: open the table's asset group, see DynamoDB -> raw export ->
 Parquet -> Glue drawn as a chain, click *Materialize all*, pick the latest partition (today's),
 launch, watch the run succeed, then open the Parquet asset and read its row count and columns.
-Screenshots go to ``docs/screenshots/`` (``OFFLOAD_ASSETS_SCREENSHOTS`` moves them), which the
-README shows.
+Screenshots go to the test's temporary directory, or to ``OFFLOAD_ASSETS_SCREENSHOTS``:
+``OFFLOAD_ASSETS_SCREENSHOTS=docs/screenshots`` refreshes the ones the README shows.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from offload_assets_tests.ui.dagster_ui import DagsterDev, read_asset_graph, sta
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 500  # generated reviews besides the blog's two
-RUN_TIMEOUT = 300.0  # three assets and their checks, each step a process (~6 s to start on 2 idle cores), plus the run queue
+RUN_TIMEOUT = 300.0  # three assets and their checks (in one process, ~6 s), plus the run queue, on a loaded machine
 
 
-def screenshots_dir() -> Path:
-    path = Path(os.environ.get("OFFLOAD_ASSETS_SCREENSHOTS") or ROOT / "docs" / "screenshots")
+def screenshots_dir(default: Path) -> Path:
+    """``OFFLOAD_ASSETS_SCREENSHOTS`` (e.g. ``docs/screenshots`` to refresh the README's), else ``default``: a test run leaves the checkout as it was."""
+    path = Path(os.environ.get("OFFLOAD_ASSETS_SCREENSHOTS") or default)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -88,7 +89,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
     from selenium.webdriver.common.by import By
 
     ui, spec = ui_project, ui_project.spec
-    shots = screenshots_dir()
+    shots = screenshots_dir(tmp_path / "screenshots")
     driver = start_chromium(tmp_path / "chromium-profile")
     step, timings, started = "start", {}, time.monotonic()
 
