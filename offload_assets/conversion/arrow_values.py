@@ -52,15 +52,19 @@ def struct_field(v: pa.Array, name: str) -> pa.Array:
 def number_codes(arr: pa.Array) -> pa.Array:
     """:func:`compute_number_codes`, memoised per array (validity, statistics and conversion of a
     batch ask for the same numbers; :func:`clear_caches` after each batch)."""
-    buffers = arr.buffers()
+    return _memoised("numbers", arr, compute_number_codes)
+
+
+def _memoised(kind: str, arr: pa.Array, compute):
+    """``compute(arr)``, once per batch for the same values (the cache is :func:`_codes_cache`)."""
     # struct_field gives a fresh validity buffer each call: key on the value buffers
-    key = tuple(b.address if b is not None else 0 for b in buffers[1:]) + (
+    key = (kind,) + tuple(b.address if b is not None else 0 for b in arr.buffers()[1:]) + (
         arr.offset, len(arr), arr.null_count)
     cache = _codes_cache()
     hit = cache.get(key)
     if hit is None:
         # the entry keeps ``arr`` alive, so its buffer addresses cannot be reused meanwhile
-        hit = cache[key] = (arr, compute_number_codes(arr))
+        hit = cache[key] = (arr, compute(arr))
     return hit[1]
 
 
@@ -117,14 +121,7 @@ def base64_decode(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
     """``(binary values, valid)``: decoded strict, padded base64; invalid values become null and
     ``valid`` false (nulls stay null and valid). Memoised like :func:`number_codes` (validity
     and conversion both need it)."""
-    buffers = arr.buffers()
-    key = ("b64",) + tuple(b.address if b is not None else 0 for b in buffers[1:]) + (
-        arr.offset, len(arr), arr.null_count)
-    cache = _codes_cache()
-    hit = cache.get(key)
-    if hit is None:
-        hit = cache[key] = (arr, _base64_decode(arr))
-    return hit[1]
+    return _memoised("b64", arr, _base64_decode)
 
 
 def _base64_decode(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
