@@ -23,11 +23,11 @@ import tempfile
 import time
 from bisect import bisect_left
 
-from offload_assets.aws_connection import resolve_connection
-from offload_assets.demo_data import create_reviews_table, generate_reviews, put_items
-from offload_assets.local_emulator import ensure_local_emulator, stop_local_emulator
-from offload_assets.s3_storage import ensure_bucket
-from offload_assets.scan_export import ScanProgress, export_table_scan
+from offload_assets.aws.connection import resolve_connection
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets.local.emulator import ensure_local_emulator, stop_local_emulator
+from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.export.scan import ScanProgress, export_table_scan
 
 TABLE = "ScanBenchmark"
 BUCKET = "scan-benchmark"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from offload_assets.resources import default_resources
-from offload_assets.table_assets import build_table_definitions
+from offload_assets.defs.resources import default_resources
+from offload_assets.defs.table_assets import build_table_definitions
 from offload_assets.table_spec import load_tables_file
 
 TABLES_FILE = Path(__file__).resolve().parents[1] / "tables.yaml"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from offload_assets.aws_connection import AwsConnection, resolve_connection
-from offload_assets.local_emulator import LocalEmulator, ensure_local_emulator, stop_local_emulator
+from offload_assets.aws.connection import AwsConnection, resolve_connection
+from offload_assets.local.emulator import LocalEmulator, ensure_local_emulator, stop_local_emulator
 
 TEST_BUCKET = "offload-assets-test"
 
@@ -59,7 +59,7 @@ def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Dagster instance directory for every Dagster process the tests start, telemetry off."""
     import os
 
-    from offload_assets.cli import prepare_dagster_home
+    from offload_assets.cli.main import prepare_dagster_home
 
     home = prepare_dagster_home(tmp_path_factory.mktemp("dagster_home"))
     previous = os.environ.get("DAGSTER_HOME")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.cli import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, PROJECT_TABLES_FILE, current_partition_key, main
-from offload_assets.demo_data import seed_reviews
-from offload_assets.export_layout import read_export_manifest
-from offload_assets.snapshots import build_snapshot, publish_snapshot
+from offload_assets.cli.main import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, PROJECT_TABLES_FILE, current_partition_key, main
+from offload_assets.local.demo_data import seed_reviews
+from offload_assets.export.layout import read_export_manifest
+from offload_assets.snapshot.build import build_snapshot, publish_snapshot
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import TEST_BUCKET, write_tables_file
 
@@ -125,7 +125,7 @@ def test_query_formats_and_failure(capsys, cli_env):
 
 
 def test_current_partition_key_is_dagsters_last_partition():
-    from offload_assets.table_assets import partitions_for
+    from offload_assets.defs.table_assets import partitions_for
     from offload_assets.table_spec import parse_tables
 
     tables = parse_tables({"defaults": {"s3_bucket": TEST_BUCKET}, "tables": [

@@ -10,11 +10,11 @@ import dagster as dg
 import pytest
 
 from offload_assets.definitions import build_definitions
-from offload_assets.demo_data import seed_reviews
-from offload_assets.exports import ExportRefusedError, check_scan_partition
-from offload_assets.snapshots import list_run_dirs
-from offload_assets.sql_query import run_query
-from offload_assets.table_assets import partitions_for
+from offload_assets.local.demo_data import seed_reviews
+from offload_assets.export.partition_export import ExportRefusedError, check_scan_partition
+from offload_assets.snapshot.build import list_run_dirs
+from offload_assets.sql.query import run_query
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
@@ -65,7 +65,7 @@ def test_scan_refuses_past_partitions(reviews_project):
 
 
 def _cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "offload_assets.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "offload_assets.cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_demo_command_then_query_after_emulator_restart(tmp_path):
@@ -74,7 +74,7 @@ def test_demo_command_then_query_after_emulator_restart(tmp_path):
     try:
         demo = _cli("demo", "--items", "300", env=env)
         assert demo.returncode == 0, demo.stdout + demo.stderr
-        from offload_assets.demo_data import generate_reviews
+        from offload_assets.local.demo_data import generate_reviews
 
         expected = sum(1 for i in generate_reviews(300) if i["Author"] == "J.K. Rowling")
         assert f"num_reviews = {expected}" in demo.stdout

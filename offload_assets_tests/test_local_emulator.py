@@ -2,8 +2,8 @@
 
 import threading
 
-from offload_assets.aws_connection import resolve_connection
-from offload_assets.local_emulator import (
+from offload_assets.aws.connection import resolve_connection
+from offload_assets.local.emulator import (
     emulator_status,
     ensure_local_emulator,
     reset_local_state,

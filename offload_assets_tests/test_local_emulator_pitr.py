@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from offload_assets.aws_connection import resolve_connection
-from offload_assets.demo_data import create_reviews_table, put_items
-from offload_assets.exports import ExportRefusedError, export_partition
-from offload_assets.local_emulator import (
+from offload_assets.aws.connection import resolve_connection
+from offload_assets.local.demo_data import create_reviews_table, put_items
+from offload_assets.export.partition_export import ExportRefusedError, export_partition
+from offload_assets.local.emulator import (
     EmulatorError,
     backdate_point_in_time_recovery,
     ensure_local_emulator,
@@ -88,7 +88,7 @@ def test_backdating_switches_pitr_on_and_refuses_what_it_cannot_do(aws):
 
 
 def test_the_route_answers_loopback_clients_only():
-    from offload_assets.local_emulator_server import PITR_PATH, PersistentEmulator
+    from offload_assets.local.emulator_server import PITR_PATH, PersistentEmulator
 
     app = PersistentEmulator(Path("/nonexistent"))
     body = json.dumps({"table_name": "Reviews", "earliest_restorable": 0}).encode()
@@ -144,7 +144,7 @@ def test_state_is_saved_after_a_native_export_and_keeps_the_history(tmp_path):
 
 
 def test_cli_local_pitr_gives_a_table_history(aws, emulator, monkeypatch, capsys):
-    from offload_assets.cli import EXIT_OK, EXIT_USAGE, main
+    from offload_assets.cli.main import EXIT_OK, EXIT_USAGE, main
 
     monkeypatch.setenv("OFFLOAD_ASSETS_HOME", str(emulator.state_dir))
     monkeypatch.setenv("OFFLOAD_ASSETS_TARGET", "local")

@@ -54,7 +54,7 @@ def run_job(request: dict[str, Any], s3: Any, spark: Any, *, endpoint_url: str |
             log: Callable[[str], None], report: Callable[..., None] | None) -> dict[str, Any]:
     """Convert, write ``_snapshot.json`` and report; returns the reported metadata."""
     from offload_assets.conversion import ConversionOptions
-    from offload_assets.snapshots import schema_from_text, write_snapshot_manifest
+    from offload_assets.snapshot.build import schema_from_text, write_snapshot_manifest
     from offload_assets.spark.spark_conversion import FilesystemSpec, convert_export_on_spark
 
     started = time.monotonic()

@@ -1,7 +1,7 @@
 """Launching the Glue conversion job, without Dagster: upload the script, define the job, write the request.
 
 ``prepare_glue_conversion`` does everything a run needs before ``StartJobRun``; the Dagster side
-(:mod:`offload_assets.glue_pipes`) then starts the job through Pipes and reads the snapshot back.
+(:mod:`offload_assets.defs.glue_pipes`) then starts the job through Pipes and reads the snapshot back.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from offload_assets.export_layout import ExportManifest
-from offload_assets.snapshots import find_export_for_partition, new_run_dir, schema_to_text
+from offload_assets.export.layout import ExportManifest
+from offload_assets.snapshot.build import find_export_for_partition, new_run_dir, schema_to_text
 from offload_assets.table_spec import TableSpec
 
 JOB_SCRIPT = "glue_convert_job.py"
@@ -142,7 +142,7 @@ def prepare_glue_conversion(
     run_id: str, existing_schema: Any = None, region: str | None = None, python_modules: str = DEFAULT_PYTHON_MODULES,
 ) -> GlueConversion:
     """Find the export, upload the script, define the job and write the request the job reads."""
-    from offload_assets.catalog import get_catalog_table
+    from offload_assets.catalog.glue_tables import get_catalog_table
 
     export = find_export_for_partition(s3, spec, partition_key)
     if existing_schema is None:

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.s3_storage import ensure_bucket
-from offload_assets.snapshots import SnapshotManifest, new_run_dir, write_snapshot_manifest
+from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.snapshot.build import SnapshotManifest, new_run_dir, write_snapshot_manifest
 from offload_assets.table_spec import TableSpec, parse_tables
 
 ORIGINAL = b"original_name"

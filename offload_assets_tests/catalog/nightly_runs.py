@@ -13,8 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from offload_assets.exports import export_partition
-from offload_assets.table_assets import asset_keys
+from offload_assets.export.partition_export import export_partition
+from offload_assets.defs.table_assets import asset_keys
 from offload_assets.table_spec import TableSpec
 
 

@@ -20,8 +20,8 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from offload_assets.athena_sql import AthenaSettings, AthenaSqlEngine, convert_value, rows_from_pages
-from offload_assets.sql_query import QueryError, run_query
+from offload_assets.sql.athena import AthenaSettings, AthenaSqlEngine, convert_value, rows_from_pages
+from offload_assets.sql.query import QueryError, run_query
 
 DB = "dynamodb-exports"
 

@@ -8,8 +8,8 @@ import time
 import pyarrow as pa
 import pytest
 
-from offload_assets.crawler import CrawlerTimeoutError, crawler_name, ensure_crawler, run_crawler
-from offload_assets.snapshots import list_run_dirs, publish_snapshot
+from offload_assets.catalog.crawler import CrawlerTimeoutError, crawler_name, ensure_crawler, run_crawler
+from offload_assets.snapshot.build import list_run_dirs, publish_snapshot
 from offload_assets.table_spec import TablesFileError
 from offload_assets_tests.catalog.conftest import field, make_spec, write_snapshot
 

@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from offload_assets.glue_types import GlueTypeError, arrow_to_glue, glue_to_arrow
+from offload_assets.catalog.glue_types import GlueTypeError, arrow_to_glue, glue_to_arrow
 
 CASES = [
     (pa.string(), "string"),
@@ -39,7 +39,7 @@ def test_unparseable_types_are_reported(bad):
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offload_assets.glue_types import arrow_to_presto
+from offload_assets.catalog.glue_types import arrow_to_presto
 
 _names = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
 _leaves = st.sampled_from([pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool_(), pa.binary(), pa.date32(), pa.decimal128(38, 4), pa.decimal128(20, 0)])

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.catalog import ORIGINAL_NAME_KEY, get_catalog_table, list_partitions, register_partition, register_table
-from offload_assets.s3_storage import ensure_bucket
-from offload_assets.sql_query import QueryError, run_query
+from offload_assets.catalog.glue_tables import ORIGINAL_NAME_KEY, get_catalog_table, list_partitions, register_partition, register_table
+from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.sql.query import QueryError, run_query
 
 BUCKET = "catalog-sql-test"
 DB = "dynamodb-exports"
@@ -115,7 +115,7 @@ def test_partition_filter_prunes_files(published):
 
 def test_athena_views_are_resolved_and_checked(published):
     glue = published.client("glue")
-    from offload_assets.catalog import register_view
+    from offload_assets.catalog.glue_tables import register_view
 
     by_author = pa.schema([("author", pa.string()), ("reviews", pa.int64()), ("tags", pa.int64())])
     sql = (

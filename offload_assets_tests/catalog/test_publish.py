@@ -5,11 +5,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from offload_assets.catalog import SchemaConflictError, decode_presto_view, get_catalog_table, list_partitions
-from offload_assets.retention import RetentionRefusedError
-from offload_assets.s3_storage import ensure_bucket
-from offload_assets.snapshots import list_run_dirs, publish_snapshot
-from offload_assets.sql_query import run_query
+from offload_assets.catalog.glue_tables import SchemaConflictError, decode_presto_view, get_catalog_table, list_partitions
+from offload_assets.catalog.retention import RetentionRefusedError
+from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.snapshot.build import list_run_dirs, publish_snapshot
+from offload_assets.sql.query import run_query
 from offload_assets_tests.catalog.conftest import field, make_spec, write_snapshot
 
 DB = "dynamodb-exports"
@@ -46,7 +46,7 @@ def test_republishing_changes_nothing_and_facts_are_recorded(aws, spec):
     assert table.parameters["offload_assets.latest_partition"] == "2026-11-25"
     assert table.parameters["offload_assets.latest_item_count"] == "7"
     assert table.parameters["offload_assets.latest_export_id"] == snap.export_id
-    assert table.parameters["offload_assets.latest_view"] == "reviews_latest"
+    assert table.parameters["offload_assets.catalog.latest_view"] == "reviews_latest"
     assert table.parameters["classification"] == "parquet"
     part = list_partitions(glue, database=DB, table="reviews")[0]
     assert part.parameters["offload_assets.rows"] == "7" and part.parameters["offload_assets.export_id"] == snap.export_id
@@ -184,8 +184,8 @@ def test_projection_parameters_and_what_athena_would_read(aws):
 
 def test_latest_view_never_moves_back_while_its_snapshot_exists(aws, spec):
     """A publisher that listed partitions before a newer one was registered must not roll the view back."""
-    from offload_assets.catalog import delete_partitions
-    from offload_assets.latest_view import publish_latest_view
+    from offload_assets.catalog.glue_tables import delete_partitions
+    from offload_assets.catalog.latest_view import publish_latest_view
 
     glue, s3 = aws.client("glue"), aws.client("s3")
     for day in ("2026-11-25", "2026-11-26"):

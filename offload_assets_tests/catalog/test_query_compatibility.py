@@ -18,11 +18,11 @@ from statistics import mean
 import dagster as dg
 import pytest
 
-from offload_assets.aws_connection import resolve_connection
+from offload_assets.aws.connection import resolve_connection
 from offload_assets.definitions import build_definitions
-from offload_assets.demo_data import generate_reviews, put_items, seed_reviews
-from offload_assets.sql_query import run_query
-from offload_assets.table_assets import partitions_for
+from offload_assets.local.demo_data import generate_reviews, put_items, seed_reviews
+from offload_assets.sql.query import run_query
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.catalog.nightly_runs import offload_night
 from offload_assets_tests.conftest import reset_emulator, write_tables_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from offload_assets.catalog import (
+from offload_assets.catalog.glue_tables import (
     CatalogView,
     SchemaConflictError,
     decode_presto_view,

@@ -13,12 +13,12 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.catalog import get_catalog_table, list_partitions
+from offload_assets.catalog.glue_tables import get_catalog_table, list_partitions
 from offload_assets.definitions import build_definitions
-from offload_assets.demo_data import put_items
-from offload_assets.snapshots import latest_complete_snapshot
-from offload_assets.sql_query import run_query
-from offload_assets.table_assets import asset_keys, partitions_for
+from offload_assets.local.demo_data import put_items
+from offload_assets.snapshot.build import latest_complete_snapshot
+from offload_assets.sql.query import run_query
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.catalog.nightly_runs import offload_night
 from offload_assets_tests.conftest import write_tables_file

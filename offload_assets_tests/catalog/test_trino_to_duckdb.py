@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from offload_assets.trino_to_duckdb import (
+from offload_assets.sql.trino_to_duckdb import (
     TranslationError,
     athena_column_name,
     duckdb_schema_of,

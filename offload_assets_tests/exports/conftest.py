@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from offload_assets.demo_data import create_reviews_table, generate_reviews, put_items
-from offload_assets.export_layout import ExportManifest, iter_export_lines, md5_base64
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets.export.layout import ExportManifest, iter_export_lines, md5_base64
 from offload_assets.table_spec import TableSpec, parse_tables
 
 BUCKET = "exports-test"

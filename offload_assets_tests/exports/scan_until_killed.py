@@ -5,8 +5,8 @@ Usage: python -m offload_assets_tests.exports.scan_until_killed ENDPOINT TABLE B
 
 import sys
 
-from offload_assets.aws_connection import resolve_connection
-from offload_assets.scan_export import export_table_scan
+from offload_assets.aws.connection import resolve_connection
+from offload_assets.export.scan import export_table_scan
 
 
 def main(argv: list[str]) -> int:

@@ -14,12 +14,12 @@ import uuid
 
 import pytest
 
-from offload_assets.demo_data import create_reviews_table, generate_reviews, put_items, to_low_level
-from offload_assets.export_errors import ExportFailedError, ExportTimeoutError
-from offload_assets.export_layout import latest_completed_export, list_export_ids, md5_base64, read_export_manifest, utc_iso
-from offload_assets.exports import export_partition, incremental_export_prefix
-from offload_assets.incremental_export import apply_incremental_export
-from offload_assets.s3_storage import ensure_bucket
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items, to_low_level
+from offload_assets.export.errors import ExportFailedError, ExportTimeoutError
+from offload_assets.export.layout import latest_completed_export, list_export_ids, md5_base64, read_export_manifest, utc_iso
+from offload_assets.export.partition_export import export_partition, incremental_export_prefix
+from offload_assets.export.incremental import apply_incremental_export
+from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets_tests.exports.conftest import (
     BUCKET,
     READ_OPERATIONS,

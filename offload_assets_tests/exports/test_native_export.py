@@ -5,15 +5,15 @@ import json
 
 import pytest
 
-from offload_assets.export_errors import ExportRefusedError, ExportTimeoutError
-from offload_assets.export_layout import (
+from offload_assets.export.errors import ExportRefusedError, ExportTimeoutError
+from offload_assets.export.layout import (
     MANIFEST_FILES,
     MANIFEST_SUMMARY,
     latest_completed_export,
     list_export_ids,
 )
-from offload_assets.exports import export_partition
-from offload_assets.demo_data import to_low_level
+from offload_assets.export.partition_export import export_partition
+from offload_assets.local.demo_data import to_low_level
 from offload_assets_tests.exports.conftest import (
     BUCKET,
     READ_OPERATIONS,

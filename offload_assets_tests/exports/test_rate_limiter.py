@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offload_assets.rate_limiter import (
+from offload_assets.export.rate_limiter import (
     PageCapacity,
     ReadCapacityLimiter,
     estimate_read_units,

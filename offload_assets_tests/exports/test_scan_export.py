@@ -4,14 +4,14 @@ import base64
 import gzip
 import json
 
-from offload_assets.demo_data import put_items, create_reviews_table, generate_reviews
-from offload_assets.export_layout import (
+from offload_assets.local.demo_data import put_items, create_reviews_table, generate_reviews
+from offload_assets.export.layout import (
     latest_completed_export,
     list_export_ids,
     md5_base64,
 )
-from offload_assets.scan_export import export_table_scan
-from offload_assets.s3_storage import ensure_bucket
+from offload_assets.export.scan import export_table_scan
+from offload_assets.aws.s3_objects import ensure_bucket
 
 BUCKET = "scan-export-test"
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from offload_assets.demo_data import create_reviews_table, generate_reviews, put_items
-from offload_assets.export_errors import ExportRefusedError, ExportTimeoutError
-from offload_assets.export_layout import latest_completed_export, list_export_ids
-from offload_assets.s3_storage import ensure_bucket
-from offload_assets.scan_checkpoints import read_segment_checkpoints, write_segment_checkpoint
-from offload_assets.scan_export import export_table_scan
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets.export.errors import ExportRefusedError, ExportTimeoutError
+from offload_assets.export.layout import latest_completed_export, list_export_ids
+from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.export.scan_checkpoints import read_segment_checkpoints, write_segment_checkpoint
+from offload_assets.export.scan import export_table_scan
 from offload_assets_tests.exports.conftest import BUCKET, export_items, keys_of, list_keys
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from offload_assets.demo_data import to_low_level
-from offload_assets.export_layout import ExportDataFile, export_dir_key, md5_base64, utc_iso, write_export_manifests
-from offload_assets.s3_storage import ensure_bucket
+from offload_assets.local.demo_data import to_low_level
+from offload_assets.export.layout import ExportDataFile, export_dir_key, md5_base64, utc_iso, write_export_manifests
+from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.table_spec import TableSpec, parse_tables
 
 
@@ -80,7 +80,7 @@ def drop_export(
 
 
 if __name__ == "__main__":  # python -m offload_assets_tests.orchestration.conftest ENDPOINT BUCKET PREFIX COUNT [EXPORT_ID]
-    from offload_assets.aws_connection import resolve_connection
+    from offload_assets.aws.connection import resolve_connection
 
     endpoint, bucket, prefix, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     connection = resolve_connection(target="local", endpoint_url=endpoint)
@@ -100,7 +100,7 @@ class Project:
         import dagster as dg
 
         from offload_assets.definitions import build_definitions
-        from offload_assets.table_assets import asset_keys, partitions_for
+        from offload_assets.defs.table_assets import asset_keys, partitions_for
         from offload_assets.table_spec import load_tables_file
         from offload_assets_tests.conftest import write_tables_file
 
@@ -115,7 +115,7 @@ class Project:
         self.instance = dg.DagsterInstance.ephemeral()
 
     def seed(self, items: list[dict[str, Any]]) -> None:
-        from offload_assets.demo_data import create_reviews_table, put_items
+        from offload_assets.local.demo_data import create_reviews_table, put_items
 
         ddb = self.aws.client("dynamodb")
         create_reviews_table(ddb, self.spec.dynamodb_table)
@@ -191,7 +191,7 @@ def write_code_location(directory: Path, tables_file: Path, endpoint_url: str, l
     import dagster as dg
     import yaml
 
-    from offload_assets.cli import prepare_dagster_home
+    from offload_assets.cli.main import prepare_dagster_home
 
     module = f"{location_name}_defs.py"
     (directory / module).write_text(

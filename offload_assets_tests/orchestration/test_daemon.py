@@ -15,10 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from offload_assets.catalog import list_partitions
-from offload_assets.export_sensors import EXPORT_ID_TAG
-from offload_assets.sql_query import run_query
-from offload_assets.table_assets import asset_keys, partitions_for
+from offload_assets.catalog.glue_tables import list_partitions
+from offload_assets.defs.sensors import EXPORT_ID_TAG
+from offload_assets.sql.query import run_query
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 from offload_assets_tests.orchestration.conftest import reviews, stop_process_group, write_code_location
@@ -59,7 +59,7 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
     spec = load_tables_file(tables).tables[0]
     keys = asset_keys(spec)
     today = partitions_for(spec).get_last_partition_key()
-    from offload_assets.demo_data import create_reviews_table, put_items
+    from offload_assets.local.demo_data import create_reviews_table, put_items
 
     create_reviews_table(aws.client("dynamodb"), "Reviews")
     put_items(aws.client("dynamodb"), "Reviews", reviews(ITEMS))

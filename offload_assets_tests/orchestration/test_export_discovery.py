@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offload_assets.export_discovery import (
+from offload_assets.export.discovery import (
     ExportCursor,
     SummaryObject,
     adopt_export,
@@ -18,8 +18,8 @@ from offload_assets.export_discovery import (
     partition_for_export_time,
     table_name_from_arn,
 )
-from offload_assets.export_layout import iter_export_lines, latest_completed_export, list_export_ids
-from offload_assets.table_assets import partitions_for
+from offload_assets.export.layout import iter_export_lines, latest_completed_export, list_export_ids
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets_tests.orchestration.conftest import drop_export, make_spec, reviews
 
 UTC = dt.timezone.utc

@@ -32,11 +32,11 @@ from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, Bulk
 import pyarrow.dataset as pads
 import pytest
 
-from offload_assets.aws_connection import AwsConnection, resolve_connection
-from offload_assets.catalog import list_partitions
-from offload_assets.demo_data import create_reviews_table, put_items
-from offload_assets.local_emulator import backdate_point_in_time_recovery
-from offload_assets.table_assets import asset_keys, partitions_for
+from offload_assets.aws.connection import AwsConnection, resolve_connection
+from offload_assets.catalog.glue_tables import list_partitions
+from offload_assets.local.demo_data import create_reviews_table, put_items
+from offload_assets.local.emulator import backdate_point_in_time_recovery
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import TableSpec, load_tables_file
 from offload_assets_tests.conftest import reset_emulator, write_tables_file
 from offload_assets_tests.orchestration.conftest import reviews, stop_process_group, write_code_location
@@ -46,7 +46,7 @@ DAYS = 7
 PITR_DAYS = 8  # the oldest of the 7 past partitions is less than 8 days old
 PARTITION_CHECKS = ("row_count_parity", "unique_primary_keys", "schema_drift")
 CATALOG_CHECKS = ("sql_row_count_parity",)
-EXPORT_POOL_LIMIT = 2  # offload_assets.cli.DAGSTER_YAML
+EXPORT_POOL_LIMIT = 2  # offload_assets.cli.main.DAGSTER_YAML
 
 # The UI's mutation (dagster-webserver's LaunchPartitionBackfill), with the answers the tests need.
 LAUNCH_PARTITION_BACKFILL = """

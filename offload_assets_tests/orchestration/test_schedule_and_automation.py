@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from offload_assets.orchestration import CONVERTS_IN_RUN_TAG
+from offload_assets.defs.orchestration import CONVERTS_IN_RUN_TAG
 from offload_assets_tests.conftest import write_tables_file
 from offload_assets_tests.orchestration.conftest import Project, check_results, drop_export, reviews, short_name
 
@@ -125,7 +125,7 @@ def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(proj
     # The snapshot is materialized on its own (e.g. from the UI) and its row-count check fails:
     # delete the export's data so the conversion yields fewer rows than the manifest announces.
     s3 = aws.client("s3")
-    from offload_assets.export_layout import latest_completed_export
+    from offload_assets.export.layout import latest_completed_export
 
     export = latest_completed_export(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today))
     s3.put_object(Bucket=project.spec.s3_bucket, Key=export.data_files[0].key, Body=b"")
@@ -140,7 +140,7 @@ def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(proj
 
 
 def test_exports_share_a_pool_the_local_instance_limits(project: Project, tmp_path):
-    from offload_assets.cli import prepare_dagster_home
+    from offload_assets.cli.main import prepare_dagster_home
 
     assert project.defs.resolve_assets_def(project.keys["export"]).node_def.pool == "dynamodb_export"
     home = prepare_dagster_home(tmp_path / "home")
@@ -158,7 +158,7 @@ def test_an_export_waits_for_a_free_slot_in_the_pool(project: Project, aws, tmp_
     import threading
     import time
 
-    from offload_assets.cli import prepare_dagster_home
+    from offload_assets.cli.main import prepare_dagster_home
 
     project.seed(reviews(20))
     instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(tmp_path / "home")))

@@ -5,10 +5,10 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from offload_assets.catalog import get_catalog_table
-from offload_assets.snapshot_checks import freshness
-from offload_assets.snapshots import latest_complete_snapshot
-from offload_assets.sql_query import run_query
+from offload_assets.catalog.glue_tables import get_catalog_table
+from offload_assets.snapshot.checks import freshness
+from offload_assets.snapshot.build import latest_complete_snapshot
+from offload_assets.sql.query import run_query
 from offload_assets_tests.orchestration.conftest import Project, check_results, drop_export, make_spec, reviews
 
 CHECKS = {

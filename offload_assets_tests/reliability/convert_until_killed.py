@@ -5,8 +5,8 @@ Usage: python -m offload_assets_tests.reliability.convert_until_killed ENDPOINT 
 
 import sys
 
-from offload_assets.aws_connection import resolve_connection
-from offload_assets.snapshots import build_snapshot
+from offload_assets.aws.connection import resolve_connection
+from offload_assets.snapshot.build import build_snapshot
 from offload_assets.table_spec import load_tables_file
 
 

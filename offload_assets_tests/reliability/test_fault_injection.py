@@ -6,10 +6,10 @@ import botocore.exceptions
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from offload_assets.demo_data import create_reviews_table, generate_reviews, put_items
-from offload_assets.export_layout import latest_completed_export, list_export_ids
-from offload_assets.s3_storage import ensure_bucket
-from offload_assets.scan_export import export_table_scan
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets.export.layout import latest_completed_export, list_export_ids
+from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.export.scan import export_table_scan
 
 BUCKET = "fault-bucket"
 

@@ -5,11 +5,11 @@ import fnmatch
 import dagster as dg
 import pytest
 
-from offload_assets.aws_connection import AwsConnection
+from offload_assets.aws.connection import AwsConnection
 from offload_assets.definitions import build_definitions
-from offload_assets.demo_data import seed_reviews
-from offload_assets.iam_policy import build_iam_policy, policy_actions
-from offload_assets.table_assets import partitions_for
+from offload_assets.local.demo_data import seed_reviews
+from offload_assets.aws.iam_policy import build_iam_policy, policy_actions
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
@@ -125,7 +125,7 @@ def test_policy_is_scoped_to_the_configured_resources(tmp_path):
 def test_iam_policy_command_prints_the_policy_for_the_configured_tables(tmp_path, capsys):
     import json
 
-    from offload_assets.cli import main
+    from offload_assets.cli.main import main
 
     tables_file = write_tables_file(
         tmp_path / "t.yaml",

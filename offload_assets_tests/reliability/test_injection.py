@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from offload_assets.conversion import assign_column_names, safe_column_name
-from offload_assets.latest_view import latest_view_sql
-from offload_assets.s3_storage import delete_prefix
-from offload_assets.snapshots import _RUN_DIR_RE, new_run_dir
+from offload_assets.catalog.latest_view import latest_view_sql
+from offload_assets.aws.s3_objects import delete_prefix
+from offload_assets.snapshot.build import _RUN_DIR_RE, new_run_dir
 from offload_assets.table_spec import TablesFileError, load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 

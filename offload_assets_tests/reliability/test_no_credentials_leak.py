@@ -3,8 +3,8 @@
 import dagster as dg
 
 from offload_assets.definitions import build_definitions
-from offload_assets.demo_data import seed_reviews
-from offload_assets.table_assets import partitions_for
+from offload_assets.local.demo_data import seed_reviews
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 

@@ -13,18 +13,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.aws_connection import AwsConnection
+from offload_assets.aws.connection import AwsConnection
 from offload_assets.definitions import build_definitions
-from offload_assets.demo_data import seed_reviews
-from offload_assets.s3_writes import (
+from offload_assets.local.demo_data import seed_reviews
+from offload_assets.aws.s3_writes import (
     WRITE_OPERATIONS,
     encrypted_output_filesystem,
     enforce_s3_settings,
     native_export_kwargs,
     s3_put_kwargs,
 )
-from offload_assets.sql_query import run_query
-from offload_assets.table_assets import partitions_for
+from offload_assets.sql.query import run_query
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import TablesFileError, load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import PrivateAttr
 
-from offload_assets.resources import GlueJobsResource
+from offload_assets.defs.resources import GlueJobsResource
 
 
 class LocalSparkGlueClient:

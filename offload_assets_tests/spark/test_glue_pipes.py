@@ -11,11 +11,11 @@ import pytest
 
 from offload_assets.conversion import convert_export_to_parquet
 from offload_assets.definitions import build_definitions
-from offload_assets.resources import default_resources
-from offload_assets.snapshots import find_export_for_partition, latest_complete_snapshot
+from offload_assets.defs.resources import default_resources
+from offload_assets.snapshot.build import find_export_for_partition, latest_complete_snapshot
 from offload_assets.spark.glue_launch import GlueJobMissingError, ensure_glue_job, glue_job_name, job_script_bytes, package_zip_bytes
-from offload_assets.sql_query import run_query
-from offload_assets.table_assets import partitions_for
+from offload_assets.sql.query import run_query
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 from offload_assets_tests.spark.export_generator import export_item

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from offload_assets.aws_connection import AwsConnection, resolve_connection
-from offload_assets.cli import prepare_dagster_home
-from offload_assets.demo_data import seed_reviews
-from offload_assets.sql_query import run_query
-from offload_assets.table_assets import partitions_for
+from offload_assets.aws.connection import AwsConnection, resolve_connection
+from offload_assets.cli.main import prepare_dagster_home
+from offload_assets.local.demo_data import seed_reviews
+from offload_assets.sql.query import run_query
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import TableSpec, load_tables_file
 from offload_assets_tests.conftest import reset_emulator
 from offload_assets_tests.ui.dagster_ui import DagsterDev, read_asset_graph, start_chromium, tail

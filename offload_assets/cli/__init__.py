@@ -1,0 +1,1 @@
+"""The offload-assets command line."""

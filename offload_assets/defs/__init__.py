@@ -1,0 +1,1 @@
+"""The Dagster skin: the per-table factory, resources, checks, sensors, schedules, Glue Pipes launch."""

@@ -1,0 +1,195 @@
+"""One factory per table: a TableSpec in, that table's Dagster definitions out.
+
+Lineage: the DynamoDB table (external) -> raw export (JSON in S3) -> Parquet snapshot (S3)
+-> catalog table (Glue). All three materializable assets share one daily partitions
+definition keyed by export date. Asset bodies only fetch clients and call the core.
+"""
+
+
+import re
+import time
+
+import dagster as dg
+import pyarrow as pa
+
+from offload_assets.catalog.glue_tables import ORIGINAL_NAME_KEY
+from offload_assets.catalog.glue_types import arrow_to_glue
+from offload_assets.defs.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
+from offload_assets.export.partition_export import ExportRefusedError, export_partition
+from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
+from offload_assets.export.scan import ScanProgress
+from offload_assets.snapshot.build import PublishRefusedErrors, build_snapshot, publish_snapshot
+from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
+
+EXPORT_POOL = "dynamodb_export"
+
+
+def _key_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def asset_keys(spec: TableSpec) -> dict[str, dg.AssetKey]:
+    """Keys say where the data physically is: the DynamoDB table, S3 prefixes, the Glue table."""
+    return {
+        "source": dg.AssetKey(["dynamodb", _key_part(spec.dynamodb_table)]),
+        "export": dg.AssetKey(["s3", "dynamodb_export", spec.name]),
+        "parquet": dg.AssetKey(["s3", "parquet", spec.name]),
+        "catalog": dg.AssetKey(["glue", _key_part(spec.catalog_database), spec.name]),
+    }
+
+
+def partitions_for(spec: TableSpec) -> dg.DailyPartitionsDefinition:
+    """Daily partitions; a partition's key is the date of its export (at export_hour, in timezone).
+
+    ``end_offset=1`` makes today's partition materializable: its snapshot is the table as of
+    today's export hour.
+    """
+    return dg.DailyPartitionsDefinition(
+        start_date=spec.partitions_start.isoformat(),
+        timezone=spec.timezone,
+        hour_offset=spec.export_hour,
+        end_offset=1,
+    )
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=f.name,
+                type=arrow_to_glue(f.type),
+                description=(f.metadata or {}).get(ORIGINAL_NAME_KEY, b"").decode() or None,
+            )
+            for f in schema
+        ]
+    )
+
+
+class LogThrottle:
+    """True at most once per ``seconds``: progress lines without flooding the run log."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self._last = seconds, float("-inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.seconds:
+            self._last = now
+            return True
+        return False
+
+
+def build_table_definitions(spec: TableSpec) -> dg.Definitions:
+    keys = asset_keys(spec)
+    partitions = partitions_for(spec)
+    group = spec.name
+    table_uri = f"s3://{spec.s3_bucket}/{spec.parquet_root}/"
+
+    source = dg.AssetSpec(
+        key=keys["source"],
+        group_name=group,
+        kinds={"dynamodb"},
+        description=f"DynamoDB table `{spec.dynamodb_table}`, the source of truth (not materialized here).",
+    )
+
+    @dg.asset(
+        key=keys["export"],
+        deps=[source],
+        partitions_def=partitions,
+        group_name=group,
+        kinds={"dynamodb", "s3"},
+        pool=EXPORT_POOL,
+        description=(
+            f"Raw export of `{spec.dynamodb_table}`: gzip DynamoDB-JSON lines in "
+            f"`s3://{spec.s3_bucket}/{spec.export_prefix_root}/{PARTITION_COLUMN}=<date>/AWSDynamoDB/<export id>/`, "
+            f"laid out like DynamoDB's native export (method: {spec.export_method})."
+        ),
+    )
+    def raw_export(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource, s3: OffloadS3Resource) -> dg.MaterializeResult:
+        throttle = LogThrottle(seconds=10)
+
+        def progress(p: ScanProgress) -> None:
+            if throttle.ready():
+                context.log.info(p.describe(spec.dynamodb_table))
+
+        try:
+            out = export_partition(spec, context.partition_key, dynamodb=dynamodb.get_client(), s3=s3.get_table_client(spec), on_progress=progress)
+        except ExportRefusedError as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": out.manifest.item_count, "export_id": out.manifest.export_id, "export_method": out.method,
+            "export_time": out.manifest.export_time, "s3_uri": out.manifest.s3_uri, "files": len(out.manifest.data_files),
+            "bytes": out.data_bytes, "duration_seconds": round(out.duration_seconds, 3),
+            "read_capacity_consumed": out.consumed_capacity, **out.facts,
+        })
+
+    @dg.asset(
+        key=keys["parquet"],
+        deps=[raw_export],
+        partitions_def=partitions,
+        group_name=group,
+        kinds={"s3", "parquet"},
+        automation_condition=follow_upstream_runs(),
+        description=(
+            f"Parquet snapshot of `{spec.dynamodb_table}` (type descriptors stripped, {spec.compression}) under "
+            f"`{table_uri}{PARTITION_COLUMN}=<date>/`. Written to a run-unique directory; not visible to SQL until "
+            "the catalog table is materialized."
+        ),
+    )
+    def parquet_snapshot(
+        context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource, glue_jobs: GlueJobsResource
+    ) -> dg.MaterializeResult:
+        if spec.engine == "glue":  # converted by a PySpark job on AWS Glue, through Dagster Pipes
+            from offload_assets.defs.glue_pipes import glue_snapshot_result
+
+            return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, column_schema=column_schema)
+        started = time.monotonic()
+        snap = build_snapshot(s3.get_table_client(spec), s3.get_filesystem(), glue.get_client(), spec, context.partition_key, run_id=context.run.run_id)
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": snap.rows, "dagster/column_schema": column_schema(snap.schema),
+            "export_id": snap.export_id, "s3_uri": snap.s3_uri, "files": len(snap.files), "bytes": snap.total_bytes,
+            "rescued_values": sum(snap.rescued_counts.values()),
+            "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "export_item_count": snap.extra.get("export_item_count"),
+            "input_bytes": snap.extra.get("input_bytes"), "quarantined_lines": snap.extra.get("quarantined_lines"),
+        })
+
+    @dg.asset(
+        key=keys["catalog"],
+        deps=[parquet_snapshot],
+        partitions_def=partitions,
+        group_name=group,
+        kinds={"glue"},
+        automation_condition=follow_upstream_runs(),
+        description=(
+            f'Glue table `"{spec.catalog_database}"."{spec.catalog_table}"` (one partition per snapshot date) and the Athena '
+            f'view `"{spec.catalog_database}"."{spec.catalog_table}_latest"` (the newest snapshot only: use it to count items). '
+            "The partition is switched to the newest complete Parquet snapshot, then older snapshot files of that day are "
+            f"removed{f'; only the newest {spec.retention_snapshots} snapshots are kept' if spec.retention_snapshots else ''}. "
+            "Query with Athena, or locally with `offload-assets query`."
+        ),
+    )
+    def catalog_table(context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource) -> dg.MaterializeResult:
+        try:
+            published = publish_snapshot(glue.get_client(), s3.get_table_client(spec), spec, context.partition_key)
+        except PublishRefusedErrors as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+        view, retention = published.latest_view, published.retention
+        return dg.MaterializeResult(metadata={
+            "dagster/table_name": f"{spec.catalog_database}.{spec.catalog_table}",
+            "dagster/row_count": published.snapshot.rows, "partition_location": published.location,
+            "table_change": published.table_change, "partition_change": published.partition_change,
+            "removed_snapshots": len(published.removed_run_dirs), "export_id": published.snapshot.export_id,
+            "partitions_resynced": published.partitions_resynced,
+            "latest_view": f"{spec.catalog_database}.{view.name}" if view else None,
+            "latest_view_partition": view.partition if view else None, "latest_view_change": view.change if view else None,
+            "retention_removed": list(retention.removed_partitions) if retention else [],
+            "crawl": dg.MetadataValue.json(published.crawl.__dict__) if published.crawl else None,
+        })
+
+    return dg.Definitions.merge(
+        dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table]),
+        build_table_orchestration(spec, export_key=keys["export"], parquet_key=keys["parquet"], catalog_key=keys["catalog"], partitions=partitions),
+    )
+

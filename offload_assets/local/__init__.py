@@ -1,0 +1,1 @@
+"""The embedded default: the moto-based emulator, its server, the demo data."""

@@ -1,0 +1,1 @@
+"""Parquet snapshots: building one from an export, publishing it, checking it."""
