@@ -69,3 +69,29 @@ def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop("DAGSTER_HOME", None)
     else:
         os.environ["DAGSTER_HOME"] = previous
+
+
+# --------------------------------------------------------------------------- tiers as markers
+# Each test gets exactly one tier, from where it lives and what it uses, so `-m core` runs the
+# pure core (no emulator, no Dagster run) in seconds. Registered in pyproject.toml.
+_FOLDER_TIERS = {"ui": "ui", "e2e": "e2e"}
+_EMULATOR_FIXTURES = {"emulator", "aws"}
+_DAGSTER_FIXTURES = {"project"}
+
+
+def _tier(item: pytest.Item) -> str:
+    parts = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts
+    if parts[0] in _FOLDER_TIERS:
+        return _FOLDER_TIERS[parts[0]]
+    fixtures = set(getattr(item, "fixturenames", ()))
+    source = Path(str(item.fspath)).read_text()
+    if parts[0] == "defs" or fixtures & _DAGSTER_FIXTURES or "dg.materialize" in source or "import dagster" in source:
+        return "dagster"
+    if fixtures & _EMULATOR_FIXTURES:
+        return "emulator"
+    return "core"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:  # noqa: ARG001
+    for item in items:
+        item.add_marker(getattr(pytest.mark, _tier(item)))

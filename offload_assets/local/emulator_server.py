@@ -4,7 +4,7 @@ Runs moto's WSGI application on 127.0.0.1 with persistence added around it: moto
 state in memory only, so the backends of the services we use are pickled to
 ``state.pickle`` shortly after every change and at shutdown, and restored at start.
 That relies on moto internals, which is why moto is pinned to one version in pyproject.toml
-and tested by ``offload_assets_tests/test_local_emulator.py``.
+and tested by ``offload_assets_tests/local/test_local_emulator.py``.
 
 Besides moto's own routes it serves a few of its own under ``/__offload_emulator__/`` (loopback
 clients only; they exist only here, never on AWS): health, save, and

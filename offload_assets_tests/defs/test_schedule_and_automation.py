@@ -7,7 +7,7 @@ import pytest
 
 from offload_assets.defs.orchestration import CONVERTS_IN_RUN_TAG
 from offload_assets_tests.conftest import write_tables_file
-from offload_assets_tests.orchestration.conftest import Project, check_results, drop_export, reviews, short_name
+from offload_assets_tests.defs.conftest import Project, check_results, drop_export, reviews, short_name
 
 
 @pytest.mark.parametrize(

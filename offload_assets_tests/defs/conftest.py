@@ -79,7 +79,7 @@ def drop_export(
     return export_id
 
 
-if __name__ == "__main__":  # python -m offload_assets_tests.orchestration.conftest ENDPOINT BUCKET PREFIX COUNT [EXPORT_ID]
+if __name__ == "__main__":  # python -m offload_assets_tests.defs.conftest ENDPOINT BUCKET PREFIX COUNT [EXPORT_ID]
     from offload_assets.aws.connection import resolve_connection
 
     endpoint, bucket, prefix, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

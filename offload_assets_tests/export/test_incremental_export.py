@@ -20,7 +20,7 @@ from offload_assets.export.layout import latest_completed_export, list_export_id
 from offload_assets.export.partition_export import export_partition, incremental_export_prefix
 from offload_assets.export.incremental import apply_incremental_export
 from offload_assets.aws.s3_objects import ensure_bucket
-from offload_assets_tests.exports.conftest import (
+from offload_assets_tests.export.conftest import (
     BUCKET,
     READ_OPERATIONS,
     canonical,

@@ -1,6 +1,6 @@
 """Child process for the SIGKILL test: a slow, checkpointing scan export that the test kills mid-way.
 
-Usage: python -m offload_assets_tests.exports.scan_until_killed ENDPOINT TABLE BUCKET PREFIX EXPORT_TIME RATE
+Usage: python -m offload_assets_tests.export.scan_until_killed ENDPOINT TABLE BUCKET PREFIX EXPORT_TIME RATE
 """
 
 import sys

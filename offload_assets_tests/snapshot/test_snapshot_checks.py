@@ -9,7 +9,7 @@ from offload_assets.catalog.glue_tables import get_catalog_table
 from offload_assets.snapshot.checks import freshness
 from offload_assets.snapshot.build import latest_complete_snapshot
 from offload_assets.sql.query import run_query
-from offload_assets_tests.orchestration.conftest import Project, check_results, drop_export, make_spec, reviews
+from offload_assets_tests.defs.conftest import Project, check_results, drop_export, make_spec, reviews
 
 CHECKS = {
     "parquet/row_count_parity", "parquet/unique_primary_keys", "parquet/schema_drift",

@@ -39,7 +39,7 @@ from offload_assets.local.emulator import backdate_point_in_time_recovery
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import TableSpec, load_tables_file
 from offload_assets_tests.conftest import reset_emulator, write_tables_file
-from offload_assets_tests.orchestration.conftest import reviews, stop_process_group, write_code_location
+from offload_assets_tests.defs.conftest import reviews, stop_process_group, write_code_location
 
 ITEMS = 50
 DAYS = 7

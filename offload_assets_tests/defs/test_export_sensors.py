@@ -9,7 +9,7 @@ from offload_assets.export.discovery import ExportCursor
 from offload_assets.export.layout import list_export_ids
 from offload_assets.defs.sensors import EXPORT_ID_TAG
 from offload_assets.sql.query import run_query
-from offload_assets_tests.orchestration.conftest import Project, check_results, drop_export, reviews
+from offload_assets_tests.defs.conftest import Project, check_results, drop_export, reviews
 
 COUNT_SQL = 'SELECT count(*) FROM "dynamodb-exports"."reviews" WHERE ddb_export_timestamp = \'{}\''
 

@@ -21,7 +21,7 @@ from offload_assets.sql.query import run_query
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
-from offload_assets_tests.orchestration.conftest import reviews, stop_process_group, write_code_location
+from offload_assets_tests.defs.conftest import reviews, stop_process_group, write_code_location
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 80
@@ -87,7 +87,7 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
 
         # Another process drops a complete export in the table's landing area, as DynamoDB would.
         dropped = subprocess.run(
-            [sys.executable, "-m", "offload_assets_tests.orchestration.conftest", emulator.endpoint_url,
+            [sys.executable, "-m", "offload_assets_tests.defs.conftest", emulator.endpoint_url,
              spec.s3_bucket, spec.export_prefix_root, str(ITEMS)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )

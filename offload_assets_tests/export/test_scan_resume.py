@@ -18,7 +18,7 @@ from offload_assets.export.layout import latest_completed_export, list_export_id
 from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.export.scan_checkpoints import read_segment_checkpoints, write_segment_checkpoint
 from offload_assets.export.scan import export_table_scan
-from offload_assets_tests.exports.conftest import BUCKET, export_items, keys_of, list_keys
+from offload_assets_tests.export.conftest import BUCKET, export_items, keys_of, list_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "resume/ddb_export_timestamp=2026-11-27"
@@ -46,7 +46,7 @@ def _recorded_items(s3) -> tuple[str | None, int]:
 def test_sigkilled_scan_resumes_and_holds_every_item_exactly_once(table_1500, emulator):
     ddb, s3, items = table_1500
     child = subprocess.Popen(
-        [sys.executable, "-m", "offload_assets_tests.exports.scan_until_killed",
+        [sys.executable, "-m", "offload_assets_tests.export.scan_until_killed",
          emulator.endpoint_url, "Resumable", BUCKET, PREFIX, EXPORT_TIME, "8"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

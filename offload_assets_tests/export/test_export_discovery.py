@@ -20,7 +20,7 @@ from offload_assets.export.discovery import (
 )
 from offload_assets.export.layout import iter_export_lines, latest_completed_export, list_export_ids
 from offload_assets.defs.table_assets import partitions_for
-from offload_assets_tests.orchestration.conftest import drop_export, make_spec, reviews
+from offload_assets_tests.defs.conftest import drop_export, make_spec, reviews
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from offload_assets.export.layout import (
 )
 from offload_assets.export.partition_export import export_partition
 from offload_assets.local.demo_data import to_low_level
-from offload_assets_tests.exports.conftest import (
+from offload_assets_tests.export.conftest import (
     BUCKET,
     READ_OPERATIONS,
     canonical,

@@ -7,7 +7,7 @@ from offload_assets.local.demo_data import create_reviews_table, generate_review
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
-from offload_assets_tests.exports.conftest import BUCKET
+from offload_assets_tests.export.conftest import BUCKET
 
 
 def _materialize_export(tables_file, emulator):
