@@ -23,7 +23,7 @@ BATCH = 20_000
 
 
 def _wire(value: dict) -> dict:
-    (tag, payload), = value.items()
+    ((tag, payload),) = value.items()
     if tag == "B":
         return {"B": base64.b64decode(payload)}
     if tag == "BS":
@@ -54,10 +54,17 @@ def _fit(value, arrow_type: pa.DataType):
     if pa.types.is_struct(arrow_type):
         if not isinstance(value, dict):
             return None
-        return {arrow_type.field(i).name: _fit(value.get(arrow_type.field(i).metadata[b"original_name"].decode()
-                                                           if arrow_type.field(i).metadata else arrow_type.field(i).name),
-                                                 arrow_type.field(i).type)
-                for i in range(arrow_type.num_fields)}
+        return {
+            arrow_type.field(i).name: _fit(
+                value.get(
+                    arrow_type.field(i).metadata[b"original_name"].decode()
+                    if arrow_type.field(i).metadata
+                    else arrow_type.field(i).name
+                ),
+                arrow_type.field(i).type,
+            )
+            for i in range(arrow_type.num_fields)
+        }
     return value
 
 
@@ -66,8 +73,7 @@ def convert_file(args: tuple[str, str, bytes]) -> tuple[int, int]:
     path, out_path, schema_bytes = args
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
     deserializer = TypeDeserializer()
-    columns = [(f.name, (f.metadata or {}).get(b"original_name", f.name.encode()).decode(), f.type)
-               for f in schema]
+    columns = [(f.name, (f.metadata or {}).get(b"original_name", f.name.encode()).decode(), f.type) for f in schema]
     writer = pq.ParquetWriter(out_path, schema, compression="zstd")
     rows = 0
     buffers = {name: [] for name, _, _ in columns}
@@ -91,6 +97,7 @@ def convert_file(args: tuple[str, str, bytes]) -> tuple[int, int]:
         flush()
     writer.close()
     import os
+
     return rows, os.path.getsize(out_path)
 
 

@@ -47,8 +47,12 @@ QUERIES = {
 def write_project(root: Path, tables: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     entries = [
-        {"dynamodb_table": f"Table{i:02d}", "s3_bucket": f"bucket-{i % 5}",
-         "export_method": ("scan", "native", "incremental")[i % 3], "export_hour": i % 24}
+        {
+            "dynamodb_table": f"Table{i:02d}",
+            "s3_bucket": f"bucket-{i % 5}",
+            "export_method": ("scan", "native", "incremental")[i % 3],
+            "export_hour": i % 24,
+        }
         for i in range(tables)
     ]
     (root / "tables.yaml").write_text(yaml.safe_dump({"tables": entries}))
@@ -56,9 +60,11 @@ def write_project(root: Path, tables: int) -> Path:
         "from pathlib import Path\n\nfrom offload_assets.definitions import build_definitions\n\n"
         "defs = build_definitions(Path(__file__).with_name('tables.yaml'))\n"
     )
-    (root / "workspace.yaml").write_text(yaml.safe_dump(
-        {"load_from": [{"python_file": {"relative_path": "defs.py", "location_name": f"tables_{tables}"}}]}
-    ))
+    (root / "workspace.yaml").write_text(
+        yaml.safe_dump(
+            {"load_from": [{"python_file": {"relative_path": "defs.py", "location_name": f"tables_{tables}"}}]}
+        )
+    )
     return root
 
 
@@ -84,8 +90,9 @@ def free_port() -> int:
 
 def graphql(url: str, query: str, timeout: float = 60.0) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
-    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     with opener.open(request, timeout=timeout) as resp:
         body = json.loads(resp.read())
     if body.get("errors"):
@@ -98,12 +105,31 @@ def measure_webserver(root: Path, tables: int, repeats: int) -> dict[str, float]
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DAGSTER_HOME": str(prepare_dagster_home(root / "dagster_home")), "OFFLOAD_ASSETS_TARGET": "local"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(prepare_dagster_home(root / "dagster_home")),
+        "OFFLOAD_ASSETS_TARGET": "local",
+    }
     log = open(root / "webserver.log", "wb")
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "dagster_webserver",
+            "-w",
+            str(root / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         status_query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
@@ -123,7 +149,9 @@ def measure_webserver(root: Path, tables: int, repeats: int) -> dict[str, float]
         [repo] = graphql(url, QUERIES["automation"])["repositoriesOrError"]["nodes"]
         assert len(repo["schedules"]) == tables and len(repo["sensors"]) >= tables * 3, repo
         [repo] = graphql(url, QUERIES["jobs"])["repositoriesOrError"]["nodes"]
-        assert len([j for j in repo["jobs"] if not j["name"].startswith("__")]) == tables, [j["name"] for j in repo["jobs"]]
+        assert len([j for j in repo["jobs"] if not j["name"].startswith("__")]) == tables, [
+            j["name"] for j in repo["jobs"]
+        ]
         for name, query in QUERIES.items():
             timings = []
             for _ in range(repeats):
@@ -162,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in base:
         print(f"{key:<22}{base[key]:>10.2f}{big[key]:>12.2f}{big[key] / base[key]:>8.1f}")
     ok = big["build+validate_cpu_s"] < TARGET_SECONDS
-    print(f"\n{args.tables} tables build and validate in {big['build+validate_cpu_s']:.2f} s of CPU "
-          f"(target < {TARGET_SECONDS:.0f} s): {'OK' if ok else 'FAILED'}")
+    print(
+        f"\n{args.tables} tables build and validate in {big['build+validate_cpu_s']:.2f} s of CPU "
+        f"(target < {TARGET_SECONDS:.0f} s): {'OK' if ok else 'FAILED'}"
+    )
     return 0 if ok else 1
 
 

@@ -78,15 +78,19 @@ def review_item(rng: random.Random, n: int) -> dict:
         "Price": {"N": decimal_text(rng.randint(1, 99999), 2)},
         "Locale": {"S": rng.choice(LOCALES)},
         "ReviewerName": {"S": f"user{rng.randrange(10**6)}"},
-        "Product": {"M": {
-            "Category": {"S": rng.choice(CATEGORIES)},
-            "Brand": {"S": rng.choice(BRANDS)},
-            "Dimensions": {"M": {
-                "H": {"N": decimal_text(rng.randint(1, 500), 1)},
-                "W": {"N": decimal_text(rng.randint(1, 500), 1)},
-                "Unit": {"S": "cm"},
-            }},
-        }},
+        "Product": {
+            "M": {
+                "Category": {"S": rng.choice(CATEGORIES)},
+                "Brand": {"S": rng.choice(BRANDS)},
+                "Dimensions": {
+                    "M": {
+                        "H": {"N": decimal_text(rng.randint(1, 500), 1)},
+                        "W": {"N": decimal_text(rng.randint(1, 500), 1)},
+                        "Unit": {"S": "cm"},
+                    }
+                },
+            }
+        },
     }
     r = rng.random
     if r() < 0.7:
@@ -104,11 +108,18 @@ def review_item(rng: random.Random, n: int) -> dict:
     if r() < 0.2:
         item["SentimentScores"] = {"NS": sorted({decimal_text(rng.randint(1, 999), 3) for _ in range(3)})}
     if r() < 0.15:
-        item["Comments"] = {"L": [
-            {"M": {"By": {"S": f"C{rng.randrange(10**9):09d}"}, "Text": {"S": words(rng, 3, 12)},
-                   "At": {"N": str(created + rng.randint(1, 10**8))}}}
-            for _ in range(rng.randint(1, 3))
-        ]}
+        item["Comments"] = {
+            "L": [
+                {
+                    "M": {
+                        "By": {"S": f"C{rng.randrange(10**9):09d}"},
+                        "Text": {"S": words(rng, 3, 12)},
+                        "At": {"N": str(created + rng.randint(1, 10**8))},
+                    }
+                }
+                for _ in range(rng.randint(1, 3))
+            ]
+        }
     if r() < 0.05:  # a list mixing types
         item["History"] = {"L": [{"S": "edited"}, {"N": str(created + 5)}, {"BOOL": True}]}
     if r() < 0.02:

@@ -44,23 +44,24 @@ def run_converter(files: list[str], out: str, compression: str) -> dict:
     schema_path = Path(out).parent / "schema.arrow"
     schema_path.write_bytes(result.schema.serialize().to_pybytes())
     return {
-        "seconds": seconds, "rows": result.rows, "files": len(result.files),
-        "output_bytes": result.output_bytes, "rescued": result.rescued_counts,
+        "seconds": seconds,
+        "rows": result.rows,
+        "files": len(result.files),
+        "output_bytes": result.output_bytes,
+        "rescued": result.rescued_counts,
         "columns": len(result.schema),
     }
 
 
 def run_baseline(files: list[str], out: str, schema_file: str, processes: int) -> dict:
     import pyarrow as pa
-
     from baseline_per_item import convert_per_item
 
     schema = pa.ipc.read_schema(pa.py_buffer(Path(schema_file).read_bytes()))
     os.makedirs(out, exist_ok=True)
     started = time.perf_counter()
     rows, output_bytes = convert_per_item(files, out, schema, processes=processes)
-    return {"seconds": time.perf_counter() - started, "rows": rows, "files": len(files),
-            "output_bytes": output_bytes}
+    return {"seconds": time.perf_counter() - started, "rows": rows, "files": len(files), "output_bytes": output_bytes}
 
 
 def child(args) -> None:
@@ -80,8 +81,7 @@ def child(args) -> None:
 def contender(kind: str, files_json: Path, out: Path, extra: list[str]) -> dict:
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, __file__, "--child", kind, "--files-json", str(files_json),
-           "--child-out", str(out), *extra]
+    cmd = [sys.executable, __file__, "--child", kind, "--files-json", str(files_json), "--child-out", str(out), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-4000:]}")
@@ -115,9 +115,13 @@ def main() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     ours = contender("converter", files_json, run_dir / "converter", ["--compression", args.compression])
-    report = {"items": manifest["items"], "json_bytes": manifest["json_bytes"],
-              "gzip_bytes": manifest["gzip_bytes"], "input_files": len(manifest["files"]),
-              "cpus": os.cpu_count()}
+    report = {
+        "items": manifest["items"],
+        "json_bytes": manifest["json_bytes"],
+        "gzip_bytes": manifest["gzip_bytes"],
+        "input_files": len(manifest["files"]),
+        "cpus": os.cpu_count(),
+    }
 
     def figures(r: dict) -> dict:
         return {
@@ -133,8 +137,12 @@ def main() -> None:
     report["converter"] = figures(ours) | {"rescued": ours["rescued"], "columns": ours["columns"]}
     report["parquet_vs_gzip"] = round(ours["output_bytes"] / manifest["gzip_bytes"], 3)
     if not args.skip_baseline:
-        base = contender("baseline", files_json, run_dir / "baseline",
-                         ["--schema", str(run_dir / "schema.arrow"), "--processes", str(args.processes)])
+        base = contender(
+            "baseline",
+            files_json,
+            run_dir / "baseline",
+            ["--schema", str(run_dir / "schema.arrow"), "--processes", str(args.processes)],
+        )
         report["baseline"] = figures(base)
         report["speedup"] = round(base["seconds"] / ours["seconds"], 2)
     print(json.dumps(report))

@@ -24,10 +24,10 @@ import time
 from bisect import bisect_left
 
 from offload_assets.aws.connection import resolve_connection
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
-from offload_assets.local.emulator import ensure_local_emulator, stop_local_emulator
 from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.export.scan import ScanProgress, export_table_scan
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets.local.emulator import ensure_local_emulator, stop_local_emulator
 
 TABLE = "ScanBenchmark"
 BUCKET = "scan-benchmark"
@@ -55,8 +55,17 @@ def run_scan(ddb, s3, *, budget: float | None, segments: int, prefix: str) -> di
 
     started = time.monotonic()
     result = export_table_scan(
-        ddb, s3, table_name=TABLE, bucket=BUCKET, export_prefix=prefix, export_time="2026-01-01T00:00:00Z",
-        total_segments=segments, rate_limit=budget, capacity_source="estimated", resume=False, on_progress=record,
+        ddb,
+        s3,
+        table_name=TABLE,
+        bucket=BUCKET,
+        export_prefix=prefix,
+        export_time="2026-01-01T00:00:00Z",
+        total_segments=segments,
+        rate_limit=budget,
+        capacity_source="estimated",
+        resume=False,
+        on_progress=record,
     )
     duration = time.monotonic() - started
     events.sort()
@@ -78,7 +87,12 @@ def run_scan(ddb, s3, *, budget: float | None, segments: int, prefix: str) -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=6000)
-    parser.add_argument("--pad-bytes", type=int, default=3000, help="filler per item (moto pays per page, not per byte: few big items keep it fast enough)")
+    parser.add_argument(
+        "--pad-bytes",
+        type=int,
+        default=3000,
+        help="filler per item (moto pays per page, not per byte: few big items keep it fast enough)",
+    )
     parser.add_argument("--budget", type=float, default=40.0, help="read units per second")
     parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--endpoint", help="an emulator already running (default: start one)")
@@ -98,18 +112,24 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             items = generate_reviews(args.items - 2, seed=1)
             for n, item in enumerate(items):
-                item["Padding"] = ("%08d" % n) * (args.pad_bytes // 8)
+                item["Padding"] = f"{n:08d}" * (args.pad_bytes // 8)
             put_items(ddb, TABLE, items)
             print(f"loaded {len(items):,} items in {time.monotonic() - t0:.1f} s")
 
-        print(f"emulator {endpoint}, {args.segments} segments, budget {args.budget:g} RCU/s (capacity estimated from item sizes)")
+        print(
+            f"emulator {endpoint}, {args.segments} segments, budget {args.budget:g} RCU/s (capacity estimated from item sizes)"
+        )
         rows = []
         if not args.skip_unthrottled:
             rows.append(("unthrottled", None, run_scan(ddb, s3, budget=None, segments=args.segments, prefix="free")))
-        rows.append(("throttled", args.budget, run_scan(ddb, s3, budget=args.budget, segments=args.segments, prefix="budget")))
+        rows.append(
+            ("throttled", args.budget, run_scan(ddb, s3, budget=args.budget, segments=args.segments, prefix="budget"))
+        )
 
         print()
-        print("| run | items | RCU | seconds | RCU/s | % of budget | items/s | max RCU/s over 10 s | % of budget | pages |")
+        print(
+            "| run | items | RCU | seconds | RCU/s | % of budget | items/s | max RCU/s over 10 s | % of budget | pages |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, budget, r in rows:
             pct = f"{100 * r['rate'] / budget:.1f}" if budget else "-"
@@ -126,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"busiest 10 s window starts {throttled['max_10s_at']:.1f} s into the throttled scan")
         print(f"moto reported {throttled['reported']:,.1f} RCU for the throttled scan (fake: 1.0 per page)")
         ok = 0.8 <= average <= 1.0 and window <= 1.1 and throttled["max_10s_rate"] is not None
-        print(f"acceptance: average {100 * average:.1f}% (80-100%), max 10 s window {100 * window:.1f}% (<= 110%): {'PASS' if ok else 'FAIL'}")
+        print(
+            f"acceptance: average {100 * average:.1f}% (80-100%), max 10 s window {100 * window:.1f}% (<= 110%): {'PASS' if ok else 'FAIL'}"
+        )
         return 0 if ok else 1
     finally:
         if state_dir is not None:

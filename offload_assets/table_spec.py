@@ -49,8 +49,12 @@ class _TableEntry(BaseModel):
     on_demand_rcu_budget: float | None = Field(
         None, gt=0, description="Read units per second a scan may use on an on-demand table."
     )
-    scan_segments: int | None = Field(None, ge=1, le=1_000_000, description="Parallel Scan segments; default from table size.")
-    export_timeout_minutes: float = Field(360, gt=0, description="A run still exporting after this fails and publishes nothing.")
+    scan_segments: int | None = Field(
+        None, ge=1, le=1_000_000, description="Parallel Scan segments; default from table size."
+    )
+    export_timeout_minutes: float = Field(
+        360, gt=0, description="A run still exporting after this fails and publishes nothing."
+    )
     partitions_start: dt.date = Field(dt.date(2026, 1, 1), description="First daily partition.")
     compression: Literal["zstd", "snappy"] = "zstd"
     retention_snapshots: int | None = Field(
@@ -60,25 +64,37 @@ class _TableEntry(BaseModel):
         False, description="Athena partition projection on ddb_export_timestamp (see README: trade-off with re-runs)."
     )
     catalog_mode: Literal["direct", "crawler"] = Field(
-        "direct", description="'direct': register schema and partitions ourselves; 'crawler': run a Glue crawler (blog parity)."
+        "direct",
+        description="'direct': register schema and partitions ourselves; 'crawler': run a Glue crawler (blog parity).",
     )
     crawler_role: str | None = Field(None, description="IAM role ARN the Glue crawler runs as (catalog_mode: crawler).")
     crawler_timeout_minutes: float = Field(30, gt=0, description="A crawl still running after this fails the run.")
     external_export_prefixes: tuple[str, ...] = Field(
-        (), description="Extra S3 locations (s3://bucket/prefix, or a prefix in s3_bucket) where exports started outside Dagster land."
+        (),
+        description="Extra S3 locations (s3://bucket/prefix, or a prefix in s3_bucket) where exports started outside Dagster land.",
     )
     notification_queue_url: str | None = Field(
-        None, description="SQS queue receiving export-finished notifications (e.g. from an SNS topic); enables the notification sensor."
+        None,
+        description="SQS queue receiving export-finished notifications (e.g. from an SNS topic); enables the notification sensor.",
     )
-    sensor_interval_seconds: int = Field(60, ge=5, le=86_400, description="Seconds between ticks of this table's sensors.")
+    sensor_interval_seconds: int = Field(
+        60, ge=5, le=86_400, description="Seconds between ticks of this table's sensors."
+    )
     freshness_hours: float = Field(
-        30, gt=0, description="The newest published partition may be this many hours old (since its export time) before its freshness check fails."
+        30,
+        gt=0,
+        description="The newest published partition may be this many hours old (since its export time) before its freshness check fails.",
     )
     engine: Literal["local", "glue"] = Field(
-        "local", description="Where the export is converted to Parquet: 'local' (in process) or 'glue' (a PySpark job on AWS Glue via Dagster Pipes)."
+        "local",
+        description="Where the export is converted to Parquet: 'local' (in process) or 'glue' (a PySpark job on AWS Glue via Dagster Pipes).",
     )
-    glue_job_name: str | None = Field(None, description="Glue job running the conversion (engine: glue); default offload-assets-convert-<table>.")
-    glue_role_arn: str | None = Field(None, description="IAM role the Glue job runs as; when set, the project creates/updates the job.")
+    glue_job_name: str | None = Field(
+        None, description="Glue job running the conversion (engine: glue); default offload-assets-convert-<table>."
+    )
+    glue_role_arn: str | None = Field(
+        None, description="IAM role the Glue job runs as; when set, the project creates/updates the job."
+    )
     glue_version: str = Field("5.0", description="Glue version of the job (Spark 3.5, Python 3.11 on 5.0).")
     glue_worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
     glue_workers: int = Field(2, ge=2, le=1000, description="Glue workers (DPUs for G.1X) of the conversion job.")
@@ -86,7 +102,8 @@ class _TableEntry(BaseModel):
         None, description="KMS key (id, ARN or alias) for SSE-KMS on every S3 write; default: SSE-S3 (AES256)."
     )
     expected_bucket_owner: str | None = Field(
-        None, description="12-digit account id that must own s3_bucket; sent as ExpectedBucketOwner on every S3 request."
+        None,
+        description="12-digit account id that must own s3_bucket; sent as ExpectedBucketOwner on every S3 request.",
     )
 
     @field_validator("sse_kms_key_id")
@@ -108,7 +125,9 @@ class _TableEntry(BaseModel):
     def _external_prefixes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         out = []
         for location in v:
-            bucket, _, prefix = location.removeprefix("s3://").partition("/") if location.startswith("s3://") else ("", "", location)
+            bucket, _, prefix = (
+                location.removeprefix("s3://").partition("/") if location.startswith("s3://") else ("", "", location)
+            )
             prefix = prefix.strip("/")
             segments = prefix.split("/")
             if location.startswith("s3://") and (not _BUCKET_RE.match(bucket) or ".." in bucket):
@@ -145,7 +164,9 @@ class _TableEntry(BaseModel):
         v = v.strip("/")
         segments = v.split("/")
         if not v or any(s in ("", ".", "..") or not _PREFIX_SEGMENT_RE.match(s) for s in segments):
-            raise ValueError("must be a relative key prefix of letters, digits, '_', '-', '.', '=' and '/' without '..'")
+            raise ValueError(
+                "must be a relative key prefix of letters, digits, '_', '-', '.', '=' and '/' without '..'"
+            )
         return v
 
     @field_validator("timezone")
@@ -162,7 +183,9 @@ class _TableEntry(BaseModel):
         if self.catalog_mode == "crawler" and not self.crawler_role:
             raise ValueError("catalog_mode 'crawler' needs crawler_role (the IAM role ARN the crawler runs as)")
         if self.catalog_mode == "crawler" and self.partition_projection:
-            raise ValueError("partition_projection needs catalog_mode 'direct' (a crawler rewrites the table's properties)")
+            raise ValueError(
+                "partition_projection needs catalog_mode 'direct' (a crawler rewrites the table's properties)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -233,7 +256,7 @@ class TableSpec:
         """The instant a partition's snapshot represents: its date at ``export_hour`` in ``timezone``."""
         day = dt.date.fromisoformat(partition_key)
         local = dt.datetime.combine(day, dt.time(self.export_hour), tzinfo=zoneinfo.ZoneInfo(self.timezone))
-        return local.astimezone(dt.timezone.utc)
+        return local.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -283,7 +306,11 @@ def parse_tables(document: Any, path: Path) -> TablesFile:
         specs.append(TableSpec(**entry.model_dump()))
     seen: dict[str, str] = {}
     for spec in specs:
-        for key in (f"dynamodb:{spec.dynamodb_table}", f"catalog:{spec.catalog_database}.{spec.catalog_table}", f"name:{spec.name}"):
+        for key in (
+            f"dynamodb:{spec.dynamodb_table}",
+            f"catalog:{spec.catalog_database}.{spec.catalog_table}",
+            f"name:{spec.name}",
+        ):
             if key in seen:
                 raise TablesFileError(
                     f"{path}: table {spec.dynamodb_table!r}: {key.split(':')[0]} name {key.split(':', 1)[1]!r} "

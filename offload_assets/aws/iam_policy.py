@@ -80,114 +80,153 @@ def build_iam_policy(
         for s in native_tables:
             arn = ddb.format(r=region, a=account_id, t=s.dynamodb_table)
             resources += [arn, f"{arn}/export/*"]
-        statements.append({"Sid": "NativeExport", "Effect": "Allow", "Action": NATIVE_EXPORT_ACTIONS, "Resource": resources})
+        statements.append(
+            {"Sid": "NativeExport", "Effect": "Allow", "Action": NATIVE_EXPORT_ACTIONS, "Resource": resources}
+        )
 
     for bucket in _dedupe(s.s3_bucket for s in specs):
         in_bucket = [s for s in specs if s.s3_bucket == bucket]
         prefixes = _dedupe(p for s in in_bucket for p in (s.export_prefix_root, s.parquet_root))
-        statements.append({
-            "Sid": f"ListTablePrefixes{len(statements)}",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": [f"arn:aws:s3:::{bucket}"],
-            "Condition": {"StringLike": {"s3:prefix": _dedupe(q for p in prefixes for q in (p, f"{p}/*"))}},
-        })
-        statements.append({
-            "Sid": f"ReadWriteTableObjects{len(statements)}",
-            "Effect": "Allow",
-            "Action": S3_OBJECT_ACTIONS,
-            "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in prefixes],
-        })
+        statements.append(
+            {
+                "Sid": f"ListTablePrefixes{len(statements)}",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": _dedupe(q for p in prefixes for q in (p, f"{p}/*"))}},
+            }
+        )
+        statements.append(
+            {
+                "Sid": f"ReadWriteTableObjects{len(statements)}",
+                "Effect": "Allow",
+                "Action": S3_OBJECT_ACTIONS,
+                "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in prefixes],
+            }
+        )
 
     glue_resources = [f"arn:aws:glue:{region}:{account_id}:catalog"]
     for db in _dedupe(s.catalog_database for s in specs):
         glue_resources.append(f"arn:aws:glue:{region}:{account_id}:database/{db}")
         glue_resources += [
             f"arn:aws:glue:{region}:{account_id}:table/{db}/{t}"
-            for s in specs if s.catalog_database == db
+            for s in specs
+            if s.catalog_database == db
             for t in (s.catalog_table, f"{s.catalog_table}_latest")
         ]
     statements.append({"Sid": "CatalogTables", "Effect": "Allow", "Action": GLUE_ACTIONS, "Resource": glue_resources})
 
     if athena_workgroup:
-        statements.append({
-            "Sid": "AthenaQueries",
-            "Effect": "Allow",
-            "Action": ATHENA_ACTIONS,
-            "Resource": [f"arn:aws:athena:{region}:{account_id}:workgroup/{athena_workgroup}"],
-        })
+        statements.append(
+            {
+                "Sid": "AthenaQueries",
+                "Effect": "Allow",
+                "Action": ATHENA_ACTIONS,
+                "Resource": [f"arn:aws:athena:{region}:{account_id}:workgroup/{athena_workgroup}"],
+            }
+        )
         if athena_results_uri:
             bucket, _, prefix = athena_results_uri.removeprefix("s3://").partition("/")
             prefix = prefix.strip("/")
-            statements.append({
-                "Sid": "AthenaResults",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*"],
-            })
+            statements.append(
+                {
+                    "Sid": "AthenaResults",
+                    "Effect": "Allow",
+                    "Action": [
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:AbortMultipartUpload",
+                        "s3:GetBucketLocation",
+                        "s3:ListBucket",
+                    ],
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*"],
+                }
+            )
     kms_keys = _dedupe(k for k in (kms_key_arn, *(getattr(s, "sse_kms_key_id", None) for s in specs)) if k)
     if kms_keys:
-        statements.append({
-            "Sid": "EncryptWithTableKey",
-            "Effect": "Allow",
-            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "Resource": kms_keys,
-        })
+        statements.append(
+            {
+                "Sid": "EncryptWithTableKey",
+                "Effect": "Allow",
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": kms_keys,
+            }
+        )
     external = [(s, loc) for s in specs for loc in s.external_export_prefixes]
     if external:
         # Exports started outside Dagster: the sensor lists and reads them, then copies them in.
-        for bucket in _dedupe((loc.removeprefix("s3://").split("/", 1)[0] if loc.startswith("s3://") else s.s3_bucket) for s, loc in external):
+        for bucket in _dedupe(
+            (loc.removeprefix("s3://").split("/", 1)[0] if loc.startswith("s3://") else s.s3_bucket)
+            for s, loc in external
+        ):
             prefixes = _dedupe(
                 (loc.removeprefix("s3://").split("/", 1)[1] if loc.startswith("s3://") else loc)
                 for s, loc in external
                 if (loc.removeprefix("s3://").split("/", 1)[0] if loc.startswith("s3://") else s.s3_bucket) == bucket
             )
-            statements.append({
-                "Sid": f"ReadExternalExports{len(statements)}",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": _dedupe(q for p in prefixes for q in (p, f"{p}/*"))}},
-            })
-            statements.append({
-                "Sid": f"GetExternalExports{len(statements)}",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in prefixes],
-            })
+            statements.append(
+                {
+                    "Sid": f"ReadExternalExports{len(statements)}",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket"],
+                    "Resource": [f"arn:aws:s3:::{bucket}"],
+                    "Condition": {"StringLike": {"s3:prefix": _dedupe(q for p in prefixes for q in (p, f"{p}/*"))}},
+                }
+            )
+            statements.append(
+                {
+                    "Sid": f"GetExternalExports{len(statements)}",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in prefixes],
+                }
+            )
     queues = _dedupe(s.notification_queue_url for s in specs if s.notification_queue_url)
     if queues:
-        statements.append({
-            "Sid": "ExportNotifications",
-            "Effect": "Allow",
-            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
-            "Resource": [queue_arn(url, region, account_id) for url in queues],
-        })
+        statements.append(
+            {
+                "Sid": "ExportNotifications",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ],
+                "Resource": [queue_arn(url, region, account_id) for url in queues],
+            }
+        )
     glue_tables = [s for s in specs if getattr(s, "engine", "local") == "glue"]
     if glue_tables:
         from offload_assets.spark.glue_launch import glue_job_name
 
-        statements.append({
-            "Sid": "ConvertOnGlue",
-            "Effect": "Allow",
-            "Action": GLUE_JOB_ACTIONS,
-            "Resource": [f"arn:aws:glue:{region}:{account_id}:job/{glue_job_name(s)}" for s in glue_tables],
-        })
-        statements.append({
-            "Sid": "GlueJobFiles",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": _dedupe(f"arn:aws:s3:::{s.s3_bucket}/{s.s3_prefix}/glue/*" for s in glue_tables),
-        })
+        statements.append(
+            {
+                "Sid": "ConvertOnGlue",
+                "Effect": "Allow",
+                "Action": GLUE_JOB_ACTIONS,
+                "Resource": [f"arn:aws:glue:{region}:{account_id}:job/{glue_job_name(s)}" for s in glue_tables],
+            }
+        )
+        statements.append(
+            {
+                "Sid": "GlueJobFiles",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": _dedupe(f"arn:aws:s3:::{s.s3_bucket}/{s.s3_prefix}/glue/*" for s in glue_tables),
+            }
+        )
         roles = _dedupe(s.glue_role_arn for s in glue_tables if s.glue_role_arn)
         if roles:
-            statements.append({
-                "Sid": "PassGlueJobRole",
-                "Effect": "Allow",
-                "Action": ["iam:PassRole"],
-                "Resource": roles,
-                "Condition": {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
-            })
+            statements.append(
+                {
+                    "Sid": "PassGlueJobRole",
+                    "Effect": "Allow",
+                    "Action": ["iam:PassRole"],
+                    "Resource": roles,
+                    "Condition": {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}},
+                }
+            )
     return {"Version": "2012-10-17", "Statement": statements}
 
 

@@ -36,7 +36,9 @@ _HOOK_ID = "offload_assets.aws.s3_writes.enforce"
 def s3_put_kwargs(spec: Any) -> dict[str, str]:
     """boto3 arguments for writing an object of ``spec``'s table: encryption and, if set, the bucket owner."""
     kms_key = getattr(spec, "sse_kms_key_id", None)
-    kwargs = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else {"ServerSideEncryption": "AES256"}
+    kwargs = (
+        {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else {"ServerSideEncryption": "AES256"}
+    )
     owner = getattr(spec, "expected_bucket_owner", None)
     if owner:
         kwargs["ExpectedBucketOwner"] = owner
@@ -134,7 +136,11 @@ class EncryptedS3Output(pafs.FileSystemHandler):
         self.s3, self.native, self.put_kwargs = s3, native, dict(put_kwargs)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, EncryptedS3Output) and other.native.equals(self.native) and other.put_kwargs == self.put_kwargs
+        return (
+            isinstance(other, EncryptedS3Output)
+            and other.native.equals(self.native)
+            and other.put_kwargs == self.put_kwargs
+        )
 
     def __ne__(self, other: object) -> bool:
         return not self == other
@@ -178,7 +184,7 @@ class EncryptedS3Output(pafs.FileSystemHandler):
         if info.type == pafs.FileType.Directory:
             for child in self.native.get_file_info(pafs.FileSelector(src, recursive=True)):
                 if child.type == pafs.FileType.File:
-                    self.move(child.path, dest.rstrip("/") + child.path[len(src.rstrip("/")):])
+                    self.move(child.path, dest.rstrip("/") + child.path[len(src.rstrip("/")) :])
             return
         if info.type != pafs.FileType.File:
             raise FileNotFoundError(f"cannot move {src!r}: no such object")

@@ -97,8 +97,14 @@ def _state(glue: Any, name: str) -> tuple[str, dict[str, Any]]:
 
 
 def _wait_ready(
-    glue: Any, name: str, deadline: float, poll_seconds: float, sleep: Callable[[float], None], what: str,
-    timeout_minutes: float, since: dt.datetime | None = None,
+    glue: Any,
+    name: str,
+    deadline: float,
+    poll_seconds: float,
+    sleep: Callable[[float], None],
+    what: str,
+    timeout_minutes: float,
+    since: dt.datetime | None = None,
 ) -> dict[str, Any]:
     while True:
         state, last = _state(glue, name)
@@ -138,7 +144,7 @@ def run_crawler(
     if state != "READY":
         # A crawl that started before our snapshot was complete may miss it: let it end, then crawl again.
         _wait_ready(glue, name, deadline, poll_seconds, sleep, " (a crawl started elsewhere)", timeout_minutes)
-    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)  # tolerate a little clock skew
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)  # tolerate a little clock skew
     glue.start_crawler(Name=name)
     last = _wait_ready(glue, name, deadline, poll_seconds, sleep, "", timeout_minutes, since)
     status = last.get("Status", "UNKNOWN")
@@ -150,7 +156,9 @@ def run_crawler(
     metrics: dict[str, Any] = {}
     try:
         for m in glue.get_crawler_metrics(CrawlerNameList=[name]).get("CrawlerMetricsList", []):
-            metrics = {k: m[k] for k in ("TablesCreated", "TablesUpdated", "TablesDeleted", "LastRuntimeSeconds") if k in m}
+            metrics = {
+                k: m[k] for k in ("TablesCreated", "TablesUpdated", "TablesDeleted", "LastRuntimeSeconds") if k in m
+            }
     except glue.exceptions.ClientError:
         metrics = {}  # not every catalog implementation serves metrics; the crawl itself succeeded
     return CrawlOutcome(name, change, status, time.monotonic() - started, metrics)

@@ -145,7 +145,11 @@ def _schema_of(database: str, name: str, t: dict[str, Any]) -> pa.Schema:
     fields = []
     for col in columns:
         comment = col.get("Comment") or ""
-        meta = {ORIGINAL_NAME_KEY: comment.removeprefix(_COMMENT_PREFIX).encode()} if comment.startswith(_COMMENT_PREFIX) else None
+        meta = (
+            {ORIGINAL_NAME_KEY: comment.removeprefix(_COMMENT_PREFIX).encode()}
+            if comment.startswith(_COMMENT_PREFIX)
+            else None
+        )
         try:
             fields.append(pa.field(col["Name"], glue_to_arrow(col["Type"]), metadata=meta))
         except GlueTypeError as err:
@@ -227,7 +231,9 @@ def _merge_type(current: pa.DataType, new: pa.DataType, where: str) -> pa.DataTy
             else:
                 fields.append(f)
         return pa.struct(fields)
-    if (pa.types.is_list(current) or pa.types.is_large_list(current)) and (pa.types.is_list(new) or pa.types.is_large_list(new)):
+    if (pa.types.is_list(current) or pa.types.is_large_list(current)) and (
+        pa.types.is_list(new) or pa.types.is_large_list(new)
+    ):
         element = _merge_type(current.value_type, new.value_type, f"{where}[]")
         return pa.list_(current.value_field.with_type(element))
     if pa.types.is_null(current):
@@ -286,7 +292,9 @@ def register_table(
         glue.create_table(DatabaseName=database, TableInput=table_input)
         return "created"
     if current.get("TableType") == "VIRTUAL_VIEW":
-        raise SchemaConflictError(f"{database}.{table} is a view in the Glue catalog, not a table; refusing to replace it")
+        raise SchemaConflictError(
+            f"{database}.{table} is a view in the Glue catalog, not a table; refusing to replace it"
+        )
     sd = current.get("StorageDescriptor", {})
     current_params = dict(current.get("Parameters", {}))
     params = {k: v for k, v in current_params.items() if not _owned(k)} | ours
@@ -297,7 +305,11 @@ def register_table(
         and current.get("TableType") == "EXTERNAL_TABLE"
         and (sd.get("SerdeInfo") or {}).get("SerializationLibrary") == PARQUET_SERDE
     )
-    if structure_same and current_params == params and (description is None or current.get("Description") == description):
+    if (
+        structure_same
+        and current_params == params
+        and (description is None or current.get("Description") == description)
+    ):
         return "unchanged"
     table_input["Parameters"] = params
     if description is None and current.get("Description"):
@@ -353,7 +365,9 @@ def _partition_pages(glue: Any, database: str, table: str, expression: str | Non
 def list_partitions(glue: Any, *, database: str, table: str, expression: str | None = None) -> list[CatalogPartition]:
     """Registered partitions, sorted by value."""
     out = [
-        CatalogPartition(p["Values"][0], p.get("StorageDescriptor", {}).get("Location", ""), dict(p.get("Parameters", {})))
+        CatalogPartition(
+            p["Values"][0], p.get("StorageDescriptor", {}).get("Location", ""), dict(p.get("Parameters", {}))
+        )
         for p in _partition_pages(glue, database, table, expression)
     ]
     return sorted(out, key=lambda p: p.value)
@@ -367,16 +381,20 @@ def sync_partition_columns(glue: Any, *, database: str, table: str, schema: pa.S
         sd = p.get("StorageDescriptor", {})
         if _same_columns(sd.get("Columns", []), columns):
             continue
-        entries.append({
-            "PartitionValueList": p["Values"],
-            "PartitionInput": {
-                "Values": p["Values"],
-                "StorageDescriptor": _storage(sd.get("Location", ""), columns),
-                "Parameters": dict(p.get("Parameters", {})),
-            },
-        })
+        entries.append(
+            {
+                "PartitionValueList": p["Values"],
+                "PartitionInput": {
+                    "Values": p["Values"],
+                    "StorageDescriptor": _storage(sd.get("Location", ""), columns),
+                    "Parameters": dict(p.get("Parameters", {})),
+                },
+            }
+        )
     for i in range(0, len(entries), _BATCH_UPDATE):
-        response = glue.batch_update_partition(DatabaseName=database, TableName=table, Entries=entries[i : i + _BATCH_UPDATE])
+        response = glue.batch_update_partition(
+            DatabaseName=database, TableName=table, Entries=entries[i : i + _BATCH_UPDATE]
+        )
         if response.get("Errors"):
             first = response["Errors"][0]
             raise RuntimeError(
@@ -402,7 +420,11 @@ def delete_partitions(glue: Any, *, database: str, table: str, values: list[str]
         response = glue.batch_delete_partition(
             DatabaseName=database, TableName=table, PartitionsToDelete=[{"Values": [v]} for v in chunk]
         )
-        errors = [e for e in response.get("Errors", []) if e.get("ErrorDetail", {}).get("ErrorCode") != "EntityNotFoundException"]
+        errors = [
+            e
+            for e in response.get("Errors", [])
+            if e.get("ErrorDetail", {}).get("ErrorCode") != "EntityNotFoundException"
+        ]
         if errors:
             raise RuntimeError(
                 f"{database}.{table}: deleting partition {errors[0].get('PartitionValues')} failed: "
@@ -422,7 +444,9 @@ def list_tables(glue: Any, database: str) -> list[str]:
 # --- Athena views -------------------------------------------------------------------------
 
 
-def encode_presto_view(sql: str, *, schema: str, columns: list[tuple[str, str]], catalog: str = "awsdatacatalog") -> str:
+def encode_presto_view(
+    sql: str, *, schema: str, columns: list[tuple[str, str]], catalog: str = "awsdatacatalog"
+) -> str:
     """``ViewOriginalText`` as Athena writes it: ``/* Presto View: <base64 of the JSON definition> */``."""
     definition = {
         "originalSql": sql,
@@ -485,7 +509,9 @@ def register_view(
         glue.create_table(DatabaseName=database, TableInput=table_input)
         return "created"
     if current.get("TableType") != "VIRTUAL_VIEW":
-        raise SchemaConflictError(f"{database}.{name} is a table in the Glue catalog, not a view; refusing to replace it")
+        raise SchemaConflictError(
+            f"{database}.{name} is a table in the Glue catalog, not a view; refusing to replace it"
+        )
     if (
         current.get("ViewOriginalText") == view_text
         and current.get("Parameters", {}) == table_input["Parameters"]

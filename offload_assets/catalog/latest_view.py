@@ -86,7 +86,9 @@ def publish_latest_view(
     """Point ``<table>_latest`` at the newest of ``partition_values`` (drop it when there is none)."""
     name = latest_view_name(table)
     if not partition_values:
-        return LatestViewOutcome(name, None, "deleted" if delete_table(glue, database=database, name=name) else "absent")
+        return LatestViewOutcome(
+            name, None, "deleted" if delete_table(glue, database=database, name=name) else "absent"
+        )
     newest = max(partition_values)
     # Two publishers racing (a backfill): never move the view back to an older snapshot than the
     # one it shows, as long as that one is still registered.

@@ -75,7 +75,9 @@ def _range_end(text: str, fmt: str, today: dt.date, where: str) -> dt.date:
     try:
         return dt.datetime.strptime(text.strip(), fmt).date()
     except ValueError:
-        raise ProjectionError(f"{where}: projection range end {text!r} is neither a date in the format nor NOW[+-N UNIT]") from None
+        raise ProjectionError(
+            f"{where}: projection range end {text!r} is neither a date in the format nor NOW[+-N UNIT]"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ class DateProjection:
         return self.first <= day <= self.last and day.strftime(self.strptime_format) == value
 
 
-def parse_projection(parameters: dict[str, str], partition_keys: tuple[str, ...], *, where: str, today: dt.date | None = None) -> DateProjection | None:
+def parse_projection(
+    parameters: dict[str, str], partition_keys: tuple[str, ...], *, where: str, today: dt.date | None = None
+) -> DateProjection | None:
     """The table's projection if enabled (only the daily date projection this project writes is supported)."""
     if parameters.get(PARAM_ENABLED, "false").lower() != "true":
         return None
@@ -106,7 +110,9 @@ def parse_projection(parameters: dict[str, str], partition_keys: tuple[str, ...]
     column = partition_keys[0]
     key = f"projection.{column}"
     if parameters.get(f"{key}.type") != "date":
-        raise ProjectionError(f"{where}: projection type {parameters.get(f'{key}.type')!r} of {column} is not supported locally (only 'date')")
+        raise ProjectionError(
+            f"{where}: projection type {parameters.get(f'{key}.type')!r} of {column} is not supported locally (only 'date')"
+        )
     java_format = parameters.get(f"{key}.format", "")
     fmt = _JAVA_TO_STRPTIME.get(java_format)
     if fmt is None:
@@ -117,7 +123,7 @@ def parse_projection(parameters: dict[str, str], partition_keys: tuple[str, ...]
     bounds = parameters.get(f"{key}.range", "").split(",")
     if len(bounds) != 2:
         raise ProjectionError(f"{where}: projection range {parameters.get(f'{key}.range')!r} is not 'start,end'")
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     template = parameters.get(PARAM_TEMPLATE, "")
     if f"${{{column}}}" not in template:
         raise ProjectionError(f"{where}: {PARAM_TEMPLATE} {template!r} has no ${{{column}}}")

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from offload_assets.catalog.glue_tables import delete_partitions, list_partitions
 from offload_assets.aws.s3_objects import delete_prefix
+from offload_assets.catalog.glue_tables import delete_partitions, list_partitions
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 _DATE_DIR = re.compile(rf"^{PARTITION_COLUMN}=(\d{{4}}-\d{{2}}-\d{{2}})$")
@@ -58,7 +58,7 @@ def _date_dirs(s3: Any, bucket: str, root: str) -> list[str]:
     dates = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         for cp in page.get("CommonPrefixes", []):
-            m = _DATE_DIR.match(cp["Prefix"][len(prefix):].rstrip("/"))
+            m = _DATE_DIR.match(cp["Prefix"][len(prefix) :].rstrip("/"))
             if m:
                 dates.append(m.group(1))
     return sorted(dates)
@@ -74,7 +74,9 @@ def apply_retention(glue: Any, s3: Any, spec: TableSpec, keep: int | None = None
     kept = [v for v in sorted(registered) if v not in expired]
     delete_partitions(glue, database=spec.catalog_database, table=spec.catalog_table, values=expired)
     oldest_kept = kept[0]
-    on_disk = set(_date_dirs(s3, spec.s3_bucket, spec.parquet_root)) | set(_date_dirs(s3, spec.s3_bucket, spec.export_prefix_root))
+    on_disk = set(_date_dirs(s3, spec.s3_bucket, spec.parquet_root)) | set(
+        _date_dirs(s3, spec.s3_bucket, spec.export_prefix_root)
+    )
     unregistered = sorted(d for d in on_disk if d < oldest_kept and d not in expired)
     deleted = 0
     for value in [*expired, *unregistered]:

@@ -12,9 +12,9 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
 
     from offload_assets.aws.connection import resolve_connection
     from offload_assets.definitions import TABLES_FILE, build_definitions
+    from offload_assets.defs.table_assets import partitions_for
     from offload_assets.local.demo_data import REVIEWS_TABLE, seed_reviews
     from offload_assets.sql.query import run_query
-    from offload_assets.defs.table_assets import partitions_for
     from offload_assets.table_spec import load_tables_file
 
     tables = load_tables_file(tables_file or TABLES_FILE)
@@ -23,7 +23,9 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
     console.print(f"[bold]1/4[/bold] local AWS emulator at {connection.endpoint_url}")
     seeded = seed_reviews(connection.client("dynamodb"), table_name=spec.dynamodb_table, count=items)
     expected = sum(1 for i in seeded if i.get("Author") == "J.K. Rowling")
-    console.print(f"[bold]2/4[/bold] DynamoDB table {spec.dynamodb_table}: {len(seeded):,} items ({expected} by J.K. Rowling)")
+    console.print(
+        f"[bold]2/4[/bold] DynamoDB table {spec.dynamodb_table}: {len(seeded):,} items ({expected} by J.K. Rowling)"
+    )
 
     defs = build_definitions(tables.path, target="local")
     job = defs.resolve_job_def(f"{spec.name}_offload_job")
@@ -47,7 +49,7 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
         return 1
     console.print(
         "next: [bold]offload-assets dev[/bold] (the Dagster UI, this run included), "
-        "[bold]offload-assets query[/bold] \"SELECT ...\" (your own SQL), "
+        '[bold]offload-assets query[/bold] "SELECT ..." (your own SQL), '
         "[bold]offload-assets export status[/bold] (what is exported and published)"
     )
     return 0

@@ -84,7 +84,7 @@ class ExportProgressBar:
         self.last: Any = None
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "ExportProgressBar":
+    def __enter__(self) -> ExportProgressBar:
         return self  # the bar appears with the first page, so a refused export prints no empty bar
 
     def __exit__(self, *exc: object) -> None:
@@ -131,7 +131,7 @@ class WorkSpinner:
         )
         self.started = time.monotonic()
 
-    def __enter__(self) -> "WorkSpinner":
+    def __enter__(self) -> WorkSpinner:
         self.progress.start()
         self.progress.add_task(self.description, total=None)
         return self

@@ -29,7 +29,6 @@ from .schema_plan import Kind, SchemaPlan
 from .value_stats import NumberShape, ValueStats
 
 
-
 def decode_code(code: int) -> NumberShape:
     return NumberShape(code // 1024, (code // 2) % 512, code % 2 == 1)
 
@@ -184,8 +183,7 @@ def convert(v: pa.Array, node: ReadNode | None, kind: Kind) -> tuple[pa.Array, p
             fit = all_true(n)
         use = pc.and_(fit, pc.invert(nullish(v, node)))
         texts = [
-            orjson.dumps(native_value(x, node)).decode() if u else None
-            for x, u in zip(v.to_pylist(), use.to_pylist())
+            orjson.dumps(native_value(x, node)).decode() if u else None for x, u in zip(v.to_pylist(), use.to_pylist())
         ]
         return fit, pa.array(texts, kind.arrow_type)
     if kind.tag not in node.tags:
@@ -259,15 +257,21 @@ def convert_numbers(t: pa.Array, arrow_type: pa.DataType) -> tuple[pa.Array, pa.
         fit = pc.fill_null(pc.and_(pc.greater_equal(codes, 0), pc.equal(pc.bit_wise_and(codes, 1), 1)), False)
         if arrow_type.bit_width < 64 or pa.types.is_unsigned_integer(arrow_type):
             as64 = pc.cast(pc.if_else(fit, t, pa.scalar(None, t.type)), pa.int64())
-            info = (0, 2**arrow_type.bit_width - 1) if pa.types.is_unsigned_integer(arrow_type) else (
-                -(2 ** (arrow_type.bit_width - 1)), 2 ** (arrow_type.bit_width - 1) - 1)
-            fit = pc.fill_null(pc.and_(fit, pc.and_(pc.greater_equal(as64, info[0]), pc.less_equal(as64, info[1]))), False)
+            info = (
+                (0, 2**arrow_type.bit_width - 1)
+                if pa.types.is_unsigned_integer(arrow_type)
+                else (-(2 ** (arrow_type.bit_width - 1)), 2 ** (arrow_type.bit_width - 1) - 1)
+            )
+            fit = pc.fill_null(
+                pc.and_(fit, pc.and_(pc.greater_equal(as64, info[0]), pc.less_equal(as64, info[1]))), False
+            )
     elif pa.types.is_decimal(arrow_type):
         p, s = arrow_type.precision, arrow_type.scale
         int_digits = pc.divide(codes, 1024)
         frac_digits = pc.bit_wise_and(pc.divide(codes, 2), 511)
-        fit = pc.fill_null(_and(pc.greater_equal(codes, 0), pc.less_equal(int_digits, p - s),
-                                pc.less_equal(frac_digits, s)), False)
+        fit = pc.fill_null(
+            _and(pc.greater_equal(codes, 0), pc.less_equal(int_digits, p - s), pc.less_equal(frac_digits, s)), False
+        )
     else:
         raise AssertionError(arrow_type)
     out = pc.cast(pc.if_else(fit, t, pa.scalar(None, t.type)), arrow_type)

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from .arrow_values import list_parts, struct_field
 from .duckdb_sql import ReadNode
 
+
 def _int(a: pa.Array) -> pa.Array:
     return a.cast(pa.int64())
 
@@ -73,7 +74,9 @@ def compact_size(v: pa.Array, node: ReadNode) -> pa.Array:
             payload = object_size(t, node.fields) if node.fields else _int(pc.binary_length(t))
         else:  # L
             offsets, elements, _ = list_parts(t)
-            sizes = compact_size(elements, node.element) if node.element is not None else _int(pc.binary_length(elements))
+            sizes = (
+                compact_size(elements, node.element) if node.element is not None else _int(pc.binary_length(elements))
+            )
             payload = _list_payload(t, sizes, offsets)
         # max_element_wise skips nulls, so mask absent tags explicitly
         parts.append(pc.if_else(pc.is_valid(t), pc.fill_null(pc.add(payload, len(tag) + 5), 0), 0))
@@ -110,8 +113,11 @@ def key_count(v: pa.Array, node: ReadNode) -> pa.Array:
                 parts.append(pc.fill_null(_int(pc.count_substring(t, '":')), 0))
         elif tag == "L":
             offsets, elements, _ = list_parts(t)
-            inner = key_count(elements, node.element) if node.element is not None else _int(
-                pc.count_substring(elements, '":'))
+            inner = (
+                key_count(elements, node.element)
+                if node.element is not None
+                else _int(pc.count_substring(elements, '":'))
+            )
             parts.append(_segment_sums(offsets, inner))
     if not parts:
         return pa.nulls(len(v), pa.int64()).fill_null(0)
@@ -121,9 +127,11 @@ def key_count(v: pa.Array, node: ReadNode) -> pa.Array:
 #: A type tag followed by a payload of the wrong JSON type: ``json_transform`` would read
 #: ``{"S": 12}`` as ``"12"`` and ``{"BOOL": 1}`` as true. Also matches a map key named like a
 #: tag (``{"M": {"S": {...}}}``): such rows merely take the per-item path.
-WRONG_PAYLOAD = (r'"(?:S|N|B)"\s*:\s*[^"\s]|"(?:BOOL|NULL)"\s*:\s*[^tf\s]'
-                 r'|"(?:SS|NS|BS|L)"\s*:\s*[^\[\s]|"M"\s*:\s*[^{\s]'
-                 r'|"(?:SS|NS|BS)"\s*:\s*\[(?:\s*"(?:[^"\\]|\\.)*"\s*,)*\s*[^"\s\]]')
+WRONG_PAYLOAD = (
+    r'"(?:S|N|B)"\s*:\s*[^"\s]|"(?:BOOL|NULL)"\s*:\s*[^tf\s]'
+    r'|"(?:SS|NS|BS|L)"\s*:\s*[^\[\s]|"M"\s*:\s*[^{\s]'
+    r'|"(?:SS|NS|BS)"\s*:\s*\[(?:\s*"(?:[^"\\]|\\.)*"\s*,)*\s*[^"\s\]]'
+)
 
 
 def covered_rows(item: pa.Array, raw: pa.Array, root: ReadNode) -> pa.Array:
@@ -143,9 +151,17 @@ def covered_rows(item: pa.Array, raw: pa.Array, root: ReadNode) -> pa.Array:
         return fast
     sub = item.take(index)
     sub_raw = raw.take(index)
-    typed = pc.add(_add(*[pc.multiply(_present(struct_field(sub, name)),
-                                      pc.add(key_count(struct_field(sub, name), node), 1))
-                          for name, node in root.fields.items()]), 1)
-    exact = pc.and_(pc.equal(_int(pc.count_substring(sub_raw, '":')), typed),
-                    pc.invert(pc.match_substring_regex(sub_raw, WRONG_PAYLOAD)))
+    typed = pc.add(
+        _add(
+            *[
+                pc.multiply(_present(struct_field(sub, name)), pc.add(key_count(struct_field(sub, name), node), 1))
+                for name, node in root.fields.items()
+            ]
+        ),
+        1,
+    )
+    exact = pc.and_(
+        pc.equal(_int(pc.count_substring(sub_raw, '":')), typed),
+        pc.invert(pc.match_substring_regex(sub_raw, WRONG_PAYLOAD)),
+    )
     return pc.replace_with_mask(fast, slow, pc.fill_null(exact, False))

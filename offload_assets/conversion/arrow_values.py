@@ -58,8 +58,11 @@ def number_codes(arr: pa.Array) -> pa.Array:
 def _memoised(kind: str, arr: pa.Array, compute):
     """``compute(arr)``, once per batch for the same values (the cache is :func:`_codes_cache`)."""
     # struct_field gives a fresh validity buffer each call: key on the value buffers
-    key = (kind,) + tuple(b.address if b is not None else 0 for b in arr.buffers()[1:]) + (
-        arr.offset, len(arr), arr.null_count)
+    key = (
+        (kind,)
+        + tuple(b.address if b is not None else 0 for b in arr.buffers()[1:])
+        + (arr.offset, len(arr), arr.null_count)
+    )
     cache = _codes_cache()
     hit = cache.get(key)
     if hit is None:
@@ -79,8 +82,7 @@ def compute_number_codes(arr: pa.Array) -> pa.Array:
         return pa.array([], pa.int64())
     # plain digits (most numbers) need no regular expression: canonical unless a leading zero
     digits = pc.ascii_is_decimal(arr)
-    canonical = pc.and_(digits, pc.or_(pc.invert(pc.starts_with(arr, "0")),
-                                       pc.equal(pc.binary_length(arr), 1)))
+    canonical = pc.and_(digits, pc.or_(pc.invert(pc.starts_with(arr, "0")), pc.equal(pc.binary_length(arr), 1)))
     others = pc.and_(pc.is_valid(arr), pc.invert(pc.fill_null(digits, True)))
     if pc.any(others).as_py():
         checked = pc.match_substring_regex(pc.filter(arr, others), CANONICAL_NUMBER)
@@ -93,9 +95,7 @@ def compute_number_codes(arr: pa.Array) -> pa.Array:
     int_digits = pc.if_else(zero_int, 0, pc.subtract(pc.if_else(has_dot, dot, length), neg))
     frac_digits = pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)
     fits = pc.and_(pc.invert(has_dot), pc.less(int_digits, 19))
-    code = pc.add(
-        pc.multiply(pc.add(pc.multiply(int_digits, 512), frac_digits), 2), fits.cast(pa.int64())
-    )
+    code = pc.add(pc.multiply(pc.add(pc.multiply(int_digits, 512), frac_digits), 2), fits.cast(pa.int64()))
     edge = pc.and_(pc.and_(canonical, pc.invert(has_dot)), pc.equal(int_digits, 19))
     if pc.any(edge).as_py():  # 19-digit integers: compare exactly (rare)
         idx = pc.indices_nonzero(edge).to_pylist()

@@ -46,9 +46,7 @@ def convert_export_to_parquet(
     (JSON lines: table, file, line, reason, text) and counted.
     """
     input_files = list(input_files)
-    input_bytes = sum(
-        info.size or 0 for info in input_filesystem.get_file_info(input_files)
-    ) if input_files else 0
+    input_bytes = sum(info.size or 0 for info in input_filesystem.get_file_info(input_files)) if input_files else 0
     bad_lines = BadLines(table_name, options.bad_lines, options.scratch_dir)
     staging = join_path(output_dir, f"_staging-{uuid.uuid4().hex[:12]}")
     writer: ParquetPartsWriter | None = None
@@ -62,7 +60,7 @@ def convert_export_to_parquet(
             plan = plan_schema(stats, existing_schema, options)
             writer = ParquetPartsWriter(output_filesystem, staging, plan.schema, options)
             rescued_counts: dict[str, int] = {}
-            for batch, rescued_counts in python_engine.convert_items(
+            for batch, rescued_counts in python_engine.convert_items(  # noqa: B007 (the last counts are the totals)
                 python_engine.iter_items(input_files, input_filesystem, options, bad_lines), plan
             ):
                 writer.write(batch)
@@ -71,8 +69,14 @@ def convert_export_to_parquet(
             from . import duckdb_engine
 
             plan, staged, rescued_counts = duckdb_engine.convert(
-                input_files, input_filesystem, staging, output_filesystem, table_name,
-                existing_schema, options, bad_lines,
+                input_files,
+                input_filesystem,
+                staging,
+                output_filesystem,
+                table_name,
+                existing_schema,
+                options,
+                bad_lines,
             )
         files = _publish(output_filesystem, output_dir, staged)
         quarantine_files = bad_lines.publish(output_filesystem, output_dir)

@@ -66,9 +66,9 @@ WINDOW_BYTES = 512 * 1024 * 1024
 
 @dataclass
 class InputFile:
-    path: str                 # the name reported in errors (path on the input filesystem)
+    path: str  # the name reported in errors (path on the input filesystem)
     local: str | None = None  # local copy DuckDB reads (None: not prepared yet)
-    temporary: bool = False   # the local copy is ours to delete
+    temporary: bool = False  # the local copy is ours to delete
     gzip: bool = False
     format: str = "native"
     size: int = 0
@@ -94,9 +94,14 @@ class _BadFiles(Exception):
 
 
 def convert(
-    input_files, input_filesystem: pafs.FileSystem, output_dir: str,
-    output_filesystem: pafs.FileSystem, table_name: str, existing_schema: pa.Schema | None,
-    options: ConversionOptions, bad_lines: BadLines,
+    input_files,
+    input_filesystem: pafs.FileSystem,
+    output_dir: str,
+    output_filesystem: pafs.FileSystem,
+    table_name: str,
+    existing_schema: pa.Schema | None,
+    options: ConversionOptions,
+    bad_lines: BadLines,
 ):
     """Run the conversion; returns ``(plan, written files, rescued counts)``."""
     scratch = tempfile.mkdtemp(prefix="offload-convert-", dir=options.scratch_dir)
@@ -186,7 +191,7 @@ class _PerItemRows:
     def convert_into(self, writer: ParquetPartsWriter, plan: SchemaPlan) -> dict:
         counts: dict = {}
         if self.count:
-            for batch, counts in python_engine.convert_items(self.items(), plan):
+            for batch, counts in python_engine.convert_items(self.items(), plan):  # noqa: B007 (last = totals)
                 writer.write(batch)
         return dict(counts)
 
@@ -213,7 +218,8 @@ def _rewrite_with_plan(fs, output_dir, written, plan: SchemaPlan, options, per_i
                 for i in range(parquet.num_row_groups):
                     table = parquet.read_row_group(i)
                     arrays = [
-                        table.column(field.name) if field.name in table.column_names
+                        table.column(field.name)
+                        if field.name in table.column_names
                         else pa.nulls(table.num_rows, field.type)
                         for field in plan.schema
                     ]
@@ -268,8 +274,15 @@ def _sample(filesystem, f: InputFile, stats: ValueStats, table: str) -> None:
 
 
 class _Engine:
-    def __init__(self, filesystem, files: list[InputFile], scratch: str, table: str,
-                 options: ConversionOptions, bad_lines: BadLines) -> None:
+    def __init__(
+        self,
+        filesystem,
+        files: list[InputFile],
+        scratch: str,
+        table: str,
+        options: ConversionOptions,
+        bad_lines: BadLines,
+    ) -> None:
         self.fs = filesystem
         self.files = files
         self.scratch = scratch
@@ -299,7 +312,9 @@ class _Engine:
         for f in window:
             if f.local is not None and f.format == "native":
                 continue
-            target = os.path.join(self.scratch, f"in-{self.files.index(f):05d}.json" + (".gz" if f.gzip and f.format == "native" else ""))
+            target = os.path.join(
+                self.scratch, f"in-{self.files.index(f):05d}.json" + (".gz" if f.gzip and f.format == "native" else "")
+            )
             if f.format == "native":
                 with self.fs.open_input_stream(f.path, compression=None) as src, open(target, "wb") as dst:
                     while chunk := src.read(8 << 20):
@@ -371,8 +386,7 @@ class _Engine:
         try:
             with ThreadPoolExecutor(CONVERT_WORKERS) as pool:
                 for gz, paths in groups.items():
-                    source = (f"read_ndjson_objects({paths!r}, filename=true, "
-                              f"compression='{'gzip' if gz else 'none'}')")
+                    source = f"read_ndjson_objects({paths!r}, filename=true, compression='{'gzip' if gz else 'none'}')"
                     for batch in _stream(con, build_query(source, root, paths)):
                         self.rows += batch.num_rows
                         pending.append(pool.submit(self._process, batch, converter, plan))
@@ -424,7 +438,7 @@ class _Engine:
             out.per_item = items  # converted once the plan is final
         else:
             local_counts: dict = {}
-            for b, local_counts in python_engine.convert_items(items, plan):
+            for b, local_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
                 out.batches.append(b)
             out.rescued.update(local_counts)
         return out
@@ -450,9 +464,7 @@ class _Engine:
                         continue
                     clean.write(orjson.dumps({"Item": item}) + b"\n")
             if not found:
-                raise RuntimeError(
-                    f"table {self.table!r}: DuckDB could not read {f.path} but every line is valid"
-                )
+                raise RuntimeError(f"table {self.table!r}: DuckDB could not read {f.path} but every line is valid")
             f.local, f.temporary, f.gzip, f.format = clean_path, True, False, "native"
 
 
@@ -466,7 +478,7 @@ def _release_memory() -> None:
 
 try:
     _LIBC = ctypes.CDLL("libc.so.6")
-    _LIBC.malloc_trim
+    _ = _LIBC.malloc_trim  # probe: AttributeError where the libc has none
 except (OSError, AttributeError):  # not glibc
     _LIBC = None
 
@@ -482,12 +494,14 @@ def _database(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
     with _DATABASES_LOCK:
         con = _DATABASES.get(key)
         if con is None:
-            con = _DATABASES[key] = duckdb.connect(config={
-                "threads": threads,
-                "memory_limit": memory_limit,
-                "preserve_insertion_order": False,
-                "temp_directory": os.path.join(tempfile.gettempdir(), f"offload-duckdb-{os.getpid()}"),
-            })
+            con = _DATABASES[key] = duckdb.connect(
+                config={
+                    "threads": threads,
+                    "memory_limit": memory_limit,
+                    "preserve_insertion_order": False,
+                    "temp_directory": os.path.join(tempfile.gettempdir(), f"offload-duckdb-{os.getpid()}"),
+                }
+            )
         return con
 
 

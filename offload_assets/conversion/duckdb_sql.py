@@ -16,8 +16,14 @@ from .schema_plan import MAX_TYPED_LEVELS
 from .value_stats import ValueStats
 
 TAG_TYPES = {
-    "S": "VARCHAR", "N": "VARCHAR", "B": "VARCHAR", "BOOL": "BOOLEAN", "NULL": "BOOLEAN",
-    "SS": ["VARCHAR"], "NS": ["VARCHAR"], "BS": ["VARCHAR"],
+    "S": "VARCHAR",
+    "N": "VARCHAR",
+    "B": "VARCHAR",
+    "BOOL": "BOOLEAN",
+    "NULL": "BOOLEAN",
+    "SS": ["VARCHAR"],
+    "NS": ["VARCHAR"],
+    "BS": ["VARCHAR"],
 }
 TAG_ORDER = ("S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "M", "L")
 
@@ -73,10 +79,7 @@ def read_fields(fields: dict[str, ValueStats], level: int = 1) -> dict[str, Read
     groups: dict[str, list[str]] = {}
     for name in fields:
         groups.setdefault(name.lower(), []).append(name)
-    keep = {
-        max(names, key=lambda n: (sum(fields[n].tags.values()), [-ord(c) for c in n]))
-        for names in groups.values()
-    }
+    keep = {max(names, key=lambda n: (sum(fields[n].tags.values()), [-ord(c) for c in n])) for names in groups.values()}
     return {name: read_node(fields[name], level) for name in fields if name in keep}
 
 
@@ -89,8 +92,9 @@ def build_query(source_sql: str, root: ReadNode, paths: list[str] | None = None)
     line ``_raw`` (for the coverage check and the per-item path) and its file ``_file``."""
     structure = sql_string(orjson.dumps(item_structure(root)).decode())
     # the file of every row, as a dictionary (an ENUM exports as one): cheap to hand over
-    file_column = (f"CAST(filename AS ENUM({', '.join(sql_string(p) for p in dict.fromkeys(paths))}))"
-                   if paths else "filename")
+    file_column = (
+        f"CAST(filename AS ENUM({', '.join(sql_string(p) for p in dict.fromkeys(paths))}))" if paths else "filename"
+    )
     return f"""
 SELECT struct_extract(json_transform(json, {structure}), 'Item') AS item, json::VARCHAR AS _raw,
        {file_column} AS _file

@@ -38,8 +38,20 @@ from .options import ExportLineError
 
 NATIVE_TAGS = frozenset(("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"))
 DATA_PIPELINE_TAGS = {
-    "s": "S", "n": "N", "b": "B", "sS": "SS", "nS": "NS", "bS": "BS", "m": "M", "l": "L",
-    "bOOL": "BOOL", "nULLValue": "NULL", "ss": "SS", "ns": "NS", "bs": "BS", "bool": "BOOL",
+    "s": "S",
+    "n": "N",
+    "b": "B",
+    "sS": "SS",
+    "nS": "NS",
+    "bS": "BS",
+    "m": "M",
+    "l": "L",
+    "bOOL": "BOOL",
+    "nULLValue": "NULL",
+    "ss": "SS",
+    "ns": "NS",
+    "bs": "BS",
+    "bool": "BOOL",
     "null": "NULL",
 }
 INCREMENTAL_KEYS = frozenset(("Metadata", "Keys", "NewImage", "OldImage"))
@@ -98,9 +110,7 @@ class _Prepend(io.RawIOBase):
         super().close()
 
 
-def iter_raw_lines(
-    filesystem: pafs.FileSystem, path: str, *, table: str = "?"
-) -> Iterator[tuple[int, bytes]]:
+def iter_raw_lines(filesystem: pafs.FileSystem, path: str, *, table: str = "?") -> Iterator[tuple[int, bytes]]:
     """``(line_number, line)`` for every non-blank line (numbers start at 1).
 
     A corrupt or truncated gzip stream raises :class:`ExportLineError` at the line being read.
@@ -108,16 +118,12 @@ def iter_raw_lines(
     line_no = 0
     stream = open_export_file(filesystem, path)
     try:
-        reader = io.BufferedReader(stream, buffer_size=1 << 20) if not isinstance(
-            stream, gzip.GzipFile
-        ) else stream
+        reader = io.BufferedReader(stream, buffer_size=1 << 20) if not isinstance(stream, gzip.GzipFile) else stream
         while True:
             try:
                 line = reader.readline()
             except (OSError, EOFError, zlib.error) as exc:
-                raise ExportLineError(
-                    table, path, line_no + 1, f"cannot decompress: {exc}"
-                ) from exc
+                raise ExportLineError(table, path, line_no + 1, f"cannot decompress: {exc}") from exc
             if not line:
                 return
             line_no += 1
@@ -136,9 +142,10 @@ def detect_line_format(obj: Any) -> str:
     if not isinstance(obj, dict):
         raise NotAnItem("line is not a JSON object")
     keys = obj.keys()
-    if keys == {"Item"} and isinstance(obj["Item"], dict) and all(
-        isinstance(v, dict) and len(v) == 1 and next(iter(v)) in NATIVE_TAGS
-        for v in obj["Item"].values()
+    if (
+        keys == {"Item"}
+        and isinstance(obj["Item"], dict)
+        and all(isinstance(v, dict) and len(v) == 1 and next(iter(v)) in NATIVE_TAGS for v in obj["Item"].values())
     ):
         return "native"
     if keys and keys <= INCREMENTAL_KEYS and ("Keys" in keys or "NewImage" in keys):
@@ -203,7 +210,7 @@ def normalize_value(value: Any, native: bool, where: str, level: int = 1) -> dic
     ``level``: 1 for a top-level attribute, one more per enclosing map or list."""
     if not isinstance(value, dict) or len(value) != 1:
         raise NotAnItem(f"attribute {where!r}: not a DynamoDB typed value: {_short(value)}")
-    (tag, payload), = value.items()
+    ((tag, payload),) = value.items()
     if not native:
         if tag not in DATA_PIPELINE_TAGS:
             raise NotAnItem(f"attribute {where!r}: unknown Data Pipeline type {tag!r}")
@@ -257,8 +264,7 @@ def _check_level(level: int, where: str) -> None:
     if level > MAX_NESTING_LEVELS:
         top = where.split(".", 1)[0].split("[", 1)[0]
         raise NotAnItem(
-            f"attribute {top!r}: maps and lists nested more than {MAX_NESTING_LEVELS} levels deep "
-            "(DynamoDB's limit)"
+            f"attribute {top!r}: maps and lists nested more than {MAX_NESTING_LEVELS} levels deep (DynamoDB's limit)"
         )
 
 
@@ -346,7 +352,10 @@ class ExportItem:
 
 
 def iter_export_items(
-    input_files, input_filesystem: pafs.FileSystem, *, table_name: str = "?",
+    input_files,
+    input_filesystem: pafs.FileSystem,
+    *,
+    table_name: str = "?",
     input_format: str = "auto",
 ) -> Iterator[ExportItem]:
     """Every item of the given export files, in native DynamoDB JSON form, one by one.

@@ -21,7 +21,10 @@ class ParquetPartsWriter:
     """
 
     def __init__(
-        self, filesystem: pafs.FileSystem, output_dir: str, schema: pa.Schema,
+        self,
+        filesystem: pafs.FileSystem,
+        output_dir: str,
+        schema: pa.Schema,
         options: ConversionOptions,
     ) -> None:
         self._fs = filesystem
@@ -65,9 +68,12 @@ class ParquetPartsWriter:
         self._sink = self._fs.open_output_stream(self._path)
         compression = None if self._options.compression == "none" else self._options.compression
         self._writer = pq.ParquetWriter(
-            self._sink, self._schema, compression=compression,
+            self._sink,
+            self._schema,
+            compression=compression,
             compression_level=self._options.compression_level,
-            write_statistics=True, use_dictionary=True,
+            write_statistics=True,
+            use_dictionary=True,
         )
         self._file_rows = 0
 

@@ -84,7 +84,7 @@ def number_value(text: str, arrow_type: pa.DataType):
 
 def arrow_value(value: dict, kind: Kind):
     """The Python value pyarrow stores for one native DynamoDB value (raises :class:`Misfit`)."""
-    (tag, payload), = value.items()
+    ((tag, payload),) = value.items()
     if tag == "NULL":
         return None
     if kind.tag == "JSON":

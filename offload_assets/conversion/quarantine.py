@@ -37,7 +37,10 @@ class BadLines:
                 "wb", prefix="quarantine-", suffix=".jsonl", dir=self._scratch_dir, delete=False
             )
         record = {
-            "table": self.table, "file": file, "line": line, "reason": reason,
+            "table": self.table,
+            "file": file,
+            "line": line,
+            "reason": reason,
             "text": text.decode("utf-8", "replace").rstrip("\r\n") if text is not None else None,
         }
         self._tmp.write(orjson.dumps(record) + b"\n")

@@ -134,9 +134,7 @@ def decide_number_type(shapes, options: ConversionOptions) -> pa.DataType:
         return pa.int64()
     best_scale, best_count = 0, -1
     for scale in range(MAX_DECIMAL_DIGITS + 1):
-        count = sum(
-            n for shape, n in shapes.items() if decimal_fits(shape, MAX_DECIMAL_DIGITS, scale)
-        )
+        count = sum(n for shape, n in shapes.items() if decimal_fits(shape, MAX_DECIMAL_DIGITS, scale))
         if count > best_count:
             best_scale, best_count = scale, count
     if best_count == 0:
@@ -190,8 +188,11 @@ def struct_kind(fields: tuple[FieldPlan, ...]) -> Kind:
 
 
 def new_fields(
-    stats: dict[str, ValueStats], taken: dict[str, str | None], options: ConversionOptions,
-    reserved=(), level: int = 1,
+    stats: dict[str, ValueStats],
+    taken: dict[str, str | None],
+    options: ConversionOptions,
+    reserved=(),
+    level: int = 1,
 ) -> tuple[FieldPlan, ...]:
     names = assign_column_names(stats, taken, reserved)
     plans = [FieldPlan(names[attr], attr, decide_kind(s, options, level)) for attr, s in stats.items()]
@@ -242,9 +243,7 @@ def kind_from_arrow(
         original_of = {col: attr for attr, col in names.items()}
         for f in existing_names:
             original = _meta(f, ORIGINAL_NAME_KEY) or original_of.get(f.name, f.name)
-            kind = kind_from_arrow(
-                f.type, _meta(f, DYNAMODB_TYPE_KEY), stats.fields.get(original), options
-            )
+            kind = kind_from_arrow(f.type, _meta(f, DYNAMODB_TYPE_KEY), stats.fields.get(original), options)
             sub_fields.append(FieldPlan(f.name, original, kind, existing=True))
         return Kind("M", arrow_type, fields=tuple(sub_fields))
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
@@ -282,13 +281,9 @@ def kind_from_arrow(
 # The plan
 
 
-def plan_schema(
-    stats: ValueStats, existing_schema: pa.Schema | None, options: ConversionOptions
-) -> SchemaPlan:
+def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: ConversionOptions) -> SchemaPlan:
     """Columns for every attribute in ``stats`` (the root: an item's fields), existing first."""
-    existing_fields = [
-        f for f in (existing_schema or []) if f.name != RESCUED_COLUMN
-    ]
+    existing_fields = [f for f in (existing_schema or []) if f.name != RESCUED_COLUMN]
     taken = {f.name: _meta(f, ORIGINAL_NAME_KEY) for f in existing_fields}
     names = assign_column_names(stats.fields, taken, reserved=(RESCUED_COLUMN,))
     original_of = {col: attr for attr, col in names.items()}
@@ -308,7 +303,8 @@ def plan_schema(
 
     fields: list[pa.Field] = []
     rescued_field = pa.field(
-        RESCUED_COLUMN, pa.string(),
+        RESCUED_COLUMN,
+        pa.string(),
         metadata={ORIGINAL_NAME_KEY: RESCUED_COLUMN.encode(), DYNAMODB_TYPE_KEY: b"JSON"},
     )
     by_name = {c.name: c for c in columns}

@@ -1,6 +1,6 @@
 """The type-mapping table for the README (a test keeps it identical to TYPE_MAPPING.md)."""
 
-TYPE_MAPPING_MARKDOWN = '''## Type mapping: DynamoDB → Parquet → Glue/Athena
+TYPE_MAPPING_MARKDOWN = """## Type mapping: DynamoDB → Parquet → Glue/Athena
 
 | DynamoDB | Parquet (Arrow) | Glue / Athena | when |
 | --- | --- | --- | --- |
@@ -84,4 +84,4 @@ SS or L), from the values.
   DynamoDB cannot hold: not a number (`NaN`, `Infinity`), more than 38 significant digits, or a
   magnitude beyond `9.99…E+125` or below `1E-130` (zero excepted). Numbers DynamoDB would accept
   in another spelling are read exactly: a leading `+`, leading zeros, `-0` (as 0), exponents.
-'''
+"""

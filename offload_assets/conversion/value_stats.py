@@ -89,7 +89,7 @@ class ValueStats:
 
     def add(self, value: dict) -> None:
         """Account one native DynamoDB JSON value (``{"TAG": payload}``)."""
-        (tag, payload), = value.items()
+        ((tag, payload),) = value.items()
         self.tags[tag] += 1
         if tag == "N":
             self.numbers[number_shape(payload)] += 1

@@ -7,7 +7,6 @@ partition (what SQL counts, after publishing) and ``newest_partition_fresh`` for
 which a sensor re-evaluates between runs so a missed night shows without anyone looking.
 """
 
-
 import datetime as dt
 import json
 import warnings
@@ -15,8 +14,9 @@ from typing import Any
 
 import dagster as dg
 
-from offload_assets.export.layout import latest_completed_export
 from offload_assets.defs.resources import AthenaResource, DynamoDBResource, GlueResource, OffloadS3Resource
+from offload_assets.export.layout import latest_completed_export
+from offload_assets.snapshot.build import SnapshotManifest, latest_complete_snapshot
 from offload_assets.snapshot.checks import (
     WARN,
     CheckOutcome,
@@ -32,7 +32,6 @@ from offload_assets.snapshot.checks import (
     sql_row_count_parity,
     unique_primary_keys,
 )
-from offload_assets.snapshot.build import SnapshotManifest, latest_complete_snapshot
 from offload_assets.table_spec import TableSpec
 
 FRESHNESS_CHECK = "newest_partition_fresh"
@@ -52,22 +51,33 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if value is None:
             continue
-        out[key] = dg.MetadataValue.json(json.loads(json.dumps(value, default=str))) if isinstance(value, (dict, list, tuple)) else value
+        out[key] = (
+            dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+            if isinstance(value, (dict, list, tuple))
+            else value
+        )
     return out
 
 
 def _no_snapshot(spec: TableSpec, partition_key: str) -> dg.AssetCheckResult:
-    return check_result(CheckOutcome(False, (
-        f"table {spec.dynamodb_table!r}, partition {partition_key}: no complete Parquet snapshot under "
-        f"s3://{spec.s3_bucket}/{spec.parquet_partition_prefix(partition_key)}/"
-    )))
+    return check_result(
+        CheckOutcome(
+            False,
+            (
+                f"table {spec.dynamodb_table!r}, partition {partition_key}: no complete Parquet snapshot under "
+                f"s3://{spec.s3_bucket}/{spec.parquet_partition_prefix(partition_key)}/"
+            ),
+        )
+    )
 
 
 def _export_items(s3: Any, spec: TableSpec, snapshot: SnapshotManifest) -> int | None:
     recorded = snapshot.extra.get("export_item_count")
     if recorded is not None:
         return int(recorded)
-    export = latest_completed_export(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(snapshot.partition_key))
+    export = latest_completed_export(
+        s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(snapshot.partition_key)
+    )
     return export.item_count if export is not None and export.export_id == snapshot.export_id else None
 
 
@@ -78,17 +88,24 @@ def _unique_primary_keys(
     try:
         attributes = key_attributes(ddb, spec.dynamodb_table)
     except ddb.exceptions.ClientError as err:
-        return check_result(CheckOutcome(False, severity=WARN, description=(
-            f"table {spec.dynamodb_table!r}, partition {partition_key}: cannot verify keys, DescribeTable "
-            f"failed ({err.response.get('Error', {}).get('Code')}: {err.response.get('Error', {}).get('Message')})"
-        )))
+        return check_result(
+            CheckOutcome(
+                False,
+                severity=WARN,
+                description=(
+                    f"table {spec.dynamodb_table!r}, partition {partition_key}: cannot verify keys, DescribeTable "
+                    f"failed ({err.response.get('Error', {}).get('Code')}: {err.response.get('Error', {}).get('Message')})"
+                ),
+            )
+        )
     filesystem = s3.get_filesystem()
     present = snapshot_parquet_rows(filesystem, snapshot)
     return check_result(unique_primary_keys(spec, filesystem, snapshot, attributes, present))
 
 
-def build_snapshot_checks(spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_key: dg.AssetKey,
-                          partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+def build_snapshot_checks(
+    spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_key: dg.AssetKey, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
     """The five checks of one table, in three ops (partitioned checks are a Dagster preview feature: its warning is silenced here).
 
     The three Parquet checks share one op (``parquet_snapshot_checks``, each runnable alone): fewer
@@ -102,23 +119,34 @@ def build_snapshot_checks(spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_
             can_subset=True,
             specs=[
                 dg.AssetCheckSpec(
-                    "row_count_parity", asset=parquet_key, partitions_def=partitions, blocking=True,
+                    "row_count_parity",
+                    asset=parquet_key,
+                    partitions_def=partitions,
+                    blocking=True,
                     description="Export manifest item count = rows in the snapshot's Parquet files (read from their "
                     "footers) = rows the snapshot claims. Blocking: a snapshot failing it is not published.",
                 ),
                 dg.AssetCheckSpec(
-                    "unique_primary_keys", asset=parquet_key, partitions_def=partitions, blocking=True,
+                    "unique_primary_keys",
+                    asset=parquet_key,
+                    partitions_def=partitions,
+                    blocking=True,
                     description="Every item's primary key (from DescribeTable) appears exactly once in the snapshot. Blocking.",
                 ),
                 dg.AssetCheckSpec(
-                    "schema_drift", asset=parquet_key, partitions_def=partitions,
+                    "schema_drift",
+                    asset=parquet_key,
+                    partitions_def=partitions,
                     description="Warns with details when the snapshot has columns the previous published partition did "
                     "not, a column changed type, or values were rescued into _rescued_data.",
                 ),
             ],
         )
         def parquet_snapshot_checks(
-            context: dg.AssetCheckExecutionContext, s3: OffloadS3Resource, dynamodb: DynamoDBResource, glue: GlueResource
+            context: dg.AssetCheckExecutionContext,
+            s3: OffloadS3Resource,
+            dynamodb: DynamoDBResource,
+            glue: GlueResource,
         ):
             selected = {key.name for key in context.selected_asset_check_keys}
             partition_key = context.partition_key
@@ -131,22 +159,34 @@ def build_snapshot_checks(spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_
                     result = _no_snapshot(spec, partition_key)
                 elif name == "row_count_parity":
                     present = snapshot_parquet_rows(s3.get_filesystem(), snapshot)
-                    result = check_result(row_count_parity(spec, snapshot, present, export_items=_export_items(client, spec, snapshot)))
+                    result = check_result(
+                        row_count_parity(spec, snapshot, present, export_items=_export_items(client, spec, snapshot))
+                    )
                 elif name == "unique_primary_keys":
                     result = _unique_primary_keys(spec, partition_key, snapshot, s3, dynamodb)
                 else:
                     previous = previous_published_snapshot(glue.get_client(), client, spec, partition_key)
-                    result = check_result(schema_drift(
-                        spec, snapshot, baseline=previous.schema if previous else None,
-                        baseline_label=f"partition {previous.partition_key}" if previous else None,
-                    ))
+                    result = check_result(
+                        schema_drift(
+                            spec,
+                            snapshot,
+                            baseline=previous.schema if previous else None,
+                            baseline_label=f"partition {previous.partition_key}" if previous else None,
+                        )
+                    )
                 yield dg.AssetCheckResult(
-                    asset_key=parquet_key, check_name=name, passed=result.passed, severity=result.severity,
-                    description=result.description, metadata=result.metadata,
+                    asset_key=parquet_key,
+                    check_name=name,
+                    passed=result.passed,
+                    severity=result.severity,
+                    description=result.description,
+                    metadata=result.metadata,
                 )
 
         @dg.asset_check(
-            asset=catalog_key, name="sql_row_count_parity", partitions_def=partitions,
+            asset=catalog_key,
+            name="sql_row_count_parity",
+            partitions_def=partitions,
             description="SQL's count of the partition (Athena on AWS, DuckDB locally) = the published snapshot's rows "
             "= the export's items.",
         )
@@ -159,25 +199,39 @@ def build_snapshot_checks(spec: TableSpec, *, parquet_key: dg.AssetKey, catalog_
             published = published_snapshot(glue.get_client(), s3.get_table_client(spec), spec, partition_key)
             try:
                 result = run_query(
-                    sql_count_statement(spec, partition_key), connection=athena.connection(),
-                    default_database=spec.catalog_database, athena_workgroup=athena.workgroup,
+                    sql_count_statement(spec, partition_key),
+                    connection=athena.connection(),
+                    default_database=spec.catalog_database,
+                    athena_workgroup=athena.workgroup,
                     athena_output_location=athena.output_location,
                 )
             except QueryError as err:
-                return check_result(CheckOutcome(False, f"table {spec.dynamodb_table!r}, partition {partition_key}: the SQL count failed: {err}"))
+                return check_result(
+                    CheckOutcome(
+                        False, f"table {spec.dynamodb_table!r}, partition {partition_key}: the SQL count failed: {err}"
+                    )
+                )
             export_items = published.extra.get("export_item_count") if published else None
-            outcome = sql_row_count_parity(spec, partition_key, sql_rows=int(result.scalar()), published=published, export_items=export_items)
-            return check_result(outcome, sql_engine=result.engine, sql_seconds=round(result.elapsed_seconds, 3),
-                                sql_bytes_scanned=result.bytes_scanned, sql=sql_count_statement(spec, partition_key))
+            outcome = sql_row_count_parity(
+                spec, partition_key, sql_rows=int(result.scalar()), published=published, export_items=export_items
+            )
+            return check_result(
+                outcome,
+                sql_engine=result.engine,
+                sql_seconds=round(result.elapsed_seconds, 3),
+                sql_bytes_scanned=result.bytes_scanned,
+                sql=sql_count_statement(spec, partition_key),
+            )
 
     @dg.asset_check(
-        asset=catalog_key, name=FRESHNESS_CHECK,
+        asset=catalog_key,
+        name=FRESHNESS_CHECK,
         description=f"The newest published partition is at most {spec.freshness_hours:g} h old (since its export time). "
         "Evaluated with every publish and, between runs, by the table's freshness sensor.",
     )
     def freshness_check(glue: GlueResource) -> dg.AssetCheckResult:
         newest = newest_registered_partition(glue.get_client(), spec)
-        return check_result(freshness(spec, newest, now=dt.datetime.now(dt.timezone.utc)))
+        return check_result(freshness(spec, newest, now=dt.datetime.now(dt.UTC)))
 
     return [parquet_snapshot_checks, sql_row_count_parity_check, freshness_check]
 
@@ -194,14 +248,18 @@ def build_freshness_sensor(spec: TableSpec, *, catalog_key: dg.AssetKey) -> dg.S
     )
     def freshness_sensor(context: dg.SensorEvaluationContext, glue: GlueResource) -> dg.SensorResult:
         newest = newest_registered_partition(glue.get_client(), spec)
-        outcome = freshness(spec, newest, now=dt.datetime.now(dt.timezone.utc))
+        outcome = freshness(spec, newest, now=dt.datetime.now(dt.UTC))
         state = json.dumps({"passed": outcome.passed, "newest": newest})
         if state == context.cursor:
             return dg.SensorResult(skip_reason=dg.SkipReason(f"unchanged: {outcome.description}"), cursor=state)
         result = check_result(outcome)
         evaluation = dg.AssetCheckEvaluation(
-            asset_key=catalog_key, check_name=FRESHNESS_CHECK, passed=result.passed, metadata=result.metadata,
-            severity=result.severity, description=result.description,
+            asset_key=catalog_key,
+            check_name=FRESHNESS_CHECK,
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=result.severity,
+            description=result.description,
         )
         return dg.SensorResult(asset_events=[evaluation], cursor=state)
 

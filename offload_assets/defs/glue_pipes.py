@@ -20,7 +20,9 @@ from offload_assets.spark.glue_launch import prepare_glue_conversion
 from offload_assets.table_spec import TableSpec
 
 
-def pipes_glue_client(glue_jobs_client: Any, s3_client: Any, bucket: str, *, poll_seconds: float, key_prefix: str) -> PipesGlueClient:
+def pipes_glue_client(
+    glue_jobs_client: Any, s3_client: Any, bucket: str, *, poll_seconds: float, key_prefix: str
+) -> PipesGlueClient:
     """A Pipes Glue client whose context and messages travel through ``bucket`` (S3)."""
     return PipesGlueClient(
         client=glue_jobs_client,
@@ -31,7 +33,12 @@ def pipes_glue_client(glue_jobs_client: Any, s3_client: Any, bucket: str, *, pol
 
 
 def snapshot_on_glue(
-    context: dg.AssetExecutionContext, spec: TableSpec, *, s3: Any, glue: Any, glue_jobs: Any,
+    context: dg.AssetExecutionContext,
+    spec: TableSpec,
+    *,
+    s3: Any,
+    glue: Any,
+    glue_jobs: Any,
 ) -> tuple[SnapshotManifest, dict[str, Any]]:
     """Convert the partition's export on Glue; returns the written snapshot and the job's reported metadata.
 
@@ -39,12 +46,21 @@ def snapshot_on_glue(
     """
     s3_client, connection, jobs_client = s3.get_table_client(spec), glue_jobs.connection(), glue_jobs.get_client()
     prepared = prepare_glue_conversion(
-        s3_client, glue.get_client(), jobs_client, spec, context.partition_key,
-        run_id=context.run.run_id, region=connection.region_name, python_modules=glue_jobs.python_modules,
+        s3_client,
+        glue.get_client(),
+        jobs_client,
+        spec,
+        context.partition_key,
+        run_id=context.run.run_id,
+        region=connection.region_name,
+        python_modules=glue_jobs.python_modules,
     )
     context.log.info(f"table {spec.dynamodb_table!r}: Glue job {prepared.job_name}, request {prepared.request_uri}")
     client = pipes_glue_client(
-        jobs_client, s3_client, spec.s3_bucket, poll_seconds=glue_jobs.message_poll_seconds,
+        jobs_client,
+        s3_client,
+        spec.s3_bucket,
+        poll_seconds=glue_jobs.message_poll_seconds,
         key_prefix=f"{spec.s3_prefix}/glue/pipes",
     )
     invocation = client.run(
@@ -58,23 +74,33 @@ def snapshot_on_glue(
     if snap is None:
         raise dg.Failure(
             description=f"table {spec.dynamodb_table!r}: Glue job {prepared.job_name} succeeded but wrote no "
-                        f"_snapshot.json under s3://{spec.s3_bucket}/{prepared.run_dir}/"
+            f"_snapshot.json under s3://{spec.s3_bucket}/{prepared.run_dir}/"
         )
     reported.update(invocation.metadata)  # the Glue run id, job name and console URL
     return snap, reported
 
 
-def glue_snapshot_result(context: dg.AssetExecutionContext, spec: TableSpec, *, s3: Any, glue: Any, glue_jobs: Any,
-                         column_schema: Any) -> dg.MaterializeResult:
+def glue_snapshot_result(
+    context: dg.AssetExecutionContext, spec: TableSpec, *, s3: Any, glue: Any, glue_jobs: Any, column_schema: Any
+) -> dg.MaterializeResult:
     """The parquet_snapshot asset's result for ``engine: glue`` (same metadata as the local engine, plus the job's)."""
     started = time.monotonic()
     snap, reported = snapshot_on_glue(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs)
-    return dg.MaterializeResult(metadata={
-        **{k if k.startswith("AWS Glue") else f"glue_{k}": v for k, v in reported.items()},
-        "dagster/row_count": snap.rows, "dagster/column_schema": column_schema(snap.schema), "engine": "glue",
-        "export_id": snap.export_id, "s3_uri": snap.s3_uri, "files": len(snap.files), "bytes": snap.total_bytes,
-        "rescued_values": sum(snap.rescued_counts.values()), "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
-        "duration_seconds": round(time.monotonic() - started, 3),
-        "export_item_count": snap.extra.get("export_item_count"), "input_bytes": snap.extra.get("input_bytes"),
-        "quarantined_lines": snap.extra.get("quarantined_lines"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            **{k if k.startswith("AWS Glue") else f"glue_{k}": v for k, v in reported.items()},
+            "dagster/row_count": snap.rows,
+            "dagster/column_schema": column_schema(snap.schema),
+            "engine": "glue",
+            "export_id": snap.export_id,
+            "s3_uri": snap.s3_uri,
+            "files": len(snap.files),
+            "bytes": snap.total_bytes,
+            "rescued_values": sum(snap.rescued_counts.values()),
+            "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "export_item_count": snap.extra.get("export_item_count"),
+            "input_bytes": snap.extra.get("input_bytes"),
+            "quarantined_lines": snap.extra.get("quarantined_lines"),
+        }
+    )

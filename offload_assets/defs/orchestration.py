@@ -45,9 +45,9 @@ def follow_upstream_runs() -> dg.AutomationCondition:
     converting_run = (
         A.all_new_updates_have_run_tags(tag_values=converts_itself) | A.executed_with_tags(tag_values=converts_itself)
     ).with_label("updated_by_a_run_that_converts_itself")
-    updated_by_a_run = (
-        A.newly_updated() & from_a_run & ~A.executed_with_root_target() & ~converting_run
-    ).with_label("updated_by_another_run")
+    updated_by_a_run = (A.newly_updated() & from_a_run & ~A.executed_with_root_target() & ~converting_run).with_label(
+        "updated_by_another_run"
+    )
     parents_updated = A.any_deps_match(updated_by_a_run | A.will_be_requested()).with_label("parent_updated_by_a_run")
     parents_checked = A.all_deps_match(
         A.will_be_requested() | A.all_checks_match(A.check_passed(), blocking_only=True)
@@ -102,7 +102,9 @@ def build_table_orchestration(
         # the partition build_schedule_from_partitioned_job would request (end_offset=1).
         partition_key = partitions.get_partition_key_for_timestamp(context.scheduled_execution_time.timestamp())
         return dg.RunRequest(
-            run_key=partition_key, partition_key=partition_key, asset_selection=[export_key],
+            run_key=partition_key,
+            partition_key=partition_key,
+            asset_selection=[export_key],
             tags={CONVERTS_IN_RUN_TAG: "false"},
         )
 
@@ -120,9 +122,13 @@ def build_table_orchestration(
         build_freshness_sensor(spec, catalog_key=catalog_key),
     ]
     if spec.notification_queue_url:
-        sensors.append(build_notification_sensor(spec, export_key=export_key, job=offload_job, asset_selection=convert_selection))
+        sensors.append(
+            build_notification_sensor(spec, export_key=export_key, job=offload_job, asset_selection=convert_selection)
+        )
     return dg.Definitions(
-        asset_checks=build_snapshot_checks(spec, parquet_key=parquet_key, catalog_key=catalog_key, partitions=partitions),
+        asset_checks=build_snapshot_checks(
+            spec, parquet_key=parquet_key, catalog_key=catalog_key, partitions=partitions
+        ),
         jobs=[offload_job],
         schedules=[nightly_export],
         sensors=sensors,

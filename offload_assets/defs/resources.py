@@ -69,7 +69,9 @@ class GlueJobsResource(_AwsClientResource):
         default="dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17",
         description="--additional-python-modules of the job (the project's own code goes as a zip in --extra-py-files).",
     )
-    message_poll_seconds: float = Field(default=10.0, gt=0, description="How often Dagster reads the job's Pipes messages from S3.")
+    message_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often Dagster reads the job's Pipes messages from S3."
+    )
 
 
 class AthenaResource(_AwsClientResource):

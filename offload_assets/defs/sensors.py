@@ -11,12 +11,12 @@ either sensor, is recognised and left alone; one whose partition is being export
 waits for that run to finish.
 """
 
-
 import datetime as dt
 from typing import Any
 
 import dagster as dg
 
+from offload_assets.defs.resources import OffloadS3Resource
 from offload_assets.export.discovery import (
     ExportCursor,
     FoundExport,
@@ -33,7 +33,6 @@ from offload_assets.export.discovery import (
     release,
     summary_object,
 )
-from offload_assets.defs.resources import OffloadS3Resource
 from offload_assets.table_spec import TableSpec
 
 EXPORT_ID_TAG = "offload_assets/export_id"
@@ -60,7 +59,12 @@ def export_state(instance: dg.DagsterInstance, export_key: dg.AssetKey, partitio
 
 
 def _handle(
-    context: dg.SensorEvaluationContext, spec: TableSpec, s3: Any, export_key: dg.AssetKey, found: FoundExport, sensor_name: str,
+    context: dg.SensorEvaluationContext,
+    spec: TableSpec,
+    s3: Any,
+    export_key: dg.AssetKey,
+    found: FoundExport,
+    sensor_name: str,
     asset_selection: list[dg.AssetKey],
 ) -> tuple[str, dg.AssetMaterialization | None, dg.RunRequest | None]:
     state = export_state(context.instance, export_key, found.partition_key, found.export_id)
@@ -73,12 +77,15 @@ def _handle(
         f"is partition {found.partition_key}'s raw export; requesting its conversion"
     )
     event = dg.AssetMaterialization(
-        asset_key=export_key, partition=found.partition_key,
+        asset_key=export_key,
+        partition=found.partition_key,
         description=f"Export {found.export_id} started outside Dagster, found by {sensor_name}.",
         metadata={**facts, "discovered_by": sensor_name},
     )
     request = dg.RunRequest(
-        run_key=found.export_id, partition_key=found.partition_key, asset_selection=asset_selection,
+        run_key=found.export_id,
+        partition_key=found.partition_key,
+        asset_selection=asset_selection,
         tags={EXPORT_ID_TAG: found.export_id, "offload_assets/trigger": sensor_name},
     )
     return NEW, event, request
@@ -104,7 +111,7 @@ def build_export_sensor(
     )
     def export_sensor(context: dg.SensorEvaluationContext, s3: OffloadS3Resource) -> dg.SensorResult:
         client = s3.get_table_client(spec)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cursor = ExportCursor.from_json(context.cursor, now=now)
         discovery = discover_exports(client, spec, cursor, now=now)
         for skipped in discovery.skipped:
@@ -122,7 +129,9 @@ def build_export_sensor(
                 requests.append(request)
         new_cursor = cursor.advanced(done, waiting).to_json()
         if not requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"no new complete export in {', '.join(locations)}"), cursor=new_cursor)
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"no new complete export in {', '.join(locations)}"), cursor=new_cursor
+            )
         return dg.SensorResult(run_requests=requests, asset_events=events, cursor=new_cursor)
 
     return export_sensor
@@ -148,11 +157,13 @@ def build_notification_sensor(
     def notification_sensor(context: dg.SensorEvaluationContext, s3: OffloadS3Resource) -> dg.SensorResult:
         # SQS through the S3 resource's connection: same target, endpoint and credentials.
         s3_client, sqs_client = s3.get_table_client(spec), s3.connection().client("sqs")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         events, requests = [], []
         handled = 0
         for message in receive_messages(sqs_client, queue_url):
-            verdict = _message_verdict(context, spec, s3_client, export_key, message, name, events, requests, now, asset_selection)
+            verdict = _message_verdict(
+                context, spec, s3_client, export_key, message, name, events, requests, now, asset_selection
+            )
             if verdict == "ack":
                 acknowledge(sqs_client, queue_url, message)
                 handled += 1
@@ -167,15 +178,27 @@ def build_notification_sensor(
 
 
 def _message_verdict(
-    context: dg.SensorEvaluationContext, spec: TableSpec, s3: Any, export_key: dg.AssetKey, message: QueueMessage,
-    sensor_name: str, events: list, requests: list, now: dt.datetime, asset_selection: list[dg.AssetKey],
+    context: dg.SensorEvaluationContext,
+    spec: TableSpec,
+    s3: Any,
+    export_key: dg.AssetKey,
+    message: QueueMessage,
+    sensor_name: str,
+    events: list,
+    requests: list,
+    now: dt.datetime,
+    asset_selection: list[dg.AssetKey],
 ) -> str:
     notification = parse_export_notification(message.body, default_bucket=spec.s3_bucket)
     if notification.status and notification.status != "COMPLETED":
-        context.log.info(f"{spec.dynamodb_table}: message {message.message_id}: export status {notification.status}, nothing to convert")
+        context.log.info(
+            f"{spec.dynamodb_table}: message {message.message_id}: export status {notification.status}, nothing to convert"
+        )
         return "ack"
     if not notification.recognised or not notification.summaries:
-        context.log.warning(f"{spec.dynamodb_table}: message {message.message_id} does not name an export; left on the queue")
+        context.log.warning(
+            f"{spec.dynamodb_table}: message {message.message_id} does not name an export; left on the queue"
+        )
         return "release"
     verdicts: list[str] = []
     for bucket, key in notification.summaries:

@@ -5,7 +5,6 @@ Lineage: the DynamoDB table (external) -> raw export (JSON in S3) -> Parquet sna
 definition keyed by export date. Asset bodies only fetch clients and call the core.
 """
 
-
 import re
 import time
 
@@ -14,9 +13,9 @@ import pyarrow as pa
 
 from offload_assets.catalog.glue_tables import ORIGINAL_NAME_KEY
 from offload_assets.catalog.glue_types import arrow_to_glue
+from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.defs.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.export.partition_export import ExportRefusedError, export_partition
-from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.export.scan import ScanProgress
 from offload_assets.snapshot.build import PublishRefusedErrors, build_snapshot, publish_snapshot
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
@@ -105,7 +104,9 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             f"laid out like DynamoDB's native export (method: {spec.export_method})."
         ),
     )
-    def raw_export(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource, s3: OffloadS3Resource) -> dg.MaterializeResult:
+    def raw_export(
+        context: dg.AssetExecutionContext, dynamodb: DynamoDBResource, s3: OffloadS3Resource
+    ) -> dg.MaterializeResult:
         throttle = LogThrottle(seconds=10)
 
         def progress(p: ScanProgress) -> None:
@@ -113,15 +114,29 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
                 context.log.info(p.describe(spec.dynamodb_table))
 
         try:
-            out = export_partition(spec, context.partition_key, dynamodb=dynamodb.get_client(), s3=s3.get_table_client(spec), on_progress=progress)
+            out = export_partition(
+                spec,
+                context.partition_key,
+                dynamodb=dynamodb.get_client(),
+                s3=s3.get_table_client(spec),
+                on_progress=progress,
+            )
         except ExportRefusedError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": out.manifest.item_count, "export_id": out.manifest.export_id, "export_method": out.method,
-            "export_time": out.manifest.export_time, "s3_uri": out.manifest.s3_uri, "files": len(out.manifest.data_files),
-            "bytes": out.data_bytes, "duration_seconds": round(out.duration_seconds, 3),
-            "read_capacity_consumed": out.consumed_capacity, **out.facts,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": out.manifest.item_count,
+                "export_id": out.manifest.export_id,
+                "export_method": out.method,
+                "export_time": out.manifest.export_time,
+                "s3_uri": out.manifest.s3_uri,
+                "files": len(out.manifest.data_files),
+                "bytes": out.data_bytes,
+                "duration_seconds": round(out.duration_seconds, 3),
+                "read_capacity_consumed": out.consumed_capacity,
+                **out.facts,
+            }
+        )
 
     @dg.asset(
         key=keys["parquet"],
@@ -142,18 +157,34 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         if spec.engine == "glue":  # converted by a PySpark job on AWS Glue, through Dagster Pipes
             from offload_assets.defs.glue_pipes import glue_snapshot_result
 
-            return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, column_schema=column_schema)
+            return glue_snapshot_result(
+                context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, column_schema=column_schema
+            )
         started = time.monotonic()
-        snap = build_snapshot(s3.get_table_client(spec), s3.get_filesystem(), glue.get_client(), spec, context.partition_key, run_id=context.run.run_id)
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": snap.rows, "dagster/column_schema": column_schema(snap.schema),
-            "export_id": snap.export_id, "s3_uri": snap.s3_uri, "files": len(snap.files), "bytes": snap.total_bytes,
-            "rescued_values": sum(snap.rescued_counts.values()),
-            "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
-            "duration_seconds": round(time.monotonic() - started, 3),
-            "export_item_count": snap.extra.get("export_item_count"),
-            "input_bytes": snap.extra.get("input_bytes"), "quarantined_lines": snap.extra.get("quarantined_lines"),
-        })
+        snap = build_snapshot(
+            s3.get_table_client(spec),
+            s3.get_filesystem(),
+            glue.get_client(),
+            spec,
+            context.partition_key,
+            run_id=context.run.run_id,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": snap.rows,
+                "dagster/column_schema": column_schema(snap.schema),
+                "export_id": snap.export_id,
+                "s3_uri": snap.s3_uri,
+                "files": len(snap.files),
+                "bytes": snap.total_bytes,
+                "rescued_values": sum(snap.rescued_counts.values()),
+                "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "export_item_count": snap.extra.get("export_item_count"),
+                "input_bytes": snap.extra.get("input_bytes"),
+                "quarantined_lines": snap.extra.get("quarantined_lines"),
+            }
+        )
 
     @dg.asset(
         key=keys["catalog"],
@@ -170,26 +201,39 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             "Query with Athena, or locally with `offload-assets query`."
         ),
     )
-    def catalog_table(context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource) -> dg.MaterializeResult:
+    def catalog_table(
+        context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource
+    ) -> dg.MaterializeResult:
         try:
             published = publish_snapshot(glue.get_client(), s3.get_table_client(spec), spec, context.partition_key)
         except PublishRefusedErrors as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
         view, retention = published.latest_view, published.retention
-        return dg.MaterializeResult(metadata={
-            "dagster/table_name": f"{spec.catalog_database}.{spec.catalog_table}",
-            "dagster/row_count": published.snapshot.rows, "partition_location": published.location,
-            "table_change": published.table_change, "partition_change": published.partition_change,
-            "removed_snapshots": len(published.removed_run_dirs), "export_id": published.snapshot.export_id,
-            "partitions_resynced": published.partitions_resynced,
-            "latest_view": f"{spec.catalog_database}.{view.name}" if view else None,
-            "latest_view_partition": view.partition if view else None, "latest_view_change": view.change if view else None,
-            "retention_removed": list(retention.removed_partitions) if retention else [],
-            "crawl": dg.MetadataValue.json(published.crawl.__dict__) if published.crawl else None,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/table_name": f"{spec.catalog_database}.{spec.catalog_table}",
+                "dagster/row_count": published.snapshot.rows,
+                "partition_location": published.location,
+                "table_change": published.table_change,
+                "partition_change": published.partition_change,
+                "removed_snapshots": len(published.removed_run_dirs),
+                "export_id": published.snapshot.export_id,
+                "partitions_resynced": published.partitions_resynced,
+                "latest_view": f"{spec.catalog_database}.{view.name}" if view else None,
+                "latest_view_partition": view.partition if view else None,
+                "latest_view_change": view.change if view else None,
+                "retention_removed": list(retention.removed_partitions) if retention else [],
+                "crawl": dg.MetadataValue.json(published.crawl.__dict__) if published.crawl else None,
+            }
+        )
 
     return dg.Definitions.merge(
         dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table]),
-        build_table_orchestration(spec, export_key=keys["export"], parquet_key=keys["parquet"], catalog_key=keys["catalog"], partitions=partitions),
+        build_table_orchestration(
+            spec,
+            export_key=keys["export"],
+            parquet_key=keys["parquet"],
+            catalog_key=keys["catalog"],
+            partitions=partitions,
+        ),
     )
-

@@ -36,6 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from offload_assets.aws.s3_objects import delete_prefix, ensure_bucket
+from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.export.layout import (
     EXPORT_DIR,
     MANIFEST_SUMMARY,
@@ -47,8 +49,6 @@ from offload_assets.export.layout import (
     read_export_manifest,
     write_export_manifests,
 )
-from offload_assets.aws.s3_objects import delete_prefix, ensure_bucket
-from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 CURSOR_VERSION = 1
@@ -132,11 +132,15 @@ def parse_summary_key(key: str) -> tuple[str, str]:
     """``<prefix>/AWSDynamoDB/<id>/manifest-summary.json`` -> (prefix, id); ValueError otherwise."""
     match = _SUMMARY_KEY_RE.match(key)
     if not match:
-        raise ValueError(f"{key!r} is not an export's {MANIFEST_SUMMARY} (expected <prefix>/{EXPORT_DIR}/<id>/{MANIFEST_SUMMARY})")
+        raise ValueError(
+            f"{key!r} is not an export's {MANIFEST_SUMMARY} (expected <prefix>/{EXPORT_DIR}/<id>/{MANIFEST_SUMMARY})"
+        )
     return (match.group("prefix") or "").rstrip("/"), match.group("id")
 
 
-def list_export_summaries(s3: Any, location: WatchedLocation, *, modified_since: dt.datetime | None = None) -> list[SummaryObject]:
+def list_export_summaries(
+    s3: Any, location: WatchedLocation, *, modified_since: dt.datetime | None = None
+) -> list[SummaryObject]:
     """Every export summary below a location (oldest first), skipping those older than ``modified_since``."""
     found = []
     paginator = s3.get_paginator("list_objects_v2")
@@ -148,7 +152,7 @@ def list_export_summaries(s3: Any, location: WatchedLocation, *, modified_since:
         for obj in page.get("Contents", []):
             if not obj["Key"].endswith("/" + MANIFEST_SUMMARY) or not _SUMMARY_KEY_RE.match(obj["Key"]):
                 continue
-            modified = obj["LastModified"].astimezone(dt.timezone.utc)
+            modified = obj["LastModified"].astimezone(dt.UTC)
             if modified_since is None or modified >= modified_since:
                 found.append(SummaryObject(location.bucket, obj["Key"], modified))
     return sorted(found, key=lambda s: (s.last_modified, s.key))
@@ -162,7 +166,7 @@ def summary_object(s3: Any, bucket: str, key: str) -> SummaryObject | None:
         if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
             return None
         raise
-    return SummaryObject(bucket, key, head["LastModified"].astimezone(dt.timezone.utc))
+    return SummaryObject(bucket, key, head["LastModified"].astimezone(dt.UTC))
 
 
 # --------------------------------------------------------------------------- which partition
@@ -232,14 +236,18 @@ def inspect_export(
     s3: Any, spec: TableSpec, summary: SummaryObject, *, now: dt.datetime
 ) -> FoundExport | SkippedExport | None:
     """Read one export's manifests and decide: adoptable, skipped for good, or None (not readable yet)."""
-    manifest = read_export_manifest(s3, bucket=summary.bucket, export_prefix=summary.export_prefix, export_id=summary.export_id)
+    manifest = read_export_manifest(
+        s3, bucket=summary.bucket, export_prefix=summary.export_prefix, export_id=summary.export_id
+    )
     if manifest is None:  # summary present but manifest-files.json not (yet) readable
         return None
     table = table_name_from_arn(manifest.summary.get("tableArn"))
     if table is not None and table != spec.dynamodb_table:
         return SkippedExport(summary, f"export of table {table!r}, not {spec.dynamodb_table!r}", other_table=True)
     if manifest.export_type != "FULL_EXPORT":
-        return SkippedExport(summary, f"{manifest.export_type} is not a full snapshot (only FULL_EXPORT exports become partitions)")
+        return SkippedExport(
+            summary, f"{manifest.export_type} is not a full snapshot (only FULL_EXPORT exports become partitions)"
+        )
     if manifest.output_format != "DYNAMODB_JSON":
         return SkippedExport(summary, f"output format {manifest.output_format} (only DYNAMODB_JSON is converted)")
     in_directory = directory_partition(spec, summary.bucket, summary.export_prefix)
@@ -251,7 +259,9 @@ def inspect_export(
         except ValueError:
             export_time = None
         if export_time is None:
-            return SkippedExport(summary, f"exportTime {manifest.export_time!r} missing or not a timestamp: cannot tell its partition")
+            return SkippedExport(
+                summary, f"exportTime {manifest.export_time!r} missing or not a timestamp: cannot tell its partition"
+            )
         partition_key = partition_for_export_time(spec, export_time)
     if dt.date.fromisoformat(partition_key) < spec.partitions_start:
         return SkippedExport(summary, f"partition {partition_key} is before partitions_start {spec.partitions_start}")
@@ -277,7 +287,9 @@ class ExportCursor:
     seen: dict[str, str] = field(default_factory=dict)  # export id -> summary LastModified (ISO)
 
     @classmethod
-    def from_json(cls, text: str | None, *, now: dt.datetime, initial_lookback: dt.timedelta = INITIAL_LOOKBACK) -> ExportCursor:
+    def from_json(
+        cls, text: str | None, *, now: dt.datetime, initial_lookback: dt.timedelta = INITIAL_LOOKBACK
+    ) -> ExportCursor:
         """Parse a cursor; a missing one starts ``initial_lookback`` before ``now``."""
         if not text:
             return cls(horizon=now - initial_lookback)
@@ -288,12 +300,18 @@ class ExportCursor:
             horizon = dt.datetime.fromisoformat(body["horizon"]) if body.get("horizon") else None
             seen = {str(k): str(v) for k, v in dict(body.get("seen", {})).items()}
         except (ValueError, TypeError, KeyError, AttributeError) as err:
-            raise ValueError(f"export sensor cursor is not valid JSON of this sensor ({err}); reset the sensor's cursor") from None
+            raise ValueError(
+                f"export sensor cursor is not valid JSON of this sensor ({err}); reset the sensor's cursor"
+            ) from None
         return cls(horizon=horizon, seen=seen)
 
     def to_json(self) -> str:
         return json.dumps(
-            {"version": CURSOR_VERSION, "horizon": self.horizon.isoformat() if self.horizon else None, "seen": dict(sorted(self.seen.items()))},
+            {
+                "version": CURSOR_VERSION,
+                "horizon": self.horizon.isoformat() if self.horizon else None,
+                "seen": dict(sorted(self.seen.items())),
+            },
             separators=(",", ":"),
         )
 
@@ -303,7 +321,11 @@ class ExportCursor:
         return self.horizon is None or summary.last_modified >= self.horizon
 
     def advanced(
-        self, done: Iterable[SummaryObject], pending: Iterable[SummaryObject] = (), *, keep_window: dt.timedelta = KEEP_WINDOW
+        self,
+        done: Iterable[SummaryObject],
+        pending: Iterable[SummaryObject] = (),
+        *,
+        keep_window: dt.timedelta = KEEP_WINDOW,
     ) -> ExportCursor:
         """Remember ``done``; move the horizon up to ``keep_window`` before the newest id, never past ``pending``."""
         seen = dict(self.seen)
@@ -337,7 +359,9 @@ def discover_exports(
     """Complete exports of ``spec``'s table in its watched locations that the cursor has not handled."""
     candidates: list[SummaryObject] = []
     for location in watched_locations(spec):
-        candidates.extend(s for s in list_export_summaries(s3, location, modified_since=cursor.horizon) if cursor.is_new(s))
+        candidates.extend(
+            s for s in list_export_summaries(s3, location, modified_since=cursor.horizon) if cursor.is_new(s)
+        )
     candidates.sort(key=lambda s: (s.last_modified, s.key))
     found: list[FoundExport] = []
     skipped: list[SkippedExport] = []
@@ -378,7 +402,9 @@ def adopt_export(s3: Any, spec: TableSpec, found: FoundExport) -> ExportManifest
     source = found.manifest
     if not (found.in_partition_directory and source.bucket == spec.s3_bucket and source.export_prefix == target_prefix):
         ensure_bucket(s3, spec.s3_bucket, prefix=spec.export_prefix_root + "/")
-        adopted = read_export_manifest(s3, bucket=spec.s3_bucket, export_prefix=target_prefix, export_id=source.export_id)
+        adopted = read_export_manifest(
+            s3, bucket=spec.s3_bucket, export_prefix=target_prefix, export_id=source.export_id
+        )
         if adopted is None:
             adopted = _copy_export(s3, spec, source, target_prefix)
         if found.location.owned and source.bucket == spec.s3_bucket and source.export_dir != adopted.export_dir:
@@ -392,12 +418,20 @@ def _copy_export(s3: Any, spec: TableSpec, source: ExportManifest, target_prefix
     target_dir = export_dir_key(target_prefix, source.export_id)
     copied = []
     for data_file in source.data_files:
-        relative = data_file.key[len(source.export_dir) + 1 :] if _inside(data_file.key, source.export_dir) else f"data/{data_file.key.rsplit('/', 1)[-1]}"
+        relative = (
+            data_file.key[len(source.export_dir) + 1 :]
+            if _inside(data_file.key, source.export_dir)
+            else f"data/{data_file.key.rsplit('/', 1)[-1]}"
+        )
         key = f"{target_dir}/{relative}"
         # Managed copy: server-side, multipart above 5 GB.
         s3.copy({"Bucket": source.bucket, "Key": data_file.key}, spec.s3_bucket, key)
-        copied.append(ExportDataFile(key=key, item_count=data_file.item_count, md5=data_file.md5, size_bytes=data_file.size_bytes))
-    kept = {k: v for k, v in source.summary.items() if k not in ("s3Bucket", "s3Prefix", "manifestFilesS3Key", "itemCount")}
+        copied.append(
+            ExportDataFile(key=key, item_count=data_file.item_count, md5=data_file.md5, size_bytes=data_file.size_bytes)
+        )
+    kept = {
+        k: v for k, v in source.summary.items() if k not in ("s3Bucket", "s3Prefix", "manifestFilesS3Key", "itemCount")
+    }
     return write_export_manifests(
         s3,
         bucket=spec.s3_bucket,
@@ -539,11 +573,15 @@ class QueueMessage:
     body: str
 
 
-def receive_messages(sqs: Any, queue_url: str, *, max_batches: int = 5, visibility_timeout: int = 300) -> list[QueueMessage]:
+def receive_messages(
+    sqs: Any, queue_url: str, *, max_batches: int = 5, visibility_timeout: int = 300
+) -> list[QueueMessage]:
     """Up to ``10 * max_batches`` messages, without waiting (a sensor tick must stay short)."""
     messages: list[QueueMessage] = []
     for _ in range(max_batches):
-        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=visibility_timeout)
+        reply = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=visibility_timeout
+        )
         batch = reply.get("Messages", [])
         messages.extend(QueueMessage(m["MessageId"], m["ReceiptHandle"], m.get("Body", "")) for m in batch)
         if len(batch) < 10:
@@ -558,4 +596,6 @@ def acknowledge(sqs: Any, queue_url: str, message: QueueMessage) -> None:
 
 def release(sqs: Any, queue_url: str, message: QueueMessage, *, delay_seconds: int = 0) -> None:
     """Not ours or not ready: make the message visible again (its redrive policy counts the receives)."""
-    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=delay_seconds)
+    sqs.change_message_visibility(
+        QueueUrl=queue_url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=delay_seconds
+    )

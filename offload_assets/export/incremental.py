@@ -45,7 +45,7 @@ def key_names_of(table: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _canonical_value(value: dict[str, Any]) -> list[Any]:
-    (tag, inner), = value.items()
+    ((tag, inner),) = value.items()
     if tag == "N":
         try:
             inner = str(Decimal(inner).normalize())
@@ -59,7 +59,9 @@ def item_key(image: dict[str, Any], key_names: tuple[str, ...], where: str) -> b
     try:
         return orjson.dumps([_canonical_value(image[name]) for name in key_names])
     except KeyError as err:
-        raise ExportFailedError(f"{where}: item has no key attribute {err.args[0]!r} (table key: {', '.join(key_names)})") from None
+        raise ExportFailedError(
+            f"{where}: item has no key attribute {err.args[0]!r} (table key: {', '.join(key_names)})"
+        ) from None
     except (ValueError, AttributeError):
         raise ExportFailedError(f"{where}: key attribute is not a typed DynamoDB value") from None
 
@@ -118,7 +120,7 @@ def read_change_set(s3: Any, incremental: ExportManifest, key_names: tuple[str, 
                 changes[key] = change
     if kinds == {"full", "changes"}:
         raise ExportFailedError(
-            f"incremental export {incremental.s3_uri} mixes full-export lines ({{\"Item\": ...}}) and change lines"
+            f'incremental export {incremental.s3_uri} mixes full-export lines ({{"Item": ...}}) and change lines'
         )
     return ChangeSet(changes=changes, lines=lines, full_dump=kinds == {"full"})
 
@@ -133,8 +135,11 @@ class MergeCounts:
 
     def as_facts(self) -> dict[str, int]:
         return {
-            "items_unchanged": self.unchanged, "items_inserted": self.inserted, "items_updated": self.updated,
-            "items_deleted": self.deleted, "deletes_of_absent_items": self.deletes_of_absent_items,
+            "items_unchanged": self.unchanged,
+            "items_inserted": self.inserted,
+            "items_updated": self.updated,
+            "items_deleted": self.deleted,
+            "deletes_of_absent_items": self.deletes_of_absent_items,
         }
 
 
@@ -163,7 +168,11 @@ def apply_incremental_export(
     counts = {"unchanged": 0, "inserted": 0, "updated": 0, "deleted": 0, "deletes_of_absent_items": 0}
     with tempfile.TemporaryDirectory(prefix="offload-incremental-") as tmpdir:
         writer = DataFileWriter(
-            s3, bucket=bucket, data_prefix=f"{export_dir_key(export_prefix, export_id)}/data", tmpdir=tmpdir, put_kwargs=put_kwargs
+            s3,
+            bucket=bucket,
+            data_prefix=f"{export_dir_key(export_prefix, export_id)}/data",
+            tmpdir=tmpdir,
+            put_kwargs=put_kwargs,
         )
         try:
             if change_set.full_dump:
@@ -177,12 +186,14 @@ def apply_incremental_export(
                 for data_file in base.data_files:
                     if deadline:
                         deadline.check()
-                    for number, line in enumerate(iter_data_file_lines(s3, bucket=base.bucket, key=data_file.key), start=1):
+                    for number, line in enumerate(
+                        iter_data_file_lines(s3, bucket=base.bucket, key=data_file.key), start=1
+                    ):
                         where = f"s3://{base.bucket}/{data_file.key} line {number}"
                         try:
                             item = orjson.loads(line)["Item"]
                         except (orjson.JSONDecodeError, KeyError, TypeError):
-                            raise ExportFailedError(f"{where}: not a full-export line ({{\"Item\": ...}})") from None
+                            raise ExportFailedError(f'{where}: not a full-export line ({{"Item": ...}})') from None
                         change = changes.pop(item_key(item, key_names, where), None)
                         if change is None:
                             writer.write_line(line)  # unchanged: copied byte for byte
@@ -245,8 +256,10 @@ def find_incremental_export(
     """A complete incremental export of exactly this window under ``export_prefix`` (newest first), if any."""
     for manifest in reversed(list_completed_exports(s3, bucket=bucket, export_prefix=export_prefix)):
         summary = manifest.summary
-        if manifest.export_type == "INCREMENTAL_EXPORT" and _same_instant(summary.get("exportFromTime"), from_time) and _same_instant(
-            summary.get("exportToTime"), to_time
+        if (
+            manifest.export_type == "INCREMENTAL_EXPORT"
+            and _same_instant(summary.get("exportFromTime"), from_time)
+            and _same_instant(summary.get("exportToTime"), to_time)
         ):
             return manifest
     return None

@@ -42,10 +42,10 @@ def new_export_id(now: float | None = None) -> str:
 
 def utc_iso(ts: dt.datetime | float | None = None) -> str:
     if ts is None:
-        ts = dt.datetime.now(dt.timezone.utc)
+        ts = dt.datetime.now(dt.UTC)
     elif isinstance(ts, (int, float)):
-        ts = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-    return ts.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        ts = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return ts.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def md5_base64(data: bytes) -> str:
@@ -137,13 +137,18 @@ def write_export_manifests(
         **(extra or {}),
     }
     s3.put_object(
-        Bucket=bucket, Key=f"{base}/{MANIFEST_SUMMARY}", Body=json.dumps(summary, indent=2).encode(),
-        ContentType="application/json", **put_kwargs,
+        Bucket=bucket,
+        Key=f"{base}/{MANIFEST_SUMMARY}",
+        Body=json.dumps(summary, indent=2).encode(),
+        ContentType="application/json",
+        **put_kwargs,
     )
     return _manifest_from(bucket, export_prefix, export_id, summary, data_files)
 
 
-def _manifest_from(bucket: str, export_prefix: str, export_id: str, summary: dict, files: list[ExportDataFile]) -> ExportManifest:
+def _manifest_from(
+    bucket: str, export_prefix: str, export_id: str, summary: dict, files: list[ExportDataFile]
+) -> ExportManifest:
     return ExportManifest(
         bucket=bucket,
         export_prefix=export_prefix.strip("/"),
@@ -186,7 +191,11 @@ def read_export_manifest(s3: Any, *, bucket: str, export_prefix: str, export_id:
     for line in files_text.splitlines():
         if line.strip():
             entry = json.loads(line)
-            files.append(ExportDataFile(key=entry["dataFileS3Key"], item_count=int(entry.get("itemCount", 0)), md5=entry.get("md5Checksum")))
+            files.append(
+                ExportDataFile(
+                    key=entry["dataFileS3Key"], item_count=int(entry.get("itemCount", 0)), md5=entry.get("md5Checksum")
+                )
+            )
     return _manifest_from(bucket, export_prefix, export_id, summary, files)
 
 
@@ -196,14 +205,15 @@ def list_export_ids(s3: Any, *, bucket: str, export_prefix: str) -> list[str]:
     ids = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         for cp in page.get("CommonPrefixes", []):
-            ids.append(cp["Prefix"][len(prefix):].rstrip("/"))
+            ids.append(cp["Prefix"][len(prefix) :].rstrip("/"))
     return sorted(ids)
 
 
 def list_completed_exports(s3: Any, *, bucket: str, export_prefix: str) -> list[ExportManifest]:
     """Complete exports under a prefix, newest (by end time) last."""
     manifests = [
-        m for export_id in list_export_ids(s3, bucket=bucket, export_prefix=export_prefix)
+        m
+        for export_id in list_export_ids(s3, bucket=bucket, export_prefix=export_prefix)
         if (m := read_export_manifest(s3, bucket=bucket, export_prefix=export_prefix, export_id=export_id)) is not None
     ]
     return sorted(manifests, key=lambda m: (m.end_time or "", m.export_id))
@@ -230,8 +240,8 @@ def parse_export_time(text: str | None) -> dt.datetime | None:
         return None
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 DATA_FILE_MAX_BYTES = 128 * 1024 * 1024  # compressed size at which a writer starts a new data file

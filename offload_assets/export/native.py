@@ -52,7 +52,9 @@ def _local_hint(dynamodb: Any, table_name: str) -> str:
     """On the project's local emulator (a loopback endpoint), how to give a table PITR history."""
     endpoint = str(getattr(getattr(dynamodb, "meta", None), "endpoint_url", "") or "")
     if endpoint.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        return f" Locally, `offload-assets local pitr {table_name} --days 8` gives the emulator's table 8 days of history."
+        return (
+            f" Locally, `offload-assets local pitr {table_name} --days 8` gives the emulator's table 8 days of history."
+        )
     return ""
 
 
@@ -60,18 +62,23 @@ def _aware(value: Any) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def check_point_in_time_window(
-    dynamodb: Any, table_name: str, instants: list[dt.datetime], *, now: dt.datetime | None = None, method: str = "native"
+    dynamodb: Any,
+    table_name: str,
+    instants: list[dt.datetime],
+    *,
+    now: dt.datetime | None = None,
+    method: str = "native",
 ) -> dict[str, Any]:
     """Refuse (with what to do) unless PITR is on and every instant lies inside its recovery window.
 
     Returns the table's ``PointInTimeRecoveryDescription``.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     try:
         backups = dynamodb.describe_continuous_backups(TableName=table_name)["ContinuousBackupsDescription"]
     except ClientError as err:
@@ -128,7 +135,9 @@ class PointInTimeExport:
     description: dict[str, Any]
 
 
-def _poll(dynamodb: Any, export_arn: str, deadline: ExportDeadline, poll_seconds: float, max_poll_seconds: float) -> dict[str, Any]:
+def _poll(
+    dynamodb: Any, export_arn: str, deadline: ExportDeadline, poll_seconds: float, max_poll_seconds: float
+) -> dict[str, Any]:
     delay = poll_seconds
     while True:
         deadline.check(
@@ -166,11 +175,15 @@ def _manifest_of_completed(
         export_id = manifest_key.rstrip("/").split("/")[-2]
         manifest = read_export_manifest(s3, bucket=bucket, export_prefix=export_prefix, export_id=export_id)
         if manifest is None:
-            raise ExportFailedError(f"DynamoDB export {description.get('ExportArn')} is COMPLETED but s3://{bucket}/{manifest_key} cannot be read")
+            raise ExportFailedError(
+                f"DynamoDB export {description.get('ExportArn')} is COMPLETED but s3://{bucket}/{manifest_key} cannot be read"
+            )
         return manifest, "dynamodb"
     new_dirs = [
-        i for i in list_export_ids(s3, bucket=bucket, export_prefix=export_prefix)
-        if i not in known_before and read_export_manifest(s3, bucket=bucket, export_prefix=export_prefix, export_id=i) is None
+        i
+        for i in list_export_ids(s3, bucket=bucket, export_prefix=export_prefix)
+        if i not in known_before
+        and read_export_manifest(s3, bucket=bucket, export_prefix=export_prefix, export_id=i) is None
     ]
     if len(new_dirs) != 1:
         raise ExportFailedError(
@@ -180,7 +193,11 @@ def _manifest_of_completed(
         )
     export_id = new_dirs[0]
     data_prefix = f"{export_dir_key(export_prefix, export_id)}/data/"
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=data_prefix) for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=data_prefix)
+        for o in page.get("Contents", [])
+    ]
     files = [describe_data_file(s3, bucket=bucket, key=k) for k in sorted(keys)]
     counted = sum(f.item_count for f in files)
     reported = description.get("ItemCount")
@@ -212,7 +229,7 @@ LATEST_RESTORABLE_LAG = dt.timedelta(minutes=5)
 
 def _wait_for_recovery_log(instant: dt.datetime, now: dt.datetime | None, deadline: ExportDeadline) -> None:
     """DynamoDB can export up to about 5 minutes ago: an export asked for right at its time waits that long."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     wait = (instant + LATEST_RESTORABLE_LAG - now).total_seconds()
     if wait > 0:
         time.sleep(min(wait, max(0.0, deadline.remaining())))
@@ -220,7 +237,11 @@ def _wait_for_recovery_log(instant: dt.datetime, now: dt.datetime | None, deadli
 
 
 def _stored_bytes(s3: Any, bucket: str, prefix: str) -> int:
-    return sum(o["Size"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", []))
+    return sum(
+        o["Size"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    )
 
 
 def run_point_in_time_export(
@@ -254,7 +275,10 @@ def run_point_in_time_export(
     table = dynamodb.describe_table(TableName=table_name)["Table"]
     table_arn = table["TableArn"]
     request: dict[str, Any] = {
-        "TableArn": table_arn, "S3Bucket": bucket, "S3Prefix": export_prefix, "ExportFormat": "DYNAMODB_JSON",
+        "TableArn": table_arn,
+        "S3Bucket": bucket,
+        "S3Prefix": export_prefix,
+        "ExportFormat": "DYNAMODB_JSON",
     }
     extra: dict[str, Any] = {"exportMethod": method}
     request.update(native_export_kwargs(put_kwargs))
@@ -268,10 +292,16 @@ def run_point_in_time_export(
             )
         request.update(
             ExportType="INCREMENTAL_EXPORT",
-            IncrementalExportSpecification={"ExportFromTime": from_time, "ExportToTime": to_time, "ExportViewType": "NEW_AND_OLD_IMAGES"},
+            IncrementalExportSpecification={
+                "ExportFromTime": from_time,
+                "ExportToTime": to_time,
+                "ExportViewType": "NEW_AND_OLD_IMAGES",
+            },
         )
         nominal_time = utc_iso(to_time)
-        extra.update(exportFromTime=utc_iso(from_time), exportToTime=utc_iso(to_time), exportViewType="NEW_AND_OLD_IMAGES")
+        extra.update(
+            exportFromTime=utc_iso(from_time), exportToTime=utc_iso(to_time), exportViewType="NEW_AND_OLD_IMAGES"
+        )
         token_parts = (table_arn, bucket, export_prefix, "INCREMENTAL_EXPORT", utc_iso(from_time), utc_iso(to_time))
     else:
         request.update(ExportType="FULL_EXPORT", ExportTime=export_time)
@@ -281,19 +311,29 @@ def run_point_in_time_export(
     salt = ""
     for attempt in (1, 2):
         known_before = set(list_export_ids(s3, bucket=bucket, export_prefix=export_prefix))
-        requested_at = dt.datetime.now(dt.timezone.utc)
+        requested_at = dt.datetime.now(dt.UTC)
         token = client_token(*token_parts, salt)
         description = dynamodb.export_table_to_point_in_time(ClientToken=token, **request)["ExportDescription"]
         export_arn = description["ExportArn"]
         # Same token within 8 hours: DynamoDB hands back the export an earlier run started.
-        adopted = _aware(description.get("StartTime")) is not None and _aware(description["StartTime"]) < requested_at - dt.timedelta(seconds=5)
+        adopted = _aware(description.get("StartTime")) is not None and _aware(
+            description["StartTime"]
+        ) < requested_at - dt.timedelta(seconds=5)
         try:
             description = _poll(dynamodb, export_arn, deadline, poll_seconds, max_poll_seconds)
             deadline.check(f"DynamoDB export {export_arn} completed too late")
             manifest, written_by = _manifest_of_completed(
-                s3, description, bucket=bucket, export_prefix=export_prefix, known_before=known_before,
+                s3,
+                description,
+                bucket=bucket,
+                export_prefix=export_prefix,
+                known_before=known_before,
                 export_time=utc_iso(description["ExportTime"]) if description.get("ExportTime") else nominal_time,
-                start_time=start_time, table_arn=table_arn, export_type=request["ExportType"], extra=extra, put_kwargs=put_kwargs,
+                start_time=start_time,
+                table_arn=table_arn,
+                export_type=request["ExportType"],
+                extra=extra,
+                put_kwargs=put_kwargs,
             )
             break
         except ExportFailedError:

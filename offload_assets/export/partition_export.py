@@ -21,9 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.export.errors import ExportDeadline, ExportFailedError, ExportRefusedError, ExportTimeoutError
-from offload_assets.export.layout import ExportManifest, delete_other_exports, latest_completed_export, parse_export_time
 from offload_assets.export.incremental import apply_incremental_export, find_incremental_export, key_names_of
+from offload_assets.export.layout import (
+    ExportManifest,
+    delete_other_exports,
+    latest_completed_export,
+    parse_export_time,
+)
 from offload_assets.export.native import (
     MAX_INCREMENTAL_WINDOW,
     MIN_INCREMENTAL_WINDOW,
@@ -31,8 +38,6 @@ from offload_assets.export.native import (
     check_point_in_time_window,
     run_point_in_time_export,
 )
-from offload_assets.aws.s3_objects import ensure_bucket
-from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.export.scan import ScanProgress, export_table_scan
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
@@ -59,7 +64,7 @@ class ExportOutcome:
 
 def check_scan_partition(spec: TableSpec, partition_key: str, now: dt.datetime | None = None) -> None:
     """A scan reads the table as it is now, so it may only produce the current partition."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     export_time = spec.export_time(partition_key)
     if not export_time - dt.timedelta(hours=1) <= now < export_time + dt.timedelta(days=1, hours=1):
         raise ExportRefusedError(
@@ -135,9 +140,15 @@ def _native_outcome(export: PointInTimeExport, method: str, facts: dict[str, Any
 
 def _native(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds, facts=None) -> ExportOutcome:
     export = run_point_in_time_export(
-        dynamodb, s3,
-        table_name=spec.dynamodb_table, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(partition_key),
-        deadline=deadline, export_time=spec.export_time(partition_key), now=now, poll_seconds=poll_seconds,
+        dynamodb,
+        s3,
+        table_name=spec.dynamodb_table,
+        bucket=spec.s3_bucket,
+        export_prefix=spec.export_prefix(partition_key),
+        deadline=deadline,
+        export_time=spec.export_time(partition_key),
+        now=now,
+        poll_seconds=poll_seconds,
         put_kwargs=s3_put_kwargs(spec),
     )
     return _native_outcome(export, "native", facts or {})
@@ -150,26 +161,40 @@ def _incremental(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds)
     from_time = parse_export_time(base.export_time) if base else None
 
     def full(reason: str) -> ExportOutcome:
-        outcome = _native(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds, {"full_export_reason": reason})
+        outcome = _native(
+            spec, partition_key, dynamodb, s3, deadline, now, poll_seconds, {"full_export_reason": reason}
+        )
         return dataclasses.replace(outcome, method="incremental")
 
     if base is None or base.export_type != "FULL_EXPORT" or from_time is None:
         return full(f"no complete full export of the previous partition {previous_key}")
     if not MIN_INCREMENTAL_WINDOW <= to_time - from_time <= MAX_INCREMENTAL_WINDOW:
-        return full(f"the previous export ({base.export_time}) is not 15 minutes to 24 hours before {to_time.isoformat()}")
-    check_point_in_time_window(dynamodb, spec.dynamodb_table, [to_time], now=now, method="incremental")  # refusals stand
+        return full(
+            f"the previous export ({base.export_time}) is not 15 minutes to 24 hours before {to_time.isoformat()}"
+        )
+    check_point_in_time_window(
+        dynamodb, spec.dynamodb_table, [to_time], now=now, method="incremental"
+    )  # refusals stand
     try:
         check_point_in_time_window(dynamodb, spec.dynamodb_table, [from_time], now=now, method="incremental")
     except ExportRefusedError as err:
         return full(f"the previous export's time is not exportable any more ({err})")
     increment_prefix = incremental_export_prefix(spec, partition_key)
-    increment = find_incremental_export(s3, bucket=spec.s3_bucket, export_prefix=increment_prefix, from_time=from_time, to_time=to_time)
+    increment = find_incremental_export(
+        s3, bucket=spec.s3_bucket, export_prefix=increment_prefix, from_time=from_time, to_time=to_time
+    )
     export_arn, reused = (increment.export_arn if increment else None), increment is not None
     if increment is None:
         export = run_point_in_time_export(
-            dynamodb, s3,
-            table_name=spec.dynamodb_table, bucket=spec.s3_bucket, export_prefix=increment_prefix,
-            deadline=deadline, incremental_window=(from_time, to_time), now=now, poll_seconds=poll_seconds,
+            dynamodb,
+            s3,
+            table_name=spec.dynamodb_table,
+            bucket=spec.s3_bucket,
+            export_prefix=increment_prefix,
+            deadline=deadline,
+            incremental_window=(from_time, to_time),
+            now=now,
+            poll_seconds=poll_seconds,
             put_kwargs=s3_put_kwargs(spec),
         )
         increment, export_arn = export.manifest, export.export_arn
@@ -234,5 +259,10 @@ def export_partition(
         outcome = _incremental(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds)
     else:
         raise ExportRefusedError(f"table {spec.dynamodb_table!r}: unknown export_method {spec.export_method!r}")
-    delete_other_exports(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(partition_key), keep_export_id=outcome.manifest.export_id)
+    delete_other_exports(
+        s3,
+        bucket=spec.s3_bucket,
+        export_prefix=spec.export_prefix(partition_key),
+        keep_export_id=outcome.manifest.export_id,
+    )
     return outcome

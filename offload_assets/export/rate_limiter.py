@@ -52,7 +52,7 @@ def _binary_size(value: Any) -> int:
 
 def attribute_value_size(value: Mapping[str, Any]) -> int:
     """Bytes DynamoDB counts for one typed attribute value (``{"S": "x"}``, ``{"M": {...}}`` ...)."""
-    (tag, inner), = value.items()
+    ((tag, inner),) = value.items()
     if tag == "S":
         return _utf8_len(inner)
     if tag == "N":

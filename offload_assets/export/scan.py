@@ -148,7 +148,14 @@ class _Cancelled(Exception):
     """Another segment failed; this one stops at its next page."""
 
 
-def _scan_page(dynamodb: Any, kwargs: dict[str, Any], limiter: ReadCapacityLimiter, deadline: ExportDeadline, counters: dict, lock: threading.Lock) -> dict[str, Any]:
+def _scan_page(
+    dynamodb: Any,
+    kwargs: dict[str, Any],
+    limiter: ReadCapacityLimiter,
+    deadline: ExportDeadline,
+    counters: dict,
+    lock: threading.Lock,
+) -> dict[str, Any]:
     """One Scan call; throttling that outlives botocore's own retries pauses every segment and retries."""
     for attempt in range(MAX_THROTTLE_RETRIES + 1):
         try:
@@ -165,10 +172,12 @@ def _scan_page(dynamodb: Any, kwargs: dict[str, Any], limiter: ReadCapacityLimit
     raise AssertionError("unreachable")
 
 
-def _await_dead_run(s3: Any, bucket: str, export_prefix: str, found: ResumableScan, lease_seconds: float, table_name: str) -> ResumableScan:
+def _await_dead_run(
+    s3: Any, bucket: str, export_prefix: str, found: ResumableScan, lease_seconds: float, table_name: str
+) -> ResumableScan:
     """Continue only an export nobody is writing: its checkpoints must stay unchanged for ``lease_seconds``."""
     newest = found.newest_update or dt.datetime.fromisoformat(found.plan.start_time.replace("Z", "+00:00"))
-    age = (dt.datetime.now(dt.timezone.utc) - newest).total_seconds()
+    age = (dt.datetime.now(dt.UTC) - newest).total_seconds()
     if age >= lease_seconds:
         return found
     time.sleep(lease_seconds - age)
@@ -220,7 +229,12 @@ def export_table_scan(
     found = None
     if resume and export_time:  # without an export time there is no partition to match a dead run to
         found = find_resumable_scan(
-            s3, bucket=bucket, export_prefix=export_prefix, table=table, export_time=export_time, total_segments=total_segments,
+            s3,
+            bucket=bucket,
+            export_prefix=export_prefix,
+            table=table,
+            export_time=export_time,
+            total_segments=total_segments,
         )
         if found is not None:
             lease = checkpoint_seconds + 60 if resume_lease_seconds is None else resume_lease_seconds
@@ -229,7 +243,9 @@ def export_table_scan(
     if found is not None:
         plan, checkpoints = found.plan, found.checkpoints
         recorded = {f.key for cp in checkpoints.values() for f in cp.files}
-        removed = delete_unrecorded_data_files(s3, bucket=bucket, export_prefix=export_prefix, export_id=plan.export_id, recorded=recorded)
+        removed = delete_unrecorded_data_files(
+            s3, bucket=bucket, export_prefix=export_prefix, export_id=plan.export_id, recorded=recorded
+        )
     else:
         start_time = utc_iso()
         plan = ScanPlan(
@@ -237,7 +253,8 @@ def export_table_scan(
             table_name=table_name,
             table_arn=table.get("TableArn"),
             table_created=table_created_text(table),
-            total_segments=total_segments or choose_segment_count(table.get("TableSizeBytes", 0), table.get("ItemCount", 0)),
+            total_segments=total_segments
+            or choose_segment_count(table.get("TableSizeBytes", 0), table.get("ItemCount", 0)),
             export_time=export_time or start_time,
             start_time=start_time,
         )
@@ -245,7 +262,9 @@ def export_table_scan(
         checkpoints = {}
     export_id, segments = plan.export_id, plan.total_segments
     data_prefix = f"{export_dir_key(export_prefix, export_id)}/data"
-    budget = rate_limit if rate_limit is not None else read_rate_limit(table, read_capacity_fraction, on_demand_rcu_budget)
+    budget = (
+        rate_limit if rate_limit is not None else read_rate_limit(table, read_capacity_fraction, on_demand_rcu_budget)
+    )
     limiter = ReadCapacityLimiter(budget)
     capacity = PageCapacity(capacity_source)
     resumed_items = sum(cp.items for cp in checkpoints.values())
@@ -258,10 +277,20 @@ def export_table_scan(
         cp = checkpoints.get(segment) or SegmentCheckpoint(segment=segment)
         if cp.done:
             return cp
-        writer = DataFileWriter(s3, bucket=bucket, data_prefix=data_prefix, tmpdir=tmpdir, name_prefix=f"s{segment:05d}-", put_kwargs=put_kwargs)
+        writer = DataFileWriter(
+            s3,
+            bucket=bucket,
+            data_prefix=data_prefix,
+            tmpdir=tmpdir,
+            name_prefix=f"s{segment:05d}-",
+            put_kwargs=put_kwargs,
+        )
         kwargs: dict[str, Any] = {
-            "TableName": table_name, "Segment": segment, "TotalSegments": segments,
-            "ConsistentRead": False, "ReturnConsumedCapacity": "TOTAL",
+            "TableName": table_name,
+            "Segment": segment,
+            "TotalSegments": segments,
+            "ConsistentRead": False,
+            "ReturnConsumedCapacity": "TOTAL",
         }
         if cp.exclusive_start_key:
             kwargs["ExclusiveStartKey"] = cp.exclusive_start_key
@@ -297,9 +326,14 @@ def export_table_scan(
                     counters["items"] += len(items)
                     counters["capacity"] += units
                     progress = ScanProgress(
-                        items=resumed_items + counters["items"], consumed_capacity=counters["capacity"],
-                        elapsed_seconds=now - started, estimated_total_items=estimated_total,
-                        items_this_run=counters["items"], rate_limit=budget, page_units=units, at=now,
+                        items=resumed_items + counters["items"],
+                        consumed_capacity=counters["capacity"],
+                        elapsed_seconds=now - started,
+                        estimated_total_items=estimated_total,
+                        items_this_run=counters["items"],
+                        rate_limit=budget,
+                        page_units=units,
+                        at=now,
                     )
                 if on_progress:
                     on_progress(progress)
@@ -312,7 +346,14 @@ def export_table_scan(
                     cp.items += pending_items
                     cp.consumed_capacity += pending_units
                     pending_items, pending_units = 0, 0.0
-                    write_segment_checkpoint(s3, bucket=bucket, export_prefix=export_prefix, export_id=export_id, checkpoint=cp, put_kwargs=put_kwargs)
+                    write_segment_checkpoint(
+                        s3,
+                        bucket=bucket,
+                        export_prefix=export_prefix,
+                        export_id=export_id,
+                        checkpoint=cp,
+                        put_kwargs=put_kwargs,
+                    )
                     last_checkpoint = time.monotonic()
                 if last_key is None:
                     return cp
@@ -321,7 +362,9 @@ def export_table_scan(
             writer.discard()
 
     with tempfile.TemporaryDirectory(prefix="offload-scan-") as tmpdir:
-        with ThreadPoolExecutor(max_workers=max(1, min(segments, max_workers)), thread_name_prefix="scan-segment") as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(segments, max_workers)), thread_name_prefix="scan-segment"
+        ) as pool:
             futures = [pool.submit(scan_segment, seg, tmpdir) for seg in range(segments)]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             errors = [f.exception() for f in done if f.exception() is not None]

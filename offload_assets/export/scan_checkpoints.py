@@ -20,6 +20,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.export.layout import (
     MANIFEST_SUMMARY,
     ExportDataFile,
@@ -27,7 +28,6 @@ from offload_assets.export.layout import (
     list_export_ids,
     utc_iso,
 )
-from offload_assets.aws.s3_objects import delete_prefix
 
 CHECKPOINT_DIR = "_checkpoints"
 PLAN_NAME = "scan.json"
@@ -39,8 +39,12 @@ def encode_key(key: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     out = {}
     for name, value in key.items():
-        (tag, inner), = value.items()
-        out[name] = {tag: base64.b64encode(inner).decode("ascii") if tag == "B" and isinstance(inner, (bytes, bytearray)) else inner}
+        ((tag, inner),) = value.items()
+        out[name] = {
+            tag: base64.b64encode(inner).decode("ascii")
+            if tag == "B" and isinstance(inner, (bytes, bytearray))
+            else inner
+        }
     return out
 
 
@@ -49,7 +53,7 @@ def decode_key(key: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     out = {}
     for name, value in key.items():
-        (tag, inner), = value.items()
+        ((tag, inner),) = value.items()
         out[name] = {tag: base64.b64decode(inner) if tag == "B" else inner}
     return out
 
@@ -111,9 +115,17 @@ def segment_checkpoint_key(export_prefix: str, export_id: str, segment: int) -> 
     return f"{checkpoint_prefix(export_prefix, export_id)}segment-{segment:05d}.json"
 
 
-def write_plan(s3: Any, *, bucket: str, export_prefix: str, plan: ScanPlan, put_kwargs: dict[str, Any] | None = None) -> None:
+def write_plan(
+    s3: Any, *, bucket: str, export_prefix: str, plan: ScanPlan, put_kwargs: dict[str, Any] | None = None
+) -> None:
     key = checkpoint_prefix(export_prefix, plan.export_id) + PLAN_NAME
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(asdict(plan)).encode(), ContentType="application/json", **(put_kwargs or {}))
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=json.dumps(asdict(plan)).encode(),
+        ContentType="application/json",
+        **(put_kwargs or {}),
+    )
 
 
 def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> ScanPlan | None:
@@ -125,7 +137,12 @@ def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> Sc
 
 
 def write_segment_checkpoint(
-    s3: Any, *, bucket: str, export_prefix: str, export_id: str, checkpoint: SegmentCheckpoint,
+    s3: Any,
+    *,
+    bucket: str,
+    export_prefix: str,
+    export_id: str,
+    checkpoint: SegmentCheckpoint,
     put_kwargs: dict[str, Any] | None = None,
 ) -> None:
     checkpoint.updated_at = utc_iso()
@@ -138,7 +155,9 @@ def write_segment_checkpoint(
     )
 
 
-def read_segment_checkpoints(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> dict[int, SegmentCheckpoint]:
+def read_segment_checkpoints(
+    s3: Any, *, bucket: str, export_prefix: str, export_id: str
+) -> dict[int, SegmentCheckpoint]:
     out: dict[int, SegmentCheckpoint] = {}
     prefix = checkpoint_prefix(export_prefix, export_id)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "segment-"):
@@ -208,7 +227,9 @@ def find_resumable_scan(
     return None
 
 
-def delete_unrecorded_data_files(s3: Any, *, bucket: str, export_prefix: str, export_id: str, recorded: set[str]) -> list[str]:
+def delete_unrecorded_data_files(
+    s3: Any, *, bucket: str, export_prefix: str, export_id: str, recorded: set[str]
+) -> list[str]:
     """Remove data files a dead run uploaded but never recorded in a checkpoint; returns their keys."""
     prefix = f"{export_dir_key(export_prefix, export_id)}/data/"
     orphans = []
@@ -222,4 +243,3 @@ def delete_unrecorded_data_files(s3: Any, *, bucket: str, export_prefix: str, ex
 def table_created_text(table: dict[str, Any]) -> str | None:
     created = table.get("CreationDateTime")
     return utc_iso(created) if isinstance(created, dt.datetime) else (str(created) if created else None)
-

@@ -21,7 +21,10 @@ BLOG_ITEMS: list[dict[str, Any]] = [
 ]
 
 _AUTHORS = [
-    ("J.K. Rowling", ["Harry Potter and the Chamber of Secrets", "Harry Potter and the Prisoner of Azkaban", "The Casual Vacancy"]),
+    (
+        "J.K. Rowling",
+        ["Harry Potter and the Chamber of Secrets", "Harry Potter and the Prisoner of Azkaban", "The Casual Vacancy"],
+    ),
     ("J.R.R. Tolkien", ["The Fellowship of the Ring", "The Two Towers", "The Return of the King"]),
     ("Jane Austen", ["Pride and Prejudice", "Emma", "Persuasion"]),
     ("Ursula K. Le Guin", ["A Wizard of Earthsea", "The Left Hand of Darkness"]),
@@ -47,13 +50,21 @@ def generate_reviews(count: int = 3000, seed: int = 20251127) -> list[dict[str, 
             "ReviewedAt": f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z",
         }
         if rng.random() < 0.6:
-            item["ReviewText"] = " ".join(rng.choice(["great", "slow", "moving", "dense", "funny", "sad"]) for _ in range(rng.randint(3, 12)))
+            item["ReviewText"] = " ".join(
+                rng.choice(["great", "slow", "moving", "dense", "funny", "sad"]) for _ in range(rng.randint(3, 12))
+            )
         if rng.random() < 0.5:
             item["Tags"] = set(rng.sample(_TAGS, rng.randint(1, 3)))
         if rng.random() < 0.4:
-            details: dict[str, Any] = {"Pages": rng.randint(90, 1200), "Format": rng.choice(["hardcover", "paperback", "ebook"])}
+            details: dict[str, Any] = {
+                "Pages": rng.randint(90, 1200),
+                "Format": rng.choice(["hardcover", "paperback", "ebook"]),
+            }
             if rng.random() < 0.5:
-                details["Publisher"] = {"Name": rng.choice(["Bloomsbury", "Penguin", "Vintage"]), "Country": rng.choice(["UK", "US"])}
+                details["Publisher"] = {
+                    "Name": rng.choice(["Bloomsbury", "Penguin", "Vintage"]),
+                    "Country": rng.choice(["UK", "US"]),
+                }
             item["Details"] = details
         if rng.random() < 0.3:
             item["Shelves"] = [rng.choice(_SHELVES) for _ in range(rng.randint(1, 3))]
@@ -90,7 +101,10 @@ def create_reviews_table(dynamodb: Any, table_name: str = REVIEWS_TABLE) -> bool
     dynamodb.create_table(
         TableName=table_name,
         KeySchema=[{"AttributeName": "User", "KeyType": "HASH"}, {"AttributeName": "Book", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "User", "AttributeType": "S"}, {"AttributeName": "Book", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "User", "AttributeType": "S"},
+            {"AttributeName": "Book", "AttributeType": "S"},
+        ],
         BillingMode="PROVISIONED",
         ProvisionedThroughput={"ReadCapacityUnits": 1000, "WriteCapacityUnits": 1000},
     )
@@ -108,7 +122,9 @@ def put_items(dynamodb: Any, table_name: str, items: list[dict[str, Any]]) -> in
     return len(low)
 
 
-def seed_reviews(dynamodb: Any, *, table_name: str = REVIEWS_TABLE, count: int = 3000, seed: int = 20251127) -> list[dict[str, Any]]:
+def seed_reviews(
+    dynamodb: Any, *, table_name: str = REVIEWS_TABLE, count: int = 3000, seed: int = 20251127
+) -> list[dict[str, Any]]:
     """Create and fill the demo table (idempotent: same keys, same values); returns the items."""
     create_reviews_table(dynamodb, table_name)
     items = generate_reviews(count, seed)

@@ -139,10 +139,21 @@ def ensure_local_emulator(
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         # The package must be importable by the child even when the caller put it on sys.path by hand.
         package_parent = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p),
+        }
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "offload_assets.local.emulator_server", "--state-dir", str(edir), "--port", str(port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "offload_assets.local.emulator_server",
+                    "--state-dir",
+                    str(edir),
+                    "--port",
+                    str(port),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -215,9 +226,13 @@ def backdate_point_in_time_recovery(
             f"{endpoint_url} is not the local emulator: a point-in-time recovery history can only be made up locally"
         )
     if not 0 < days <= PITR_MAX_DAYS:
-        raise EmulatorError(f"days must be more than 0 and at most {PITR_MAX_DAYS} (DynamoDB's longest recovery period), not {days}")
-    earliest = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=days)
-    body = json.dumps({"table_name": table_name, "earliest_restorable": earliest.timestamp(), "region": region}).encode()
+        raise EmulatorError(
+            f"days must be more than 0 and at most {PITR_MAX_DAYS} (DynamoDB's longest recovery period), not {days}"
+        )
+    earliest = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
+    body = json.dumps(
+        {"table_name": table_name, "earliest_restorable": earliest.timestamp(), "region": region}
+    ).encode()
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     req = urllib.request.Request(
         f"{endpoint_url.rstrip('/')}{PITR_PATH}", method="POST", data=body, headers={"Content-Type": "application/json"}

@@ -82,10 +82,13 @@ def backdate_point_in_time_recovery(table_name: str, earliest_restorable: float,
 
     now = time.time()
     if not now - PITR_MAX_DAYS * 86400 - 60 <= earliest_restorable <= now:
-        raise RouteError("400 Bad Request", (
-            f"earliest_restorable {earliest_restorable!r} must lie within the last {PITR_MAX_DAYS} days "
-            "(DynamoDB's longest point-in-time recovery period)"
-        ))
+        raise RouteError(
+            "400 Bad Request",
+            (
+                f"earliest_restorable {earliest_restorable!r} must lie within the last {PITR_MAX_DAYS} days "
+                "(DynamoDB's longest point-in-time recovery period)"
+            ),
+        )
     found = [
         (account_id, region_name, backend.tables[table_name])
         for account_id, regions in get_backend("dynamodb").items()
@@ -93,14 +96,21 @@ def backdate_point_in_time_recovery(table_name: str, earliest_restorable: float,
         if table_name in backend.tables and region in (None, region_name)
     ]
     if not found:
-        raise RouteError("404 Not Found", (
-            f"DynamoDB table {table_name!r} does not exist in the local emulator" + (f" (region {region})" if region else "")
-        ))
+        raise RouteError(
+            "404 Not Found",
+            (
+                f"DynamoDB table {table_name!r} does not exist in the local emulator"
+                + (f" (region {region})" if region else "")
+            ),
+        )
     if len(found) > 1:
-        raise RouteError("409 Conflict", (
-            f"DynamoDB table {table_name!r} exists in several accounts/regions of the local emulator "
-            f"({', '.join(f'{a}/{r}' for a, r, _ in found)}): name the region"
-        ))
+        raise RouteError(
+            "409 Conflict",
+            (
+                f"DynamoDB table {table_name!r} exists in several accounts/regions of the local emulator "
+                f"({', '.join(f'{a}/{r}' for a, r, _ in found)}): name the region"
+            ),
+        )
     account_id, region_name, table = found[0]
     was = table.continuous_backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"]
     table.continuous_backups["ContinuousBackupsStatus"] = "ENABLED"
@@ -110,8 +120,11 @@ def backdate_point_in_time_recovery(table_name: str, earliest_restorable: float,
         "LatestRestorableDateTime": now,
     }
     return {
-        "table_name": table_name, "account_id": account_id, "region": region_name, "previous_status": was,
-        "earliest_restorable": dt.datetime.fromtimestamp(earliest_restorable, dt.timezone.utc).isoformat(),
+        "table_name": table_name,
+        "account_id": account_id,
+        "region": region_name,
+        "previous_status": was,
+        "earliest_restorable": dt.datetime.fromtimestamp(earliest_restorable, dt.UTC).isoformat(),
     }
 
 
@@ -158,7 +171,9 @@ class PersistentEmulator:
         from moto.backends import get_backend
 
         with self.lock:
-            data = pickle.dumps({name: get_backend(name) for name in PERSISTED_SERVICES}, protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(
+                {name: get_backend(name) for name in PERSISTED_SERVICES}, protocol=pickle.HIGHEST_PROTOCOL
+            )
             self.dirty_since = None
         tmp = self.state_file.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
@@ -190,10 +205,13 @@ class PersistentEmulator:
             body = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
             table_name, earliest = str(body["table_name"]), float(body["earliest_restorable"])
         except (KeyError, TypeError, ValueError) as err:
-            raise RouteError("400 Bad Request", (
-                f"{PITR_PATH} expects JSON {{\"table_name\": ..., \"earliest_restorable\": <epoch seconds>, "
-                f"\"region\": optional}}: {err!r}"
-            )) from None
+            raise RouteError(
+                "400 Bad Request",
+                (
+                    f'{PITR_PATH} expects JSON {{"table_name": ..., "earliest_restorable": <epoch seconds>, '
+                    f'"region": optional}}: {err!r}'
+                ),
+            ) from None
         with self.lock:
             answer = backdate_point_in_time_recovery(table_name, earliest, body.get("region"))
             self.last_request = time.monotonic()

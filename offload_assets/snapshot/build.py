@@ -21,6 +21,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from offload_assets.aws.s3_objects import delete_prefix
+from offload_assets.aws.s3_writes import encrypted_output_filesystem, enforce_s3_settings, s3_put_kwargs
+from offload_assets.catalog.crawler import CrawlerFailedError, CrawlerTimeoutError, CrawlOutcome, run_crawler
 from offload_assets.catalog.glue_tables import (
     CatalogTable,
     SchemaConflictError,
@@ -31,13 +34,15 @@ from offload_assets.catalog.glue_tables import (
     register_table,
     sync_partition_columns,
 )
-from offload_assets.catalog.crawler import CrawlerFailedError, CrawlerTimeoutError, CrawlOutcome, run_crawler
-from offload_assets.export.layout import ExportManifest, latest_completed_export
 from offload_assets.catalog.latest_view import LatestViewOutcome, latest_view_name, publish_latest_view
 from offload_assets.catalog.projection import projection_parameters
-from offload_assets.catalog.retention import RetentionOutcome, RetentionRefusedError, apply_retention, check_retention_admits
-from offload_assets.aws.s3_objects import delete_prefix
-from offload_assets.aws.s3_writes import encrypted_output_filesystem, enforce_s3_settings, s3_put_kwargs
+from offload_assets.catalog.retention import (
+    RetentionOutcome,
+    RetentionRefusedError,
+    apply_retention,
+    check_retention_admits,
+)
+from offload_assets.export.layout import ExportManifest, latest_completed_export
 from offload_assets.table_spec import TableSpec
 
 SNAPSHOT_MANIFEST = "_snapshot.json"
@@ -83,7 +88,7 @@ def schema_from_text(text: str) -> pa.Schema:
 
 
 def new_run_dir(spec: TableSpec, partition_key: str, run_id: str, now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     token = re.sub(r"[^A-Za-z0-9]", "", run_id)[:12] or "manual"
     return f"{spec.parquet_partition_prefix(partition_key)}/run-{now.strftime('%Y%m%dT%H%M%S%f')}Z-{token}"
 
@@ -120,10 +125,15 @@ def write_snapshot_manifest(
         "files": files,
         "schema": schema_to_text(schema),
         "rescued_counts": rescued_counts,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "created": dt.datetime.now(dt.UTC).isoformat(),
         "extra": extra or {},
     }
-    s3.put_object(Bucket=bucket, Key=f"{run_dir}/{SNAPSHOT_MANIFEST}", Body=json.dumps(body, indent=2).encode(), **(put_kwargs or {}))
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{run_dir}/{SNAPSHOT_MANIFEST}",
+        Body=json.dumps(body, indent=2).encode(),
+        **(put_kwargs or {}),
+    )
     return _snapshot_from(bucket, run_dir, body)
 
 
@@ -148,7 +158,7 @@ def list_run_dirs(s3: Any, *, bucket: str, partition_prefix: str) -> list[str]:
     out = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         for cp in page.get("CommonPrefixes", []):
-            name = cp["Prefix"][len(prefix):].rstrip("/")
+            name = cp["Prefix"][len(prefix) :].rstrip("/")
             if _RUN_DIR_RE.match(name):
                 out.append(prefix + name)
     return sorted(out)
@@ -163,7 +173,9 @@ def read_snapshot_manifest(s3: Any, *, bucket: str, run_dir: str) -> SnapshotMan
 
 
 def latest_complete_snapshot(s3: Any, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
-    for run_dir in reversed(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key))):
+    for run_dir in reversed(
+        list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key))
+    ):
         manifest = read_snapshot_manifest(s3, bucket=spec.s3_bucket, run_dir=run_dir)
         if manifest is not None:
             return manifest
@@ -189,7 +201,9 @@ class PublishResult:
     crawl: CrawlOutcome | None = None
 
 
-def table_facts(spec: TableSpec, snapshot: SnapshotManifest, partition_key: str, current: dict[str, str]) -> dict[str, str]:
+def table_facts(
+    spec: TableSpec, snapshot: SnapshotManifest, partition_key: str, current: dict[str, str]
+) -> dict[str, str]:
     """Table parameters: what the table is, and the facts of its newest snapshot.
 
     Publishing an older partition (a backfill) keeps the newest snapshot's facts.
@@ -202,14 +216,22 @@ def table_facts(spec: TableSpec, snapshot: SnapshotManifest, partition_key: str,
     }
     newest = current.get("offload_assets.latest_partition", "")
     if newest > partition_key:
-        facts.update({k: v for k, v in current.items() if k.startswith("offload_assets.latest_") and k != "offload_assets.catalog.latest_view"})
+        facts.update(
+            {
+                k: v
+                for k, v in current.items()
+                if k.startswith("offload_assets.latest_") and k != "offload_assets.catalog.latest_view"
+            }
+        )
     else:
-        facts.update({
-            "offload_assets.latest_partition": partition_key,
-            "offload_assets.latest_export_id": snapshot.export_id,
-            "offload_assets.latest_item_count": str(snapshot.rows),
-            "offload_assets.latest_export_time": spec.export_time(partition_key).isoformat(),
-        })
+        facts.update(
+            {
+                "offload_assets.latest_partition": partition_key,
+                "offload_assets.latest_export_id": snapshot.export_id,
+                "offload_assets.latest_item_count": str(snapshot.rows),
+                "offload_assets.latest_export_time": spec.export_time(partition_key).isoformat(),
+            }
+        )
     if spec.partition_projection:
         facts.update(projection_parameters(spec))
     return facts
@@ -229,7 +251,9 @@ def partition_facts(snapshot: SnapshotManifest) -> dict[str, str]:
 
 def _delete_older_runs(s3: Any, spec: TableSpec, partition_key: str, keep_run_dir: str) -> list[str]:
     removed = []
-    for run_dir in list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key)):
+    for run_dir in list_run_dirs(
+        s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key)
+    ):
         if run_dir < keep_run_dir:
             delete_prefix(s3, bucket=spec.s3_bucket, prefix=run_dir + "/")
             removed.append(run_dir)
@@ -270,7 +294,12 @@ def publish_snapshot(
         resynced = sync_partition_columns(glue, database=db, table=name, schema=schema)
     location = snapshot.s3_uri
     partition_change = register_partition(
-        glue, database=db, table=name, value=partition_key, location=location, schema=schema,
+        glue,
+        database=db,
+        table=name,
+        value=partition_key,
+        location=location,
+        schema=schema,
         parameters=partition_facts(snapshot),
     )
     removed = _delete_older_runs(s3, spec, partition_key, snapshot.run_dir)
@@ -306,14 +335,20 @@ def _register_table_for(
                 table=name,
                 location=f"s3://{spec.s3_bucket}/{spec.parquet_root}/",
                 schema=schema,
-                parameters={**table_facts(spec, snapshot, partition_key, current.parameters if current else {}), **(table_parameters or {})},
+                parameters={
+                    **table_facts(spec, snapshot, partition_key, current.parameters if current else {}),
+                    **(table_parameters or {}),
+                },
                 description=f"Daily snapshots of DynamoDB table {spec.dynamodb_table}, offloaded by offload_assets",
                 expected_version=current.version_id if current else None,
             )
         except (glue.exceptions.ConcurrentModificationException, glue.exceptions.AlreadyExistsException):
             continue
         written = get_catalog_table(glue, db, name)
-        if written is not None and merge_table_schema(written.schema, snapshot.schema, where=name).names == written.schema.names:
+        if (
+            written is not None
+            and merge_table_schema(written.schema, snapshot.schema, where=name).names == written.schema.names
+        ):
             return change, current, written.schema
     raise RuntimeError(
         f"table {db}.{name}, partition {partition_key}: the Glue table kept changing while publishing "
@@ -335,8 +370,12 @@ def _publish_with_crawler(
         )
     values = sorted({p.value for p in list_partitions(glue, database=spec.catalog_database, table=spec.catalog_table)})
     view = publish_latest_view(
-        glue, database=spec.catalog_database, table=spec.catalog_table, schema=table.schema,
-        partition_values=values, source_table=spec.dynamodb_table,
+        glue,
+        database=spec.catalog_database,
+        table=spec.catalog_table,
+        schema=table.schema,
+        partition_values=values,
+        source_table=spec.dynamodb_table,
     )
     return PublishResult(snapshot, "crawled", "crawled", tuple(removed), snapshot.s3_uri, 0, view, None, crawl)
 

@@ -70,7 +70,11 @@ def snapshot_parquet_rows(filesystem: pafs.FileSystem, snapshot: SnapshotManifes
     files, unreadable = {}, {}
     for info in sorted(infos, key=lambda i: i.path):
         relative = info.path[len(base) + 1 :]
-        if info.type != pafs.FileType.File or not relative.endswith(".parquet") or any(p.startswith("_") for p in relative.split("/")):
+        if (
+            info.type != pafs.FileType.File
+            or not relative.endswith(".parquet")
+            or any(p.startswith("_") for p in relative.split("/"))
+        ):
             continue
         try:
             files[relative] = pq.read_metadata(info.path, filesystem=filesystem).num_rows
@@ -83,7 +87,9 @@ def _listed_files(snapshot: SnapshotManifest) -> dict[str, int]:
     return {str(f.get("path", "")).rsplit("/", 1)[-1]: int(f.get("rows", 0)) for f in snapshot.files}
 
 
-def row_count_parity(spec: TableSpec, snapshot: SnapshotManifest, present: ParquetRows, *, export_items: int | None) -> CheckOutcome:
+def row_count_parity(
+    spec: TableSpec, snapshot: SnapshotManifest, present: ParquetRows, *, export_items: int | None
+) -> CheckOutcome:
     """Export items = rows the snapshot claims = rows in its Parquet files (and every listed file is there)."""
     where = f"table {spec.dynamodb_table!r}, partition {snapshot.partition_key}"
     listed = _listed_files(snapshot)
@@ -116,7 +122,11 @@ def row_count_parity(spec: TableSpec, snapshot: SnapshotManifest, present: Parqu
         metadata["quarantined_lines"] = quarantined
     if problems:
         return CheckOutcome(False, f"{where}: " + "; ".join(problems) + f" ({snapshot.s3_uri}).", metadata=metadata)
-    return CheckOutcome(True, f"{where}: {present.rows:,} rows in the export and in {len(present.files)} Parquet file(s).", metadata=metadata)
+    return CheckOutcome(
+        True,
+        f"{where}: {present.rows:,} rows in the export and in {len(present.files)} Parquet file(s).",
+        metadata=metadata,
+    )
 
 
 def sql_count_statement(spec: TableSpec, partition_key: str) -> str:
@@ -134,7 +144,11 @@ def sql_row_count_parity(
     where = f"table {spec.dynamodb_table!r}, partition {partition_key}"
     metadata: dict[str, Any] = {"sql_rows": sql_rows, "export_item_count": export_items}
     if published is None:
-        return CheckOutcome(False, f"{where}: no published snapshot (the catalog partition is missing or points at nothing).", metadata=metadata)
+        return CheckOutcome(
+            False,
+            f"{where}: no published snapshot (the catalog partition is missing or points at nothing).",
+            metadata=metadata,
+        )
     metadata.update(snapshot_rows=published.rows, export_id=published.export_id, snapshot_uri=published.s3_uri)
     problems = []
     if sql_rows != published.rows:
@@ -143,7 +157,9 @@ def sql_row_count_parity(
         problems.append(f"SQL counts {sql_rows:,} rows but the export has {export_items:,} items")
     if problems:
         return CheckOutcome(False, f"{where}: " + "; ".join(problems) + f" ({published.s3_uri}).", metadata=metadata)
-    return CheckOutcome(True, f"{where}: SQL counts {sql_rows:,} rows, as many as the export has items.", metadata=metadata)
+    return CheckOutcome(
+        True, f"{where}: SQL counts {sql_rows:,} rows, as many as the export has items.", metadata=metadata
+    )
 
 
 def published_snapshot(glue: Any, s3: Any, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
@@ -175,11 +191,17 @@ def key_attributes(dynamodb: Any, table_name: str) -> list[str]:
     return [k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH")]
 
 
-def key_columns(schema: pa.Schema, attributes: list[str], renamed: dict[str, str] | None = None) -> dict[str, str | None]:
+def key_columns(
+    schema: pa.Schema, attributes: list[str], renamed: dict[str, str] | None = None
+) -> dict[str, str | None]:
     """The snapshot column holding each key attribute (None when there is none)."""
     from offload_assets.conversion import safe_column_name
 
-    by_original = {(f.metadata or {}).get(ORIGINAL_NAME_KEY, b"").decode(): f.name for f in schema if (f.metadata or {}).get(ORIGINAL_NAME_KEY)}
+    by_original = {
+        (f.metadata or {}).get(ORIGINAL_NAME_KEY, b"").decode(): f.name
+        for f in schema
+        if (f.metadata or {}).get(ORIGINAL_NAME_KEY)
+    }
     names = set(schema.names)
     out: dict[str, str | None] = {}
     for attr in attributes:
@@ -189,7 +211,11 @@ def key_columns(schema: pa.Schema, attributes: list[str], renamed: dict[str, str
 
 
 def unique_primary_keys(
-    spec: TableSpec, filesystem: pafs.FileSystem, snapshot: SnapshotManifest, attributes: list[str], present: ParquetRows
+    spec: TableSpec,
+    filesystem: pafs.FileSystem,
+    snapshot: SnapshotManifest,
+    attributes: list[str],
+    present: ParquetRows,
 ) -> CheckOutcome:
     """No duplicate and no missing key in the snapshot's Parquet files (DuckDB over the files)."""
     import duckdb
@@ -200,16 +226,22 @@ def unique_primary_keys(
     metadata: dict[str, Any] = {"key_attributes": attributes, "key_columns": columns, "snapshot_uri": snapshot.s3_uri}
     absent = [a for a, c in columns.items() if c is None]
     if absent:
-        return CheckOutcome(False, f"{where}: key attribute(s) {', '.join(absent)} have no column in the snapshot.", metadata=metadata)
+        return CheckOutcome(
+            False, f"{where}: key attribute(s) {', '.join(absent)} have no column in the snapshot.", metadata=metadata
+        )
     if not present.files:
-        return CheckOutcome(present.rows == snapshot.rows == 0, f"{where}: the snapshot has no Parquet file.", metadata=metadata)
+        return CheckOutcome(
+            present.rows == snapshot.rows == 0, f"{where}: the snapshot has no Parquet file.", metadata=metadata
+        )
     paths = [f"{snapshot.bucket}/{snapshot.run_dir}/{name}" for name in present.files]
     dataset = ds.dataset(paths, filesystem=filesystem, format="parquet")
     cols = [_quoted(columns[a]) for a in attributes]
     con = duckdb.connect()
     try:
         con.register("snapshot", dataset)
-        null_rows = con.execute(f"SELECT count(*) FROM snapshot WHERE {' OR '.join(c + ' IS NULL' for c in cols)}").fetchone()[0]
+        null_rows = con.execute(
+            f"SELECT count(*) FROM snapshot WHERE {' OR '.join(c + ' IS NULL' for c in cols)}"
+        ).fetchone()[0]
         dup_keys, dup_rows = con.execute(
             f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM snapshot GROUP BY {', '.join(cols)} HAVING count(*) > 1)"
         ).fetchone()
@@ -219,17 +251,28 @@ def unique_primary_keys(
         ).fetchall()
     finally:
         con.close()
-    metadata.update(rows=present.rows, rows_without_key=int(null_rows), duplicate_keys=int(dup_keys), rows_with_duplicate_keys=int(dup_rows))
+    metadata.update(
+        rows=present.rows,
+        rows_without_key=int(null_rows),
+        duplicate_keys=int(dup_keys),
+        rows_with_duplicate_keys=int(dup_rows),
+    )
     problems = []
     if dup_keys:
-        shown = "; ".join(", ".join(f"{a}={row[i]!r}" for i, a in enumerate(attributes)) + f" ({row[-1]}×)" for row in examples)
+        shown = "; ".join(
+            ", ".join(f"{a}={row[i]!r}" for i, a in enumerate(attributes)) + f" ({row[-1]}×)" for row in examples
+        )
         problems.append(f"{dup_keys:,} key(s) appear more than once ({dup_rows:,} rows), e.g. {shown}")
-        metadata["duplicate_examples"] = [{a: str(row[i]) for i, a in enumerate(attributes)} | {"rows": int(row[-1])} for row in examples]
+        metadata["duplicate_examples"] = [
+            {a: str(row[i]) for i, a in enumerate(attributes)} | {"rows": int(row[-1])} for row in examples
+        ]
     if null_rows:
         problems.append(f"{null_rows:,} row(s) lack a key attribute")
     if problems:
         return CheckOutcome(False, f"{where}: " + "; ".join(problems) + ".", metadata=metadata)
-    return CheckOutcome(True, f"{where}: {present.rows:,} rows, every ({', '.join(attributes)}) key once.", metadata=metadata)
+    return CheckOutcome(
+        True, f"{where}: {present.rows:,} rows, every ({', '.join(attributes)}) key once.", metadata=metadata
+    )
 
 
 # --------------------------------------------------------------------------- schema drift
@@ -255,7 +298,11 @@ def schema_drift(
     """New columns, retyped columns and rescued values, as a warning with the details."""
     where = f"table {spec.dynamodb_table!r}, partition {snapshot.partition_key}"
     rescued = {k: int(v) for k, v in snapshot.rescued_counts.items() if int(v)}
-    metadata: dict[str, Any] = {"columns": len(snapshot.schema), "rescued_values": sum(rescued.values()), "rescued_counts": rescued}
+    metadata: dict[str, Any] = {
+        "columns": len(snapshot.schema),
+        "rescued_values": sum(rescued.values()),
+        "rescued_counts": rescued,
+    }
     renamed = snapshot.extra.get("renamed_columns") or {}
     if renamed:
         metadata["renamed_columns"] = renamed
@@ -263,15 +310,30 @@ def schema_drift(
     if baseline is not None:
         metadata["baseline"] = baseline_label
         before = {f.name: f for f in baseline}
-        new = [{"column": f.name, "type": arrow_to_glue(f.type), "attribute": (f.metadata or {}).get(ORIGINAL_NAME_KEY, f.name.encode()).decode()}
-               for f in snapshot.schema if f.name not in before]
-        retyped = [{"column": f.name, "was": arrow_to_glue(before[f.name].type), "now": arrow_to_glue(f.type)}
-                   for f in snapshot.schema if f.name in before and not f.type.equals(before[f.name].type)]
+        new = [
+            {
+                "column": f.name,
+                "type": arrow_to_glue(f.type),
+                "attribute": (f.metadata or {}).get(ORIGINAL_NAME_KEY, f.name.encode()).decode(),
+            }
+            for f in snapshot.schema
+            if f.name not in before
+        ]
+        retyped = [
+            {"column": f.name, "was": arrow_to_glue(before[f.name].type), "now": arrow_to_glue(f.type)}
+            for f in snapshot.schema
+            if f.name in before and not f.type.equals(before[f.name].type)
+        ]
         metadata.update(new_columns=new, retyped_columns=retyped)
         if new:
-            problems.append(f"{len(new)} new column(s) since {baseline_label}: " + ", ".join(f"{c['column']} {c['type']}" for c in new[:10]))
+            problems.append(
+                f"{len(new)} new column(s) since {baseline_label}: "
+                + ", ".join(f"{c['column']} {c['type']}" for c in new[:10])
+            )
         if retyped:
-            problems.append("column type(s) changed: " + ", ".join(f"{c['column']} {c['was']} -> {c['now']}" for c in retyped[:10]))
+            problems.append(
+                "column type(s) changed: " + ", ".join(f"{c['column']} {c['was']} -> {c['now']}" for c in retyped[:10])
+            )
     if rescued:
         problems.append(
             f"{sum(rescued.values()):,} value(s) did not fit their column and were kept as JSON in _rescued_data: "
@@ -279,7 +341,11 @@ def schema_drift(
         )
     if problems:
         return CheckOutcome(False, f"{where}: " + "; ".join(problems) + ".", severity=WARN, metadata=metadata)
-    basis = f"same columns as {baseline_label}" if baseline is not None else "first published snapshot, nothing to compare with"
+    basis = (
+        f"same columns as {baseline_label}"
+        if baseline is not None
+        else "first published snapshot, nothing to compare with"
+    )
     return CheckOutcome(True, f"{where}: {basis}; no rescued values.", severity=WARN, metadata=metadata)
 
 
@@ -294,13 +360,19 @@ def newest_registered_partition(glue: Any, spec: TableSpec) -> str | None:
     return parts[-1].value if parts else None
 
 
-def freshness(spec: TableSpec, newest_partition: str | None, *, now: dt.datetime, max_age_hours: float | None = None) -> CheckOutcome:
+def freshness(
+    spec: TableSpec, newest_partition: str | None, *, now: dt.datetime, max_age_hours: float | None = None
+) -> CheckOutcome:
     """The newest published partition's snapshot time is at most ``max_age_hours`` before ``now``."""
     max_age = spec.freshness_hours if max_age_hours is None else max_age_hours
     where = f"table {spec.dynamodb_table!r}"
     metadata: dict[str, Any] = {"max_age_hours": max_age, "newest_partition": newest_partition}
     if newest_partition is None:
-        return CheckOutcome(False, f"{where}: no partition is published in {spec.catalog_database}.{spec.catalog_table} yet.", metadata=metadata)
+        return CheckOutcome(
+            False,
+            f"{where}: no partition is published in {spec.catalog_database}.{spec.catalog_table} yet.",
+            metadata=metadata,
+        )
     snapshot_time = spec.export_time(newest_partition)
     age_hours = (now - snapshot_time).total_seconds() / 3600
     metadata.update(snapshot_time=snapshot_time.isoformat(), age_hours=round(age_hours, 2))
@@ -311,4 +383,8 @@ def freshness(spec: TableSpec, newest_partition: str | None, *, now: dt.datetime
             "tonight's export or its conversion did not publish.",
             metadata=metadata,
         )
-    return CheckOutcome(True, f"{where}: newest published partition {newest_partition} is {age_hours:.1f} h old (limit {max_age:g} h).", metadata=metadata)
+    return CheckOutcome(
+        True,
+        f"{where}: newest published partition {newest_partition} is {age_hours:.1f} h old (limit {max_age:g} h).",
+        metadata=metadata,
+    )

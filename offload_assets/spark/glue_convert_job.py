@@ -43,15 +43,22 @@ def spark_session(master: str | None) -> Any:
     if master:
         from offload_assets.spark.spark_conversion import local_spark_session
 
-        cores = int(master[len("local["):-1]) if master.startswith("local[") and master[6:-1].isdigit() else 2
+        cores = int(master[len("local[") : -1]) if master.startswith("local[") and master[6:-1].isdigit() else 2
         return local_spark_session("offload-assets-glue-job", cores=cores)
     from pyspark.sql import SparkSession
 
     return SparkSession.builder.getOrCreate()  # on Glue: the job's session
 
 
-def run_job(request: dict[str, Any], s3: Any, spark: Any, *, endpoint_url: str | None,
-            log: Callable[[str], None], report: Callable[..., None] | None) -> dict[str, Any]:
+def run_job(
+    request: dict[str, Any],
+    s3: Any,
+    spark: Any,
+    *,
+    endpoint_url: str | None,
+    log: Callable[[str], None],
+    report: Callable[..., None] | None,
+) -> dict[str, Any]:
     """Convert, write ``_snapshot.json`` and report; returns the reported metadata."""
     from offload_assets.conversion import ConversionOptions
     from offload_assets.snapshot.build import schema_from_text, write_snapshot_manifest
@@ -62,28 +69,48 @@ def run_job(request: dict[str, Any], s3: Any, spark: Any, *, endpoint_url: str |
     table = request["table_name"]
     import offload_assets
 
-    log(f"table {table!r}: converting export {snap['export_id']} ({len(request['input_files'])} file(s)) "
-        f"into s3://{request['output_dir']}/ on Spark {spark.version} (code: {os.path.dirname(offload_assets.__file__)})")
+    log(
+        f"table {table!r}: converting export {snap['export_id']} ({len(request['input_files'])} file(s)) "
+        f"into s3://{request['output_dir']}/ on Spark {spark.version} (code: {os.path.dirname(offload_assets.__file__)})"
+    )
     result = convert_export_on_spark(
-        spark, request["input_files"],
+        spark,
+        request["input_files"],
         FilesystemSpec(kind="s3", region=request.get("region"), endpoint_url=endpoint_url),
-        request["output_dir"], table_name=table,
+        request["output_dir"],
+        table_name=table,
         existing_schema=schema_from_text(request["existing_schema"]) if request.get("existing_schema") else None,
-        options=ConversionOptions(compression=request.get("compression", "zstd")), log=log,
+        options=ConversionOptions(compression=request.get("compression", "zstd")),
+        log=log,
     )
     bucket = snap["bucket"]
     files = [{"path": f.path, "rows": f.rows, "bytes": f.bytes} for f in result.files]
     write_snapshot_manifest(
-        s3, bucket=bucket, run_dir=snap["run_dir"], partition_key=snap["partition_key"], export_id=snap["export_id"],
-        rows=result.rows, files=files, schema=result.schema, rescued_counts=dict(result.rescued_counts),
-        extra={"export_item_count": snap.get("export_item_count"), "input_bytes": result.input_bytes,
-               "renamed_columns": dict(result.renamed_columns), "quarantined_lines": 0, "engine": "glue"},
+        s3,
+        bucket=bucket,
+        run_dir=snap["run_dir"],
+        partition_key=snap["partition_key"],
+        export_id=snap["export_id"],
+        rows=result.rows,
+        files=files,
+        schema=result.schema,
+        rescued_counts=dict(result.rescued_counts),
+        extra={
+            "export_item_count": snap.get("export_item_count"),
+            "input_bytes": result.input_bytes,
+            "renamed_columns": dict(result.renamed_columns),
+            "quarantined_lines": 0,
+            "engine": "glue",
+        },
     )
     metadata = {
-        "rows": result.rows, "files": len(files), "bytes": result.output_bytes,
+        "rows": result.rows,
+        "files": len(files),
+        "bytes": result.output_bytes,
         "rescued_values": sum(result.rescued_counts.values()),
         "rescued_counts": {"raw_value": dict(result.rescued_counts), "type": "json"},
-        "spark_duration_seconds": round(time.monotonic() - started, 3), "spark_version": spark.version,
+        "spark_duration_seconds": round(time.monotonic() - started, 3),
+        "spark_version": spark.version,
     }
     log(f"table {table!r}: {result.rows} rows in {len(files)} file(s), {metadata['rescued_values']} rescued values")
     if report is not None:
@@ -110,8 +137,14 @@ def main(argv: list[str] | None = None) -> None:
         message_writer=PipesS3MessageWriter(client=s3, interval=2),
     ) as pipes:
         spark = spark_session(args.spark_master)
-        run_job(read_request(s3, args.request), s3, spark, endpoint_url=endpoint_url,
-                log=pipes.log.info, report=pipes.report_asset_materialization)
+        run_job(
+            read_request(s3, args.request),
+            s3,
+            spark,
+            endpoint_url=endpoint_url,
+            log=pipes.log.info,
+            report=pipes.report_asset_materialization,
+        )
 
 
 if __name__ == "__main__":

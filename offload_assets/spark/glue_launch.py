@@ -54,6 +54,7 @@ def package_zip_bytes() -> bytes:
     root = resources.files("offload_assets")
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+
         def add(node: Any, prefix: str) -> None:
             for child in sorted(node.iterdir(), key=lambda c: c.name):
                 if child.is_dir():
@@ -61,6 +62,7 @@ def package_zip_bytes() -> bytes:
                         add(child, f"{prefix}{child.name}/")
                 elif child.name.endswith((".py", ".yaml", ".md", ".sql")):
                     zf.writestr(zipfile.ZipInfo(f"{prefix}{child.name}", (2020, 1, 1, 0, 0, 0)), child.read_bytes())
+
         add(root, "offload_assets/")
     return out.getvalue()
 
@@ -73,8 +75,9 @@ def upload_package_zip(s3: Any, spec: TableSpec) -> str:
     return f"s3://{spec.s3_bucket}/{key}"
 
 
-def job_definition(spec: TableSpec, script_uri: str, python_modules: str, package_uri: str | None = None,
-                   role: str | None = None) -> dict[str, Any]:
+def job_definition(
+    spec: TableSpec, script_uri: str, python_modules: str, package_uri: str | None = None, role: str | None = None
+) -> dict[str, Any]:
     """``CreateJob`` / ``UpdateJob`` fields for the table's conversion job."""
     arguments = {"--job-language": "python", "--enable-metrics": "true", "--enable-continuous-cloudwatch-log": "true"}
     if package_uri:
@@ -98,8 +101,13 @@ def job_definition(spec: TableSpec, script_uri: str, python_modules: str, packag
 DEFAULT_PYTHON_MODULES = "dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17"
 
 
-def ensure_glue_job(glue: Any, spec: TableSpec, script_uri: str, python_modules: str = DEFAULT_PYTHON_MODULES,
-                    package_uri: str | None = None) -> str:
+def ensure_glue_job(
+    glue: Any,
+    spec: TableSpec,
+    script_uri: str,
+    python_modules: str = DEFAULT_PYTHON_MODULES,
+    package_uri: str | None = None,
+) -> str:
     """Create the job (needs ``glue_role_arn``) or bring an existing one up to date with this script and package.
 
     A job created by hand keeps its role unless ``glue_role_arn`` says otherwise.
@@ -138,8 +146,16 @@ class GlueConversion:
 
 
 def prepare_glue_conversion(
-    s3: Any, glue_catalog: Any, glue_jobs: Any, spec: TableSpec, partition_key: str, *,
-    run_id: str, existing_schema: Any = None, region: str | None = None, python_modules: str = DEFAULT_PYTHON_MODULES,
+    s3: Any,
+    glue_catalog: Any,
+    glue_jobs: Any,
+    spec: TableSpec,
+    partition_key: str,
+    *,
+    run_id: str,
+    existing_schema: Any = None,
+    region: str | None = None,
+    python_modules: str = DEFAULT_PYTHON_MODULES,
 ) -> GlueConversion:
     """Find the export, upload the script, define the job and write the request the job reads."""
     from offload_assets.catalog.glue_tables import get_catalog_table
@@ -158,8 +174,13 @@ def prepare_glue_conversion(
         "existing_schema": schema_to_text(existing_schema) if existing_schema is not None else None,
         "compression": spec.compression,
         "region": region,
-        "snapshot": {"bucket": spec.s3_bucket, "run_dir": run_dir, "partition_key": partition_key,
-                     "export_id": export.export_id, "export_item_count": export.item_count},
+        "snapshot": {
+            "bucket": spec.s3_bucket,
+            "run_dir": run_dir,
+            "partition_key": partition_key,
+            "export_id": export.export_id,
+            "export_item_count": export.item_count,
+        },
     }
     key = f"{spec.s3_prefix}/glue/requests/{spec.catalog_table}/{run_dir.rsplit('/', 1)[-1]}.json"
     s3.put_object(Bucket=spec.s3_bucket, Key=key, Body=json.dumps(request).encode(), ContentType="application/json")

@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from offload_assets.conversion import ConversionOptions, WrittenFile
-from offload_assets.conversion import python_engine
+from offload_assets.conversion import ConversionOptions, WrittenFile, python_engine
 from offload_assets.conversion.quarantine import BadLines
 from offload_assets.conversion.schema_plan import SchemaPlan, plan_schema
 from offload_assets.conversion.value_stats import ValueStats
@@ -70,7 +69,9 @@ class SparkConversionResult:
         return sum(f.bytes for f in self.files)
 
 
-def file_stats(path: str, filesystem: pafs.FileSystem, table_name: str, options: ConversionOptions) -> tuple[ValueStats, int]:
+def file_stats(
+    path: str, filesystem: pafs.FileSystem, table_name: str, options: ConversionOptions
+) -> tuple[ValueStats, int]:
     """Pass 1 for one data file: the statistics tree and item count (bad lines raise, naming file and line)."""
     bad_lines = BadLines(table_name, "fail")
     try:
@@ -80,8 +81,13 @@ def file_stats(path: str, filesystem: pafs.FileSystem, table_name: str, options:
 
 
 def convert_file(
-    path: str, filesystem: pafs.FileSystem, out_path: str, out_filesystem: pafs.FileSystem,
-    plan: SchemaPlan, table_name: str, options: ConversionOptions,
+    path: str,
+    filesystem: pafs.FileSystem,
+    out_path: str,
+    out_filesystem: pafs.FileSystem,
+    plan: SchemaPlan,
+    table_name: str,
+    options: ConversionOptions,
 ) -> tuple[WrittenFile | None, dict[str, int]]:
     """Pass 2 for one data file: one Parquet file of ``plan.schema`` (none if the file has no items)."""
     bad_lines = BadLines(table_name, "fail")
@@ -98,16 +104,21 @@ def convert_file(
         if writer is None:
             out_filesystem.create_dir(out_path.rsplit("/", 1)[0], recursive=True)
             sink = out_filesystem.open_output_stream(out_path)
-            writer = pq.ParquetWriter(sink, plan.schema, compression=compression,
-                                      compression_level=options.compression_level,
-                                      write_statistics=True, use_dictionary=True)
+            writer = pq.ParquetWriter(
+                sink,
+                plan.schema,
+                compression=compression,
+                compression_level=options.compression_level,
+                write_statistics=True,
+                use_dictionary=True,
+            )
         table = pa.Table.from_batches(pending, schema=plan.schema)
         writer.write_table(table, row_group_size=max(1, table.num_rows))
         pending, pending_rows, pending_bytes = [], 0, 0
 
     try:
         items = python_engine.iter_items([path], filesystem, options, bad_lines)
-        for batch, rescued_counts in python_engine.convert_items(items, plan):
+        for batch, rescued_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
             rows += batch.num_rows
             pending.append(batch)
             pending_rows += batch.num_rows
@@ -134,7 +145,9 @@ def convert_file(
         bad_lines.cleanup()
 
 
-def write_empty_file(out_path: str, out_filesystem: pafs.FileSystem, schema: pa.Schema, options: ConversionOptions) -> WrittenFile:
+def write_empty_file(
+    out_path: str, out_filesystem: pafs.FileSystem, schema: pa.Schema, options: ConversionOptions
+) -> WrittenFile:
     """An export without items still gets one (empty) file, so the partition has a schema."""
     compression = None if options.compression == "none" else options.compression
     out_filesystem.create_dir(out_path.rsplit("/", 1)[0], recursive=True)
@@ -201,13 +214,27 @@ def convert_export_on_spark(
         task_fs = filesystem.open()
         for batch in batches:
             for index, path in zip(batch.column("file_index").to_pylist(), batch.column("path").to_pylist()):
-                written, rescued = convert_file(path, task_fs, part_path(output_dir, index), task_fs, plan, table_name, options)
-                yield pa.RecordBatch.from_pydict({
-                    "file_index": [index], "path": [written.path if written else None],
-                    "rows": [written.rows if written else 0], "bytes": [written.bytes if written else 0],
-                    "rescued": [json.dumps(rescued)],
-                }, schema=pa.schema([("file_index", pa.int64()), ("path", pa.string()), ("rows", pa.int64()),
-                                     ("bytes", pa.int64()), ("rescued", pa.string())]))
+                written, rescued = convert_file(
+                    path, task_fs, part_path(output_dir, index), task_fs, plan, table_name, options
+                )
+                yield pa.RecordBatch.from_pydict(
+                    {
+                        "file_index": [index],
+                        "path": [written.path if written else None],
+                        "rows": [written.rows if written else 0],
+                        "bytes": [written.bytes if written else 0],
+                        "rescued": [json.dumps(rescued)],
+                    },
+                    schema=pa.schema(
+                        [
+                            ("file_index", pa.int64()),
+                            ("path", pa.string()),
+                            ("rows", pa.int64()),
+                            ("bytes", pa.int64()),
+                            ("rescued", pa.string()),
+                        ]
+                    ),
+                )
 
     try:
         rows_out = sorted(paths.mapInArrow(convert_task, FILES_SCHEMA).collect(), key=lambda r: r["file_index"])
@@ -226,9 +253,12 @@ def convert_export_on_spark(
         raise RuntimeError(f"table {table_name!r}: pass 1 counted {items} items but pass 2 wrote {total} rows")
     say(f"pass 2/2 done: {total} rows in {len(written)} file(s)")
     return SparkConversionResult(
-        schema=plan.schema, rows=total, files=tuple(written),
+        schema=plan.schema,
+        rows=total,
+        files=tuple(written),
         rescued_counts={k: v for k, v in sorted(rescued_counts.items()) if v},
-        renamed_columns=plan.renamed_columns, input_bytes=input_bytes,
+        renamed_columns=plan.renamed_columns,
+        input_bytes=input_bytes,
     )
 
 
@@ -251,7 +281,8 @@ def local_spark_session(app_name: str = "offload-assets", cores: int = 2) -> Any
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     return (
-        SparkSession.builder.master(f"local[{cores}]").appName(app_name)
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")

@@ -53,7 +53,9 @@ class AthenaSettings:
         if self.output_location is not None and not self.output_location.startswith("s3://"):
             raise ValueError(f"Athena output_location must be an s3:// URI, got {self.output_location!r}")
         if self.encryption is not None and self.encryption not in ENCRYPTION_OPTIONS:
-            raise ValueError(f"Athena result encryption {self.encryption!r}: expected one of {', '.join(ENCRYPTION_OPTIONS)}")
+            raise ValueError(
+                f"Athena result encryption {self.encryption!r}: expected one of {', '.join(ENCRYPTION_OPTIONS)}"
+            )
         if self.encryption in ("SSE_KMS", "CSE_KMS") and not self.kms_key:
             raise ValueError(f"Athena result encryption {self.encryption} needs kms_key (a KMS key ARN or id)")
         if not 1 <= self.page_size <= 1000:
@@ -91,7 +93,7 @@ def _timestamp(value: str) -> dt.datetime:
         text, zone = head, tail
     parsed = dt.datetime.fromisoformat(text)
     if zone:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc if zone == "UTC" else zoneinfo.ZoneInfo(zone))
+        parsed = parsed.replace(tzinfo=dt.UTC if zone == "UTC" else zoneinfo.ZoneInfo(zone))
     return parsed
 
 
@@ -119,7 +121,9 @@ def convert_value(value: str | None, athena_type: str) -> Any:
     return value
 
 
-def rows_from_pages(pages: Iterable[dict[str, Any]], *, has_header: bool) -> tuple[tuple[str, ...], tuple[str, ...], list[tuple[Any, ...]]]:
+def rows_from_pages(
+    pages: Iterable[dict[str, Any]], *, has_header: bool
+) -> tuple[tuple[str, ...], tuple[str, ...], list[tuple[Any, ...]]]:
     """Columns, their Athena types, and typed rows from GetQueryResults pages.
 
     For SELECT (``DML``) queries Athena repeats the column names as the first row of the first page.
@@ -159,7 +163,9 @@ class AthenaSqlEngine:
     ) -> None:
         settings = settings or AthenaSettings()
         overrides = {
-            k: v for k, v in (("workgroup", workgroup), ("output_location", output_location), ("poll_seconds", poll_seconds)) if v is not None
+            k: v
+            for k, v in (("workgroup", workgroup), ("output_location", output_location), ("poll_seconds", poll_seconds))
+            if v is not None
         }
         self.settings = replace(settings, **overrides)
         self.athena = athena
@@ -167,7 +173,9 @@ class AthenaSqlEngine:
 
     def start(self, sql: str, *, default_database: str) -> str:
         try:
-            return self.athena.start_query_execution(**self.settings.start_kwargs(sql, default_database))["QueryExecutionId"]
+            return self.athena.start_query_execution(**self.settings.start_kwargs(sql, default_database))[
+                "QueryExecutionId"
+            ]
         except self.athena.exceptions.ClientError as err:
             message = err.response.get("Error", {}).get("Message") or str(err)
             raise QueryError(f"Athena refused the query (workgroup {self.settings.workgroup!r}): {message}") from None
@@ -180,7 +188,9 @@ class AthenaSqlEngine:
         except Exception:  # noqa: BLE001 - cancelling must never hide the interruption that caused it
             return False
 
-    def wait(self, query_id: str, *, timeout_seconds: float, on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def wait(
+        self, query_id: str, *, timeout_seconds: float, on_poll: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
         """Poll until the query ends; the execution on success, :class:`QueryError` on failure or timeout."""
         deadline = time.monotonic() + timeout_seconds
         delay = self.settings.poll_seconds
@@ -234,7 +244,9 @@ class AthenaSqlEngine:
                     on_page(n)
                 yield page
 
-        columns, types, rows = rows_from_pages(counted(self.pages(query_id)), has_header=execution.get("StatementType", "DML") == "DML")
+        columns, types, rows = rows_from_pages(
+            counted(self.pages(query_id)), has_header=execution.get("StatementType", "DML") == "DML"
+        )
         stats = execution.get("Statistics", {})
         return QueryResult(
             columns=columns,

@@ -26,7 +26,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
-from offload_assets.catalog.glue_tables import CatalogTable, CatalogView, get_catalog_relation, get_catalog_table, list_partitions
+from offload_assets.catalog.glue_tables import (
+    CatalogTable,
+    CatalogView,
+    get_catalog_relation,
+    get_catalog_table,
+    list_partitions,
+)
 from offload_assets.catalog.projection import ProjectionError, parse_projection, projected_locations, template_root
 from offload_assets.sql.query import QueryError, QueryResult
 from offload_assets.sql.trino_to_duckdb import (
@@ -109,7 +115,7 @@ class LocalSqlEngine:
                     directory = directory.rsplit("/", 1)[0]
                     value = by_location.get(directory + "/")
                     if value is not None:
-                        if not any(part.startswith(("_", ".")) for part in path[len(directory) + 1:].split("/")):
+                        if not any(part.startswith(("_", ".")) for part in path[len(directory) + 1 :].split("/")):
                             out[value].append(path)
                         break
                     if len(directory) < len(root):
@@ -128,7 +134,7 @@ class LocalSqlEngine:
             return {p.value: p.location for p in list_partitions(self.glue, database=meta.database, table=meta.name)}
         # Athena with projection ignores registered partitions and reads the projected directories.
         root = template_root(projection)
-        segment = projection.template[len(root):].split("/", 1)[0]
+        segment = projection.template[len(root) :].split("/", 1)[0]
         pattern = re.compile("^" + re.escape(segment).replace(re.escape(f"${{{projection.column}}}"), "(.+)") + "$")
         values = []
         for info in self.filesystem.get_file_info(pafs.FileSelector(_strip_scheme(root), allow_not_found=True)):
@@ -144,9 +150,11 @@ class LocalSqlEngine:
         infos = self.filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         # Like Athena: files and directories whose names start with '_' or '.' are not data.
         return sorted(
-            i.path for i in infos
-            if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-            and not any(part.startswith(("_", ".")) for part in i.path[len(path):].split("/") if part)
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.File
+            and i.path.endswith(".parquet")
+            and not any(part.startswith(("_", ".")) for part in i.path[len(path) :].split("/") if part)
         )
 
     # --- relations --------------------------------------------------------------------------
@@ -174,7 +182,9 @@ class LocalSqlEngine:
             con.register(handle, dataset)
             con.execute(f"CREATE VIEW {target} AS SELECT * FROM {handle}")
         else:
-            con.execute(f"CREATE VIEW {target} AS {self._translate(session, relation.sql, relation.default_schema, (*stack, key), relation)}")
+            con.execute(
+                f"CREATE VIEW {target} AS {self._translate(session, relation.sql, relation.default_schema, (*stack, key), relation)}"
+            )
             actual = list(duckdb_schema_of(con, *key))
             expected = [c for c, _ in relation.columns]
             if expected and [c.lower() for c in actual] != [c.lower() for c in expected]:
@@ -186,7 +196,12 @@ class LocalSqlEngine:
         session.schemas.setdefault(key[0], {})[key[1]] = duckdb_schema_of(con, *key)
 
     def _translate(
-        self, session: _Session, sql: str, default_database: str, stack: tuple[tuple[str, str], ...], view: CatalogView | None = None
+        self,
+        session: _Session,
+        sql: str,
+        default_database: str,
+        stack: tuple[tuple[str, str], ...],
+        view: CatalogView | None = None,
     ) -> str:
         where = f" (in view {view.database}.{view.name})" if view else ""
         try:

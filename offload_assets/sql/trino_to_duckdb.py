@@ -88,7 +88,11 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         return exp.Anonymous(this="OCTET_LENGTH", expressions=[node.this])
     if isinstance(node, exp.ArraySize) and _is_map(node.this):
         return exp.Anonymous(this="CARDINALITY", expressions=[node.this])
-    if isinstance(node, exp.Anonymous) and str(node.this).upper() in ("ANY_MATCH", "ALL_MATCH", "NONE_MATCH") and len(node.expressions) == 2:
+    if (
+        isinstance(node, exp.Anonymous)
+        and str(node.this).upper() in ("ANY_MATCH", "ALL_MATCH", "NONE_MATCH")
+        and len(node.expressions) == 2
+    ):
         array, predicate = node.expressions
         mapped = exp.Anonymous(this="LIST_TRANSFORM", expressions=[array, predicate])
         name = str(node.this).upper()
@@ -112,8 +116,13 @@ def to_duckdb(tree: exp.Expression, schema: dict[str, dict[str, dict[str, str]]]
         try:
             mapping = MappingSchema(schema, dialect="duckdb")
             typed = qualify(
-                tree.copy(), schema=mapping, dialect="trino", expand_stars=False,
-                validate_qualify_columns=False, quote_identifiers=True, isolate_tables=False,
+                tree.copy(),
+                schema=mapping,
+                dialect="trino",
+                expand_stars=False,
+                validate_qualify_columns=False,
+                quote_identifiers=True,
+                isolate_tables=False,
             )
             typed = annotate_types(typed, schema=mapping, dialect="trino")
         except (SqlglotError, KeyError, ValueError, TypeError, AttributeError):

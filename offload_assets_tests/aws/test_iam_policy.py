@@ -6,10 +6,10 @@ import dagster as dg
 import pytest
 
 from offload_assets.aws.connection import AwsConnection
-from offload_assets.definitions import build_definitions
-from offload_assets.local.demo_data import seed_reviews
 from offload_assets.aws.iam_policy import build_iam_policy, policy_actions
+from offload_assets.definitions import build_definitions
 from offload_assets.defs.table_assets import partitions_for
+from offload_assets.local.demo_data import seed_reviews
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
@@ -48,7 +48,9 @@ def recorded_calls(monkeypatch):
         def record(model, params, **_):
             calls.append((service, model.name, params))
 
-        client.meta.events.register("provide-client-params.*.*", lambda params, model, **kw: record(model, dict(params)))
+        client.meta.events.register(
+            "provide-client-params.*.*", lambda params, model, **kw: record(model, dict(params))
+        )
         return client
 
     monkeypatch.setattr(AwsConnection, "client", recording_client)
@@ -56,10 +58,7 @@ def recorded_calls(monkeypatch):
 
 
 def _allowed(policy, action, resource_check):
-    return any(
-        action in st["Action"] and resource_check(st)
-        for st in policy["Statement"]
-    )
+    return any(action in st["Action"] and resource_check(st) for st in policy["Statement"])
 
 
 def test_policy_covers_every_call_of_a_full_run(aws, emulator, tmp_path, recorded_calls):
@@ -95,22 +94,41 @@ def test_policy_covers_every_call_of_a_full_run(aws, emulator, tmp_path, recorde
             for k in keys:
                 assert any(k.startswith(p) for p in s3_prefixes), (op, k)
                 if action == "s3:ListBucket":  # bucket-level action, limited by an s3:prefix condition
-                    assert _allowed(policy, action, lambda st: "arn:aws:s3:::iam-bucket" in st["Resource"] and any(
-                        fnmatch.fnmatch(k, pat) for pat in st["Condition"]["StringLike"]["s3:prefix"]))
+                    assert _allowed(
+                        policy,
+                        action,
+                        lambda st, k=k: (
+                            "arn:aws:s3:::iam-bucket" in st["Resource"]
+                            and any(fnmatch.fnmatch(k, pat) for pat in st["Condition"]["StringLike"]["s3:prefix"])
+                        ),
+                    )
                 else:
-                    assert _allowed(policy, action, lambda st: any(fnmatch.fnmatch(f"arn:aws:s3:::iam-bucket/{k}", r) for r in st["Resource"]))
+                    assert _allowed(
+                        policy,
+                        action,
+                        lambda st, k=k: any(fnmatch.fnmatch(f"arn:aws:s3:::iam-bucket/{k}", r) for r in st["Resource"]),
+                    )
         elif service == "glue":
             db = params.get("DatabaseName") or params.get("Name") or params.get("DatabaseInput", {}).get("Name")
             assert db == "dynamodb-exports", (op, params)
 
 
 def test_policy_is_scoped_to_the_configured_resources(tmp_path):
-    tables = load_tables_file(write_tables_file(
-        tmp_path / "t.yaml",
-        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a"},
-        {"dynamodb_table": "Books", "s3_bucket": "bucket-b", "export_method": "native", "catalog_database": "other-db"},
-    ))
-    policy = build_iam_policy(tables.tables, region="eu-west-1", account_id="111122223333", athena_results_uri="s3://results-bucket/athena/")
+    tables = load_tables_file(
+        write_tables_file(
+            tmp_path / "t.yaml",
+            {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a"},
+            {
+                "dynamodb_table": "Books",
+                "s3_bucket": "bucket-b",
+                "export_method": "native",
+                "catalog_database": "other-db",
+            },
+        )
+    )
+    policy = build_iam_policy(
+        tables.tables, region="eu-west-1", account_id="111122223333", athena_results_uri="s3://results-bucket/athena/"
+    )
     resources = [r for st in policy["Statement"] for r in st["Resource"]]
     assert "*" not in resources
     assert "arn:aws:dynamodb:eu-west-1:111122223333:table/Reviews" in resources
@@ -129,21 +147,44 @@ def test_iam_policy_command_prints_the_policy_for_the_configured_tables(tmp_path
 
     tables_file = write_tables_file(
         tmp_path / "t.yaml",
-        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a", "sse_kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/abc"},
+        {
+            "dynamodb_table": "Reviews",
+            "s3_bucket": "bucket-a",
+            "sse_kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/abc",
+        },
         {"dynamodb_table": "Books", "s3_bucket": "bucket-b", "export_method": "native"},
     )
-    argv = ["iam-policy", "--tables", str(tables_file), "--region", "eu-west-1", "--account-id", "111122223333",
-            "--athena-workgroup", "analysts", "--athena-results", "s3://results-bucket/athena/", "--kms-key",
-            "arn:aws:kms:eu-west-1:111122223333:key/extra"]
+    argv = [
+        "iam-policy",
+        "--tables",
+        str(tables_file),
+        "--region",
+        "eu-west-1",
+        "--account-id",
+        "111122223333",
+        "--athena-workgroup",
+        "analysts",
+        "--athena-results",
+        "s3://results-bucket/athena/",
+        "--kms-key",
+        "arn:aws:kms:eu-west-1:111122223333:key/extra",
+    ]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     expected = build_iam_policy(
-        load_tables_file(tables_file).tables, region="eu-west-1", account_id="111122223333", athena_workgroup="analysts",
-        athena_results_uri="s3://results-bucket/athena/", kms_key_arn="arn:aws:kms:eu-west-1:111122223333:key/extra",
+        load_tables_file(tables_file).tables,
+        region="eu-west-1",
+        account_id="111122223333",
+        athena_workgroup="analysts",
+        athena_results_uri="s3://results-bucket/athena/",
+        kms_key_arn="arn:aws:kms:eu-west-1:111122223333:key/extra",
     )
     assert printed == expected
     kms = next(st for st in printed["Statement"] if st["Sid"] == "EncryptWithTableKey")
-    assert kms["Resource"] == ["arn:aws:kms:eu-west-1:111122223333:key/extra", "arn:aws:kms:eu-west-1:111122223333:key/abc"]
+    assert kms["Resource"] == [
+        "arn:aws:kms:eu-west-1:111122223333:key/extra",
+        "arn:aws:kms:eu-west-1:111122223333:key/abc",
+    ]
     athena = next(st for st in printed["Statement"] if st["Sid"] == "AthenaQueries")
     assert athena["Resource"] == ["arn:aws:athena:eu-west-1:111122223333:workgroup/analysts"]
 
@@ -158,15 +199,23 @@ def test_iam_policy_command_prints_the_policy_for_the_configured_tables(tmp_path
 
 
 def test_glue_engine_tables_get_job_and_pass_role_permissions(tmp_path):
-    tables = load_tables_file(write_tables_file(
-        tmp_path / "t.yaml",
-        {"dynamodb_table": "Orders", "s3_bucket": "bucket-a", "engine": "glue",
-         "glue_role_arn": "arn:aws:iam::111122223333:role/offload-glue"},
-        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a"},
-    ))
+    tables = load_tables_file(
+        write_tables_file(
+            tmp_path / "t.yaml",
+            {
+                "dynamodb_table": "Orders",
+                "s3_bucket": "bucket-a",
+                "engine": "glue",
+                "glue_role_arn": "arn:aws:iam::111122223333:role/offload-glue",
+            },
+            {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a"},
+        )
+    )
     policy = build_iam_policy(tables.tables, region="eu-west-1", account_id="111122223333")
     by_sid = {st["Sid"]: st for st in policy["Statement"]}
-    assert by_sid["ConvertOnGlue"]["Resource"] == ["arn:aws:glue:eu-west-1:111122223333:job/offload-assets-convert-orders"]
+    assert by_sid["ConvertOnGlue"]["Resource"] == [
+        "arn:aws:glue:eu-west-1:111122223333:job/offload-assets-convert-orders"
+    ]
     assert "glue:StartJobRun" in by_sid["ConvertOnGlue"]["Action"]
     assert by_sid["PassGlueJobRole"]["Resource"] == ["arn:aws:iam::111122223333:role/offload-glue"]
     assert by_sid["PassGlueJobRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "glue.amazonaws.com"}}
@@ -176,16 +225,23 @@ def test_glue_engine_tables_get_job_and_pass_role_permissions(tmp_path):
 
 
 def test_sensor_sources_are_readable_and_nothing_more(tmp_path):
-    tables = load_tables_file(write_tables_file(
-        tmp_path / "t.yaml",
-        {"dynamodb_table": "Reviews", "s3_bucket": "bucket-a",
-         "external_export_prefixes": ["s3://backup-bucket/ddb/reviews", "landing/reviews"],
-         "notification_queue_url": "https://sqs.eu-west-1.amazonaws.com/111122223333/export-finished"},
-    ))
+    tables = load_tables_file(
+        write_tables_file(
+            tmp_path / "t.yaml",
+            {
+                "dynamodb_table": "Reviews",
+                "s3_bucket": "bucket-a",
+                "external_export_prefixes": ["s3://backup-bucket/ddb/reviews", "landing/reviews"],
+                "notification_queue_url": "https://sqs.eu-west-1.amazonaws.com/111122223333/export-finished",
+            },
+        )
+    )
     policy = build_iam_policy(tables.tables, region="eu-west-1", account_id="111122223333")
     gets = [st for st in policy["Statement"] if st["Sid"].startswith("GetExternalExports")]
     assert sorted(r for st in gets for r in st["Resource"]) == [
-        "arn:aws:s3:::backup-bucket/ddb/reviews/*", "arn:aws:s3:::bucket-a/landing/reviews/*"]
+        "arn:aws:s3:::backup-bucket/ddb/reviews/*",
+        "arn:aws:s3:::bucket-a/landing/reviews/*",
+    ]
     assert all(st["Action"] == ["s3:GetObject"] for st in gets)
     sqs = next(st for st in policy["Statement"] if st["Sid"] == "ExportNotifications")
     assert sqs["Resource"] == ["arn:aws:sqs:eu-west-1:111122223333:export-finished"]

@@ -14,8 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from offload_assets.aws.connection import AwsConnection
-from offload_assets.definitions import build_definitions
-from offload_assets.local.demo_data import seed_reviews
 from offload_assets.aws.s3_writes import (
     WRITE_OPERATIONS,
     encrypted_output_filesystem,
@@ -23,8 +21,10 @@ from offload_assets.aws.s3_writes import (
     native_export_kwargs,
     s3_put_kwargs,
 )
-from offload_assets.sql.query import run_query
+from offload_assets.definitions import build_definitions
 from offload_assets.defs.table_assets import partitions_for
+from offload_assets.local.demo_data import seed_reviews
+from offload_assets.sql.query import run_query
 from offload_assets.table_spec import TablesFileError, load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
@@ -62,7 +62,11 @@ def _run_offload(tables_file, emulator, aws, count=300):
 
 
 def _all_keys(s3, bucket):
-    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", [])]
+    return [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
 
 
 @pytest.mark.parametrize(
@@ -77,25 +81,41 @@ def _all_keys(s3, bucket):
     ids=["sse-s3-default", "sse-kms-and-owner"],
 )
 def test_every_write_of_a_full_run_is_encrypted(aws, emulator, tmp_path, recorded_calls, extra, expected):
-    tables_file = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "sse-bucket", **extra})
+    tables_file = write_tables_file(
+        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "sse-bucket", **extra}
+    )
     spec, items = _run_offload(tables_file, emulator, aws)
 
-    s3_calls = [(op, params) for service, op, params in recorded_calls if service == "s3" and params.get("Bucket") == "sse-bucket"]
+    s3_calls = [
+        (op, params)
+        for service, op, params in recorded_calls
+        if service == "s3" and params.get("Bucket") == "sse-bucket"
+    ]
     writes = [(op, params) for op, params in s3_calls if op in WRITE_OPERATIONS]
     ops = {op for op, _ in writes}
     assert "PutObject" in ops and len(writes) >= 4  # data files, manifests, Parquet part, _snapshot.json
     for op, params in writes:
         for name, value in expected.items():
-            assert params.get(name) == value, f"{op} {params.get('Key')}: {name}={params.get(name)!r}, expected {value!r}"
+            assert params.get(name) == value, (
+                f"{op} {params.get('Key')}: {name}={params.get(name)!r}, expected {value!r}"
+            )
         if "SSEKMSKeyId" not in expected:
             assert "SSEKMSKeyId" not in params
-    if "ExpectedBucketOwner" in expected:  # every boto3 request on the bucket that accepts it: writes, deletes, reads, lists
+    if (
+        "ExpectedBucketOwner" in expected
+    ):  # every boto3 request on the bucket that accepts it: writes, deletes, reads, lists
         deletes = [op for op, _ in s3_calls if op.startswith("Delete")]
         assert deletes  # the scan's checkpoints are removed: deletes were exercised
         model = aws.client("s3").meta.service_model
-        accepting = [(op, p) for op, p in s3_calls if "ExpectedBucketOwner" in model.operation_model(op).input_shape.members]
-        assert {"GetObject", "ListObjectsV2"} <= {op for op, _ in accepting}  # the checks' and publish's reads are covered
-        unchecked = [(op, p.get("Key") or p.get("Prefix")) for op, p in accepting if p.get("ExpectedBucketOwner") != OWNER]
+        accepting = [
+            (op, p) for op, p in s3_calls if "ExpectedBucketOwner" in model.operation_model(op).input_shape.members
+        ]
+        assert {"GetObject", "ListObjectsV2"} <= {
+            op for op, _ in accepting
+        }  # the checks' and publish's reads are covered
+        unchecked = [
+            (op, p.get("Key") or p.get("Prefix")) for op, p in accepting if p.get("ExpectedBucketOwner") != OWNER
+        ]
         assert not unchecked, unchecked
 
     # What landed: every object (raw export, manifests, checkpoints, Parquet, _snapshot.json) is encrypted.
@@ -116,16 +136,31 @@ def test_every_write_of_a_full_run_is_encrypted(aws, emulator, tmp_path, recorde
 
 
 def test_put_kwargs_and_native_export_settings(tmp_path):
-    tables = load_tables_file(write_tables_file(
-        tmp_path / "t.yaml",
-        {"dynamodb_table": "Plain", "s3_bucket": "bucket-a"},
-        {"dynamodb_table": "Kms", "s3_bucket": "bucket-a", "sse_kms_key_id": "alias/offload", "expected_bucket_owner": OWNER},
-    ))
+    tables = load_tables_file(
+        write_tables_file(
+            tmp_path / "t.yaml",
+            {"dynamodb_table": "Plain", "s3_bucket": "bucket-a"},
+            {
+                "dynamodb_table": "Kms",
+                "s3_bucket": "bucket-a",
+                "sse_kms_key_id": "alias/offload",
+                "expected_bucket_owner": OWNER,
+            },
+        )
+    )
     plain, kms = tables.tables
     assert s3_put_kwargs(plain) == {"ServerSideEncryption": "AES256"}
     assert native_export_kwargs(s3_put_kwargs(plain)) == {"S3SseAlgorithm": "AES256"}
-    assert s3_put_kwargs(kms) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/offload", "ExpectedBucketOwner": OWNER}
-    assert native_export_kwargs(s3_put_kwargs(kms)) == {"S3SseAlgorithm": "KMS", "S3SseKmsKeyId": "alias/offload", "S3BucketOwner": OWNER}
+    assert s3_put_kwargs(kms) == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "alias/offload",
+        "ExpectedBucketOwner": OWNER,
+    }
+    assert native_export_kwargs(s3_put_kwargs(kms)) == {
+        "S3SseAlgorithm": "KMS",
+        "S3SseKmsKeyId": "alias/offload",
+        "S3BucketOwner": OWNER,
+    }
 
 
 @pytest.mark.parametrize(
@@ -145,9 +180,12 @@ def test_bad_encryption_settings_are_refused_naming_table_and_field(tmp_path, fi
 
 
 def test_hook_adds_settings_only_on_the_tables_bucket_and_keeps_explicit_ones(aws, tmp_path):
-    spec = load_tables_file(write_tables_file(
-        tmp_path / "t.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "owned-bucket", "sse_kms_key_id": "alias/k"},
-    )).tables[0]
+    spec = load_tables_file(
+        write_tables_file(
+            tmp_path / "t.yaml",
+            {"dynamodb_table": "Reviews", "s3_bucket": "owned-bucket", "sse_kms_key_id": "alias/k"},
+        )
+    ).tables[0]
     s3 = aws.client("s3")
     for bucket in ("owned-bucket", "other-bucket"):
         s3.create_bucket(Bucket=bucket)
@@ -164,7 +202,9 @@ def test_hook_adds_settings_only_on_the_tables_bucket_and_keeps_explicit_ones(aw
 def test_encrypted_output_filesystem_uploads_multipart_with_sse(aws, recorded_calls):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="parts-bucket")
-    fs = encrypted_output_filesystem(s3, aws.arrow_filesystem(), {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/big"})
+    fs = encrypted_output_filesystem(
+        s3, aws.arrow_filesystem(), {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/big"}
+    )
     fs.create_dir("parts-bucket/run/dir", recursive=True)  # writes nothing: S3 has no directories
     # 9 MiB of incompressible bytes: just above boto3's 8 MiB multipart threshold.
     big = pa.table({"x": pa.array([os.urandom(1024 * 1024) for _ in range(9)], pa.binary())})

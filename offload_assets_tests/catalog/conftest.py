@@ -39,13 +39,20 @@ _run_counter = iter(range(1, 1_000_000))
 
 
 def write_snapshot(
-    aws, spec: TableSpec, partition_key: str, rows: list[dict[str, Any]], schema: pa.Schema, *, files: int = 1, complete: bool = True
+    aws,
+    spec: TableSpec,
+    partition_key: str,
+    rows: list[dict[str, Any]],
+    schema: pa.Schema,
+    *,
+    files: int = 1,
+    complete: bool = True,
 ) -> SnapshotManifest | str:
     """A snapshot run directory of ``rows`` (split over ``files`` Parquet files); the run dir if incomplete."""
     s3, fs = aws.client("s3"), aws.arrow_filesystem()
     ensure_bucket(s3, spec.s3_bucket)
     n = next(_run_counter)
-    now = dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=n)
+    now = dt.datetime(2026, 11, 27, tzinfo=dt.UTC) + dt.timedelta(seconds=n)
     run_dir = new_run_dir(spec, partition_key, f"run{n}", now=now)
     written = []
     per_file = max(1, -(-len(rows) // files)) if rows else 1
@@ -57,8 +64,15 @@ def write_snapshot(
     if not complete:
         return run_dir
     return write_snapshot_manifest(
-        s3, bucket=spec.s3_bucket, run_dir=run_dir, partition_key=partition_key, export_id=f"export-{n}",
-        rows=len(rows), files=written, schema=schema, rescued_counts={},
+        s3,
+        bucket=spec.s3_bucket,
+        run_dir=run_dir,
+        partition_key=partition_key,
+        export_id=f"export-{n}",
+        rows=len(rows),
+        files=written,
+        schema=schema,
+        rescued_counts={},
     )
 
 

@@ -41,8 +41,13 @@ def test_a_crawl_that_never_finishes_fails_within_the_deadline(aws):
     glue = aws.client("glue")
     spec = make_spec(catalog_mode="crawler", crawler_role=ROLE)
     sleeps: list[float] = []
-    with pytest.raises(CrawlerTimeoutError, match=r"crawler 'offload-assets-dynamodb-exports-reviews' still RUNNING after 0.01 min.*asked to stop.*catalog_mode: direct"):
-        run_crawler(glue, spec, timeout_minutes=0.01, poll_seconds=0.05, sleep=lambda s: (sleeps.append(s), time.sleep(s)))
+    with pytest.raises(
+        CrawlerTimeoutError,
+        match=r"crawler 'offload-assets-dynamodb-exports-reviews' still RUNNING after 0.01 min.*asked to stop.*catalog_mode: direct",
+    ):
+        run_crawler(
+            glue, spec, timeout_minutes=0.01, poll_seconds=0.05, sleep=lambda s: (sleeps.append(s), time.sleep(s))
+        )
     assert sleeps and sum(sleeps) < 5
     assert glue.get_crawler(Name=crawler_name(spec))["Crawler"]["State"] == "STOPPING"
 
@@ -55,6 +60,8 @@ def test_publish_in_crawler_mode_cleans_runs_then_waits_for_the_crawler(aws):
     write_snapshot(aws, spec, "2026-11-25", [{"user": "a"}, {"user": "b"}], schema)
     with pytest.raises(CrawlerTimeoutError):
         publish_snapshot(glue, s3, spec, "2026-11-25", crawler_poll_seconds=0.05)
-    assert len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))) == 1
+    assert (
+        len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))) == 1
+    )
     assert glue.get_crawler(Name=crawler_name(spec))["Crawler"].get("LastCrawl", {}).get("Status") == "STOPPING"
     assert "reviews" not in [t["Name"] for t in glue.get_tables(DatabaseName="dynamodb-exports")["TableList"]]

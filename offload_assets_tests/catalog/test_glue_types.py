@@ -1,7 +1,9 @@
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from offload_assets.catalog.glue_types import GlueTypeError, arrow_to_glue, glue_to_arrow
+from offload_assets.catalog.glue_types import GlueTypeError, arrow_to_glue, arrow_to_presto, glue_to_arrow
 
 CASES = [
     (pa.string(), "string"),
@@ -12,7 +14,10 @@ CASES = [
     (pa.decimal128(38, 9), "decimal(38,9)"),
     (pa.list_(pa.string()), "array<string>"),
     (pa.list_(pa.decimal128(38, 0)), "array<decimal(38,0)>"),
-    (pa.struct([("pages", pa.int64()), ("publisher", pa.struct([("name", pa.string())]))]), "struct<pages:bigint,publisher:struct<name:string>>"),
+    (
+        pa.struct([("pages", pa.int64()), ("publisher", pa.struct([("name", pa.string())]))]),
+        "struct<pages:bigint,publisher:struct<name:string>>",
+    ),
     (pa.list_(pa.struct([("a", pa.list_(pa.binary()))])), "array<struct<a:array<binary>>>"),
     (pa.map_(pa.string(), pa.int64()), "map<string,bigint>"),
 ]
@@ -36,13 +41,20 @@ def test_unparseable_types_are_reported(bad):
         glue_to_arrow(bad)
 
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from offload_assets.catalog.glue_types import arrow_to_presto
-
 _names = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
-_leaves = st.sampled_from([pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.bool_(), pa.binary(), pa.date32(), pa.decimal128(38, 4), pa.decimal128(20, 0)])
+_leaves = st.sampled_from(
+    [
+        pa.string(),
+        pa.int64(),
+        pa.int32(),
+        pa.float64(),
+        pa.bool_(),
+        pa.binary(),
+        pa.date32(),
+        pa.decimal128(38, 4),
+        pa.decimal128(20, 0),
+    ]
+)
 _types = st.recursive(
     _leaves,
     lambda inner: st.one_of(
@@ -60,14 +72,20 @@ def test_any_nested_type_round_trips_through_glue(t):
     assert glue_to_arrow(arrow_to_glue(t)) == t
 
 
-@pytest.mark.parametrize(("arrow", "presto"), [
-    (pa.string(), "varchar"),
-    (pa.int32(), "integer"),
-    (pa.float32(), "real"),
-    (pa.binary(), "varbinary"),
-    (pa.decimal128(38, 2), "decimal(38,2)"),
-    (pa.list_(pa.struct([("Has Space", pa.string()), ("n", pa.int64())])), 'array(row("Has Space" varchar, n bigint))'),
-    (pa.map_(pa.string(), pa.list_(pa.bool_())), "map(varchar, array(boolean))"),
-])
+@pytest.mark.parametrize(
+    ("arrow", "presto"),
+    [
+        (pa.string(), "varchar"),
+        (pa.int32(), "integer"),
+        (pa.float32(), "real"),
+        (pa.binary(), "varbinary"),
+        (pa.decimal128(38, 2), "decimal(38,2)"),
+        (
+            pa.list_(pa.struct([("Has Space", pa.string()), ("n", pa.int64())])),
+            'array(row("Has Space" varchar, n bigint))',
+        ),
+        (pa.map_(pa.string(), pa.list_(pa.bool_())), "map(varchar, array(boolean))"),
+    ],
+)
 def test_presto_types_for_view_definitions(arrow, presto):
     assert arrow_to_presto(arrow) == presto

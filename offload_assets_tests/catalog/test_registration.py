@@ -29,14 +29,22 @@ def meta(original: str, ddb_type: str) -> dict[bytes, bytes]:
     return {b"original_name": original.encode(), b"dynamodb_type": ddb_type.encode()}
 
 
-NESTED = pa.schema([
-    pa.field("user", pa.string(), metadata=meta("User", "S")),
-    pa.field("details", pa.struct([
-        pa.field("page_count", pa.int64(), metadata=meta("Page Count", "N")),
-        pa.field("extra", pa.string(), metadata=meta("Extra", "M_JSON")),
-    ]), metadata=meta("Details", "M")),
-    pa.field("shelves", pa.list_(pa.string()), metadata=meta("Shelves", "L_JSON")),
-])
+NESTED = pa.schema(
+    [
+        pa.field("user", pa.string(), metadata=meta("User", "S")),
+        pa.field(
+            "details",
+            pa.struct(
+                [
+                    pa.field("page_count", pa.int64(), metadata=meta("Page Count", "N")),
+                    pa.field("extra", pa.string(), metadata=meta("Extra", "M_JSON")),
+                ]
+            ),
+            metadata=meta("Details", "M"),
+        ),
+        pa.field("shelves", pa.list_(pa.string()), metadata=meta("Shelves", "L_JSON")),
+    ]
+)
 
 
 def _versions(glue, table="reviews"):
@@ -45,24 +53,50 @@ def _versions(glue, table="reviews"):
 
 def test_nested_metadata_round_trips_and_nothing_changes_twice(aws):
     glue = aws.client("glue")
-    assert register_table(glue, database=DB, table="reviews", location=LOC, schema=NESTED, parameters={"offload_assets.x": "1"}) == "created"
-    assert register_table(glue, database=DB, table="reviews", location=LOC, schema=NESTED, parameters={"offload_assets.x": "1"}) == "unchanged"
+    assert (
+        register_table(
+            glue, database=DB, table="reviews", location=LOC, schema=NESTED, parameters={"offload_assets.x": "1"}
+        )
+        == "created"
+    )
+    assert (
+        register_table(
+            glue, database=DB, table="reviews", location=LOC, schema=NESTED, parameters={"offload_assets.x": "1"}
+        )
+        == "unchanged"
+    )
     assert _versions(glue) == 1
     back = get_catalog_table(glue, DB, "reviews").schema
     assert back.equals(NESTED, check_metadata=True)
     assert back.field("details").type.field("extra").metadata == meta("Extra", "M_JSON")
     column = glue.get_table(DatabaseName=DB, Name="reviews")["Table"]["StorageDescriptor"]["Columns"][1]
-    assert column == {"Name": "details", "Type": "struct<page_count:bigint,extra:string>", "Comment": "DynamoDB attribute Details"}
+    assert column == {
+        "Name": "details",
+        "Type": "struct<page_count:bigint,extra:string>",
+        "Comment": "DynamoDB attribute Details",
+    }
 
 
 def test_parameters_of_others_are_kept_ours_are_replaced(aws):
     glue = aws.client("glue")
-    register_table(glue, database=DB, table="reviews", location=LOC, schema=NESTED, parameters={"projection.enabled": "true", "offload_assets.a": "1"})
+    register_table(
+        glue,
+        database=DB,
+        table="reviews",
+        location=LOC,
+        schema=NESTED,
+        parameters={"projection.enabled": "true", "offload_assets.a": "1"},
+    )
     table = glue.get_table(DatabaseName=DB, Name="reviews")["Table"]
     table_input = {k: table[k] for k in ("Name", "StorageDescriptor", "PartitionKeys", "TableType")}
     table_input["Parameters"] = {**table["Parameters"], "lakeformation.tag": "pii"}
     glue.update_table(DatabaseName=DB, TableInput=table_input)
-    assert register_table(glue, database=DB, table="reviews", location=LOC, schema=NESTED, parameters={"offload_assets.a": "2"}) == "updated"
+    assert (
+        register_table(
+            glue, database=DB, table="reviews", location=LOC, schema=NESTED, parameters={"offload_assets.a": "2"}
+        )
+        == "updated"
+    )
     params = get_catalog_table(glue, DB, "reviews").parameters
     assert params["lakeformation.tag"] == "pii" and params["offload_assets.a"] == "2"
     assert "projection.enabled" not in params
@@ -74,7 +108,10 @@ def test_hand_edited_columns_win_over_the_stored_schema(aws):
     table = glue.get_table(DatabaseName=DB, Name="reviews")["Table"]
     sd = table["StorageDescriptor"]
     sd["Columns"] = [*sd["Columns"], {"Name": "added_by_hand", "Type": "decimal(10,2)"}]
-    glue.update_table(DatabaseName=DB, TableInput={k: table[k] for k in ("Name", "StorageDescriptor", "PartitionKeys", "TableType", "Parameters")})
+    glue.update_table(
+        DatabaseName=DB,
+        TableInput={k: table[k] for k in ("Name", "StorageDescriptor", "PartitionKeys", "TableType", "Parameters")},
+    )
     schema = get_catalog_table(glue, DB, "reviews").schema
     assert schema.names == ["user", "details", "shelves", "added_by_hand"]
     assert schema.field("added_by_hand").type == pa.decimal128(10, 2)
@@ -106,8 +143,14 @@ def test_views_are_stored_like_athena_stores_them(aws):
     assert stored["ViewOriginalText"].startswith("/* Presto View: ") and stored["ViewOriginalText"].endswith(" */")
     definition = decode_presto_view(stored["ViewOriginalText"])
     assert definition == {
-        "originalSql": sql, "catalog": "awsdatacatalog", "schema": DB,
-        "columns": [{"name": "user", "type": "varchar"}, {"name": "details", "type": "row(page_count bigint, extra varchar)"}, {"name": "n", "type": "bigint"}],
+        "originalSql": sql,
+        "catalog": "awsdatacatalog",
+        "schema": DB,
+        "columns": [
+            {"name": "user", "type": "varchar"},
+            {"name": "details", "type": "row(page_count bigint, extra varchar)"},
+            {"name": "n", "type": "bigint"},
+        ],
     }
     relation = get_catalog_relation(glue, DB, "V")
     assert isinstance(relation, CatalogView) and relation.sql == sql and relation.default_schema == DB
@@ -120,20 +163,33 @@ def test_views_are_stored_like_athena_stores_them(aws):
         register_table(glue, database=DB, table="v", location=LOC, schema=NESTED)
 
 
-@pytest.mark.parametrize("text", ["SELECT 1", "/* Presto View: not-base64! */", encode_presto_view("x", schema="d", columns=[])[:-3] + "e30= */"])
+@pytest.mark.parametrize(
+    "text",
+    ["SELECT 1", "/* Presto View: not-base64! */", encode_presto_view("x", schema="d", columns=[])[:-3] + "e30= */"],
+)
 def test_undecodable_views_are_reported(text):
     with pytest.raises(ValueError, match="view db.v"):
         decode_presto_view(text, where="view db.v")
 
 
 def test_schema_merge_rules():
-    base = pa.schema([("a", pa.int64()), ("s", pa.struct([("x", pa.string())])), ("l", pa.list_(pa.struct([("y", pa.int64())])))])
-    new = pa.schema([("b", pa.string()), ("s", pa.struct([("z", pa.bool_()), ("x", pa.string())])), ("a", pa.int64()),
-                     ("l", pa.list_(pa.struct([("y", pa.int64()), ("w", pa.string())])))])
+    base = pa.schema(
+        [("a", pa.int64()), ("s", pa.struct([("x", pa.string())])), ("l", pa.list_(pa.struct([("y", pa.int64())])))]
+    )
+    new = pa.schema(
+        [
+            ("b", pa.string()),
+            ("s", pa.struct([("z", pa.bool_()), ("x", pa.string())])),
+            ("a", pa.int64()),
+            ("l", pa.list_(pa.struct([("y", pa.int64()), ("w", pa.string())]))),
+        ]
+    )
     merged = merge_table_schema(base, new, where="t")
     assert merged.names == ["a", "s", "l", "b"]
     assert merged.field("s").type == pa.struct([("x", pa.string()), ("z", pa.bool_())])
     assert merged.field("l").type.value_type == pa.struct([("y", pa.int64()), ("w", pa.string())])
     assert merge_table_schema(None, new, where="t") is new
-    with pytest.raises(SchemaConflictError, match=r"t, column 's'\.x: the snapshot has type bigint but the catalog table has string"):
+    with pytest.raises(
+        SchemaConflictError, match=r"t, column 's'\.x: the snapshot has type bigint but the catalog table has string"
+    ):
         merge_table_schema(base, pa.schema([("s", pa.struct([("x", pa.int64())]))]), where="t")

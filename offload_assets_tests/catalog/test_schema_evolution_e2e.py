@@ -15,10 +15,10 @@ import pytest
 
 from offload_assets.catalog.glue_tables import get_catalog_table, list_partitions
 from offload_assets.definitions import build_definitions
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.local.demo_data import put_items
 from offload_assets.snapshot.build import latest_complete_snapshot
 from offload_assets.sql.query import run_query
-from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.catalog.nightly_runs import offload_night
 from offload_assets_tests.conftest import write_tables_file
@@ -32,13 +32,17 @@ def _scan_count(dynamodb) -> int:
 
 @pytest.fixture()
 def project(aws, emulator, tmp_path):
-    tables_file = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "evolution-bucket"})
+    tables_file = write_tables_file(
+        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "evolution-bucket"}
+    )
     defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
     spec = load_tables_file(tables_file).table("Reviews")
     dynamodb = aws.client("dynamodb")
     dynamodb.create_table(
-        TableName="Reviews", KeySchema=[{"AttributeName": "User", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "User", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        TableName="Reviews",
+        KeySchema=[{"AttributeName": "User", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "User", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
     )
     keys = partitions_for(spec).get_partition_keys()
     today = partitions_for(spec).get_last_partition_key()
@@ -74,9 +78,13 @@ def test_three_nights_new_attribute_then_type_conflict(aws, project):
     table = get_catalog_table(glue, DB, "reviews")
     types = {f.name: str(f.type) for f in table.schema}
     assert types["rating"] == "int64" and types["shelf"] == "string" and "_rescued_data" in types
-    columns = [c["Name"] for c in glue.get_table(DatabaseName=DB, Name="reviews")["Table"]["StorageDescriptor"]["Columns"]]
+    columns = [
+        c["Name"] for c in glue.get_table(DatabaseName=DB, Name="reviews")["Table"]["StorageDescriptor"]["Columns"]
+    ]
     for p in glue.get_partitions(DatabaseName=DB, TableName="reviews")["Partitions"]:
-        assert [c["Name"] for c in p["StorageDescriptor"]["Columns"]] == columns  # no partition disagrees with its table
+        assert [
+            c["Name"] for c in p["StorageDescriptor"]["Columns"]
+        ] == columns  # no partition disagrees with its table
     # Night 3's files were written with the catalog's types, not the types that night's values suggest.
     snapshot = latest_complete_snapshot(aws.client("s3"), spec, d3)
     file_schema = pq.read_schema(snapshot.files[0]["path"], filesystem=aws.arrow_filesystem())
@@ -84,11 +92,17 @@ def test_three_nights_new_attribute_then_type_conflict(aws, project):
 
     per_night = run_query(
         f'SELECT ddb_export_timestamp, count(*), count(shelf), count(rating), count(_rescued_data) FROM "{DB}"."reviews" '
-        "GROUP BY 1 ORDER BY 1", connection=aws,
+        "GROUP BY 1 ORDER BY 1",
+        connection=aws,
     ).rows
-    assert per_night == ((d1, 40, 0, 40, 0), (d2, 50, 30, 50, 0), (d3, 45, 23, 42, 5))  # u001 and u003 lost their Shelf (text) on night 3
+    assert per_night == (
+        (d1, 40, 0, 40, 0),
+        (d2, 50, 30, 50, 0),
+        (d3, 45, 23, 42, 5),
+    )  # u001 and u003 lost their Shelf (text) on night 3
     rescued = run_query(
-        f"SELECT user, _rescued_data FROM \"{DB}\".reviews_latest WHERE _rescued_data IS NOT NULL ORDER BY user", connection=aws
+        f'SELECT user, _rescued_data FROM "{DB}".reviews_latest WHERE _rescued_data IS NOT NULL ORDER BY user',
+        connection=aws,
     ).rows
     assert [(u, json.loads(r)) for u, r in rescued] == [
         *((f"u{i:03d}", {"Rating": {"S": "five"}}) for i in range(3)),

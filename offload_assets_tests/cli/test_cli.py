@@ -14,9 +14,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.cli.main import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, PROJECT_TABLES_FILE, current_partition_key, main
-from offload_assets.local.demo_data import seed_reviews
+from offload_assets.cli.main import (
+    EXIT_FAILED,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROJECT_TABLES_FILE,
+    current_partition_key,
+    main,
+)
 from offload_assets.export.layout import read_export_manifest
+from offload_assets.local.demo_data import seed_reviews
 from offload_assets.snapshot.build import build_snapshot, publish_snapshot
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import TEST_BUCKET, write_tables_file
@@ -34,7 +42,9 @@ def cli_env(aws, emulator, monkeypatch):
 
 @pytest.fixture()
 def tables_file(tmp_path: Path) -> Path:
-    return write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews"}, defaults={"s3_bucket": TEST_BUCKET})
+    return write_tables_file(
+        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews"}, defaults={"s3_bucket": TEST_BUCKET}
+    )
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -74,7 +84,9 @@ def test_usage_errors_exit_2_and_say_what_is_wrong(capsys, tmp_path, tables_file
     assert (code, out) == (EXIT_USAGE, "")
     assert f"no table 'Books' in {tables_file} (configured: Reviews)" in err
 
-    bad = write_tables_file(tmp_path / "bad.yaml", {"dynamodb_table": "Reviews", "export_hour": 25}, defaults={"s3_bucket": TEST_BUCKET})
+    bad = write_tables_file(
+        tmp_path / "bad.yaml", {"dynamodb_table": "Reviews", "export_hour": 25}, defaults={"s3_bucket": TEST_BUCKET}
+    )
     code, _, err = run_cli(capsys, "export", "status", "--tables", str(bad))
     assert code == EXIT_USAGE and str(bad) in err and "'Reviews'" in err and "export_hour" in err
 
@@ -128,17 +140,23 @@ def test_current_partition_key_is_dagsters_last_partition():
     from offload_assets.defs.table_assets import partitions_for
     from offload_assets.table_spec import parse_tables
 
-    tables = parse_tables({"defaults": {"s3_bucket": TEST_BUCKET}, "tables": [
-        {"dynamodb_table": "Utc"},
-        {"dynamodb_table": "Paris", "timezone": "Europe/Paris", "export_hour": 3},
-        {"dynamodb_table": "LosAngeles", "timezone": "America/Los_Angeles", "export_hour": 23},
-    ]}, Path("t.yaml"))
+    tables = parse_tables(
+        {
+            "defaults": {"s3_bucket": TEST_BUCKET},
+            "tables": [
+                {"dynamodb_table": "Utc"},
+                {"dynamodb_table": "Paris", "timezone": "Europe/Paris", "export_hour": 3},
+                {"dynamodb_table": "LosAngeles", "timezone": "America/Los_Angeles", "export_hour": 23},
+            ],
+        },
+        Path("t.yaml"),
+    )
     for spec in tables.tables:
         assert current_partition_key(spec) == partitions_for(spec).get_last_partition_key(), spec.dynamodb_table
     paris = tables.table("Paris")
     # 02:30 in Paris is before the 03:00 export: still yesterday's partition.
-    assert current_partition_key(paris, dt.datetime(2026, 11, 27, 1, 30, tzinfo=dt.timezone.utc)) == "2026-11-26"
-    assert current_partition_key(paris, dt.datetime(2026, 11, 27, 2, 30, tzinfo=dt.timezone.utc)) == "2026-11-27"
+    assert current_partition_key(paris, dt.datetime(2026, 11, 27, 1, 30, tzinfo=dt.UTC)) == "2026-11-26"
+    assert current_partition_key(paris, dt.datetime(2026, 11, 27, 2, 30, tzinfo=dt.UTC)) == "2026-11-27"
 
 
 def test_project_tables_file_is_the_one_dagster_loads():
@@ -163,7 +181,12 @@ def test_export_run_status_convert_and_publish(capsys, cli_env, tables_file, tmp
     assert code == EXIT_OK, err
     summary = json.loads(out)
     assert summary["items"] == SEEDED + 2 and summary["partition"] == partition and summary["method"] == "scan"
-    manifest = read_export_manifest(aws.client("s3"), bucket=TEST_BUCKET, export_prefix=spec.export_prefix(partition), export_id=summary["export_id"])
+    manifest = read_export_manifest(
+        aws.client("s3"),
+        bucket=TEST_BUCKET,
+        export_prefix=spec.export_prefix(partition),
+        export_id=summary["export_id"],
+    )
     assert manifest is not None and manifest.item_count == SEEDED + 2
     assert f"export Reviews: {SEEDED + 2:,} items" in err  # the progress summary (stderr is not a terminal here)
 
@@ -171,12 +194,22 @@ def test_export_run_status_convert_and_publish(capsys, cli_env, tables_file, tmp
     (status,) = json.loads(out)
     (p,) = status["partitions"]
     assert p["partition"] == partition and p["snapshots"] == [] and p["catalog_location"] is None
-    assert p["exports"] == [{"id": summary["export_id"], "complete": True, "items": SEEDED + 2, "export_time": manifest.export_time}]
+    assert p["exports"] == [
+        {"id": summary["export_id"], "complete": True, "items": SEEDED + 2, "export_time": manifest.export_time}
+    ]
 
     # convert: from the S3 partition prefix to a local directory.
     out_dir = tmp_path / "parquet"
-    code, out, err = run_cli(capsys, "convert", "--input", f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
-                             "--output", str(out_dir), "--format", "json")
+    code, out, err = run_cli(
+        capsys,
+        "convert",
+        "--input",
+        f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
+        "--output",
+        str(out_dir),
+        "--format",
+        "json",
+    )
     assert code == EXIT_OK, err
     converted = json.loads(out)
     assert converted["rows"] == SEEDED + 2 == pq.read_table(out_dir).num_rows
@@ -185,39 +218,73 @@ def test_export_run_status_convert_and_publish(capsys, cli_env, tables_file, tmp
     assert columns["author"]["type"] == "string" and columns["author"]["attribute"] == "Author"
     assert columns["rating"]["type"] == "bigint" and columns["rating"]["dynamodb_type"] == "N"
 
-    code, out, _ = run_cli(capsys, "convert", "--input", f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/", "--output", str(out_dir))
+    code, out, _ = run_cli(
+        capsys, "convert", "--input", f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/", "--output", str(out_dir)
+    )
     assert code == EXIT_OK
     assert f"{SEEDED + 2:,} rows" in out and "author" in out and "output files:" in out and "part-00000.parquet" in out
 
     # convert to S3: the Parquet files are written with server-side encryption, like the assets write them.
     s3 = aws.client("s3")
-    code, out, err = run_cli(capsys, "convert", "--input", f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
-                             "--output", f"s3://{TEST_BUCKET}/adhoc/parquet/", "--format", "json")
+    code, out, err = run_cli(
+        capsys,
+        "convert",
+        "--input",
+        f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
+        "--output",
+        f"s3://{TEST_BUCKET}/adhoc/parquet/",
+        "--format",
+        "json",
+    )
     assert code == EXIT_OK, err
     written = [o["Key"] for o in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="adhoc/parquet/")["Contents"]]
     assert written and all(k.endswith(".parquet") for k in written)
-    assert sum(pq.read_table(aws.arrow_filesystem().open_input_file(f"{TEST_BUCKET}/{k}")).num_rows for k in written) == SEEDED + 2
+    assert (
+        sum(pq.read_table(aws.arrow_filesystem().open_input_file(f"{TEST_BUCKET}/{k}")).num_rows for k in written)
+        == SEEDED + 2
+    )
     assert {s3.head_object(Bucket=TEST_BUCKET, Key=k).get("ServerSideEncryption") for k in written} == {"AES256"}
-    code, _, err = run_cli(capsys, "convert", "--input", f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
-                           "--output", str(out_dir), "--sse-kms-key-id", "alias/x")
+    code, _, err = run_cli(
+        capsys,
+        "convert",
+        "--input",
+        f"s3://{TEST_BUCKET}/{spec.export_prefix(partition)}/",
+        "--output",
+        str(out_dir),
+        "--sse-kms-key-id",
+        "alias/x",
+    )
     assert code == EXIT_USAGE and "apply to an s3:// --output only" in err
 
     # After the Parquet snapshot is built and published, status shows it and the catalog partition.
-    snap = build_snapshot(aws.client("s3"), aws.arrow_filesystem(), aws.client("glue"), spec, partition, run_id="clitest")
+    snap = build_snapshot(
+        aws.client("s3"), aws.arrow_filesystem(), aws.client("glue"), spec, partition, run_id="clitest"
+    )
     publish_snapshot(aws.client("glue"), aws.client("s3"), spec, partition)
     code, out, _ = run_cli(capsys, "export", "status", "--tables", str(tables_file), "--format", "json")
     (p,) = json.loads(out)[0]["partitions"]
-    assert p["snapshots"] == [{"run_dir": snap.run_dir, "complete": True, "rows": SEEDED + 2, "export_id": summary["export_id"]}]
+    assert p["snapshots"] == [
+        {"run_dir": snap.run_dir, "complete": True, "rows": SEEDED + 2, "export_id": summary["export_id"]}
+    ]
     assert p["published_snapshot"] == snap.run_dir
     code, out, _ = run_cli(capsys, "export", "status", "--tables", str(tables_file))
     assert code == EXIT_OK and '"dynamodb-exports"."reviews" (registered)' in out
     row = next(line for line in out.splitlines() if line.strip().startswith(partition))
-    assert row.split() == [partition, summary["export_id"], f"{SEEDED + 2:,}", snap.run_dir.rsplit("/", 1)[-1], f"{SEEDED + 2:,}", "yes"]
+    assert row.split() == [
+        partition,
+        summary["export_id"],
+        f"{SEEDED + 2:,}",
+        snap.run_dir.rsplit("/", 1)[-1],
+        f"{SEEDED + 2:,}",
+        "yes",
+    ]
 
 
 def test_export_run_of_a_past_partition_fails_with_the_reason(capsys, cli_env, tables_file):
     seed_reviews(cli_env.client("dynamodb"), count=5)
-    code, out, err = run_cli(capsys, "export", "run", "Reviews", "--partition", "2026-01-01", "--tables", str(tables_file))
+    code, out, err = run_cli(
+        capsys, "export", "run", "Reviews", "--partition", "2026-01-01", "--tables", str(tables_file)
+    )
     assert (code, out) == (EXIT_FAILED, "")
     assert "partition 2026-01-01 is not the current day" in err and "export_method: native" in err
 
@@ -230,11 +297,14 @@ def _write_export_file(path: Path, lines: list[str]) -> Path:
 
 
 def test_convert_local_export_bad_lines_fail_or_quarantine(capsys, tmp_path):
-    data = _write_export_file(tmp_path / "export" / "AWSDynamoDB" / "01-abc" / "data" / "one.json.gz", [
-        '{"Item":{"id":{"S":"a"},"n":{"N":"1"}}}',
-        '{"Item":{"id":{"S":"b"},"n":{"N":"2"}}}',
-        "this is not json",
-    ])
+    data = _write_export_file(
+        tmp_path / "export" / "AWSDynamoDB" / "01-abc" / "data" / "one.json.gz",
+        [
+            '{"Item":{"id":{"S":"a"},"n":{"N":"1"}}}',
+            '{"Item":{"id":{"S":"b"},"n":{"N":"2"}}}',
+            "this is not json",
+        ],
+    )
     (data.parent.parent / "manifest-summary.json").write_text("{}")
     out_dir = tmp_path / "out"
     code, out, err = run_cli(capsys, "convert", "--input", str(tmp_path / "export"), "--output", str(out_dir))
@@ -242,8 +312,18 @@ def test_convert_local_export_bad_lines_fail_or_quarantine(capsys, tmp_path):
     assert f"{data}, line 3" in err and "--bad-lines quarantine" in err
     assert not list(out_dir.glob("part-*.parquet"))
 
-    code, out, err = run_cli(capsys, "convert", "--input", str(tmp_path / "export"), "--output", str(out_dir),
-                             "--bad-lines", "quarantine", "--format", "json")
+    code, out, err = run_cli(
+        capsys,
+        "convert",
+        "--input",
+        str(tmp_path / "export"),
+        "--output",
+        str(out_dir),
+        "--bad-lines",
+        "quarantine",
+        "--format",
+        "json",
+    )
     assert code == EXIT_OK, err
     doc = json.loads(out)
     assert doc["rows"] == 2 == pq.read_table(out_dir).num_rows and doc["quarantined_lines"] == 1
@@ -252,7 +332,9 @@ def test_convert_local_export_bad_lines_fail_or_quarantine(capsys, tmp_path):
 
 def test_convert_refuses_an_input_holding_two_exports(capsys, tmp_path):
     for export_id in ("01-aaa", "02-bbb"):
-        f = _write_export_file(tmp_path / "p" / "AWSDynamoDB" / export_id / "data" / "x.json.gz", ['{"Item":{"id":{"S":"a"}}}'])
+        f = _write_export_file(
+            tmp_path / "p" / "AWSDynamoDB" / export_id / "data" / "x.json.gz", ['{"Item":{"id":{"S":"a"}}}']
+        )
         (f.parent.parent / "manifest-summary.json").write_text("{}")
     code, _, err = run_cli(capsys, "convert", "--input", str(tmp_path / "p"), "--output", str(tmp_path / "out"))
     assert code == EXIT_USAGE and "holds 2 complete exports" in err and "01-aaa" in err and "02-bbb" in err
@@ -260,8 +342,11 @@ def test_convert_refuses_an_input_holding_two_exports(capsys, tmp_path):
 
 def test_native_export_without_pitr_is_refused_and_status_says_why(capsys, cli_env, tmp_path):
     seed_reviews(cli_env.client("dynamodb"), count=5)
-    native = write_tables_file(tmp_path / "native.yaml", {"dynamodb_table": "Reviews", "export_method": "native"},
-                               defaults={"s3_bucket": TEST_BUCKET})
+    native = write_tables_file(
+        tmp_path / "native.yaml",
+        {"dynamodb_table": "Reviews", "export_method": "native"},
+        defaults={"s3_bucket": TEST_BUCKET},
+    )
     code, out, err = run_cli(capsys, "export", "run", "Reviews", "--tables", str(native))
     assert (code, out) == (EXIT_FAILED, "")
     assert "point-in-time recovery DISABLED" in err and "update-continuous-backups" in err

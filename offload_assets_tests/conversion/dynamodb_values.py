@@ -20,8 +20,25 @@ DESERIALIZER = TypeDeserializer()
 # Random values (native DynamoDB JSON, the form of export lines)
 
 ATTRIBUTE_NAMES = st.sampled_from(
-    ["id", "Id", "ID", "author", "Author", "price", "S", "N", "M", "L", "x-y", "x_y", "1st",
-     "é", "_rescued_data", "tags", "n2"]
+    [
+        "id",
+        "Id",
+        "ID",
+        "author",
+        "Author",
+        "price",
+        "S",
+        "N",
+        "M",
+        "L",
+        "x-y",
+        "x_y",
+        "1st",
+        "é",
+        "_rescued_data",
+        "tags",
+        "n2",
+    ]
 )
 
 
@@ -70,12 +87,22 @@ items = st.dictionaries(ATTRIBUTE_NAMES, values, min_size=1, max_size=6)
 # ------------------------------------------------------------------------------------------------
 # Export lines
 
-_TO_DATA_PIPELINE = {"S": "s", "N": "n", "B": "b", "SS": "sS", "NS": "nS", "BS": "bS", "M": "m",
-                     "L": "l", "BOOL": "bOOL", "NULL": "nULLValue"}
+_TO_DATA_PIPELINE = {
+    "S": "s",
+    "N": "n",
+    "B": "b",
+    "SS": "sS",
+    "NS": "nS",
+    "BS": "bS",
+    "M": "m",
+    "L": "l",
+    "BOOL": "bOOL",
+    "NULL": "nULLValue",
+}
 
 
 def to_data_pipeline(value: dict) -> dict:
-    (tag, payload), = value.items()
+    ((tag, payload),) = value.items()
     if tag == "M":
         payload = {k: to_data_pipeline(v) for k, v in payload.items()}
     elif tag == "L":
@@ -100,13 +127,14 @@ def write_lines(path, lines, *, gzipped: bool = True) -> None:
         with open(path, "wb") as f:
             f.write(data)
 
+
 # ------------------------------------------------------------------------------------------------
 # The boto3 view of an item, and of a converted row
 
 
 def wire_form(value: dict) -> dict:
     """JSON form → what botocore hands TypeDeserializer (base64 decoded to bytes)."""
-    (tag, payload), = value.items()
+    ((tag, payload),) = value.items()
     if tag == "B":
         return {"B": base64.b64decode(payload)}
     if tag == "BS":

@@ -25,13 +25,28 @@ ENGINES = ["python", "duckdb"]
 
 # The two items of the AWS blog post this project improves on.
 BLOG_ITEMS = [
-    {"Id": {"N": "101"}, "Title": {"S": "Book 101 Title"}, "ISBN": {"S": "111-1111111111"},
-     "Authors": {"L": [{"S": "Author1"}]}, "Price": {"N": "2"}, "Dimensions": {"S": "8.5 x 11.0 x 0.5"},
-     "PageCount": {"N": "500"}, "InPublication": {"BOOL": True}, "ProductCategory": {"S": "Book"}},
-    {"Id": {"N": "103"}, "Title": {"S": "Book 103 Title"}, "ISBN": {"S": "333-3333333333"},
-     "Authors": {"L": [{"S": "Author1"}, {"S": "Author2"}]}, "Price": {"N": "2000"},
-     "Dimensions": {"S": "8.5 x 11.0 x 1.5"}, "PageCount": {"N": "600"},
-     "InPublication": {"BOOL": False}, "ProductCategory": {"S": "Book"}},
+    {
+        "Id": {"N": "101"},
+        "Title": {"S": "Book 101 Title"},
+        "ISBN": {"S": "111-1111111111"},
+        "Authors": {"L": [{"S": "Author1"}]},
+        "Price": {"N": "2"},
+        "Dimensions": {"S": "8.5 x 11.0 x 0.5"},
+        "PageCount": {"N": "500"},
+        "InPublication": {"BOOL": True},
+        "ProductCategory": {"S": "Book"},
+    },
+    {
+        "Id": {"N": "103"},
+        "Title": {"S": "Book 103 Title"},
+        "ISBN": {"S": "333-3333333333"},
+        "Authors": {"L": [{"S": "Author1"}, {"S": "Author2"}]},
+        "Price": {"N": "2000"},
+        "Dimensions": {"S": "8.5 x 11.0 x 1.5"},
+        "PageCount": {"N": "600"},
+        "InPublication": {"BOOL": False},
+        "ProductCategory": {"S": "Book"},
+    },
 ]
 
 EVERY_TYPE = {
@@ -56,8 +71,13 @@ def convert(tmp_path, lines, *, engine="python", name="data.json.gz", existing_s
     write_lines(path, lines, gzipped=name.endswith(".gz"))
     out = tmp_path / "out"
     result = convert_export_to_parquet(
-        [str(path)], LOCAL, str(out), LOCAL, table_name="Books",
-        existing_schema=existing_schema, options=ConversionOptions(engine=engine, **options),
+        [str(path)],
+        LOCAL,
+        str(out),
+        LOCAL,
+        table_name="Books",
+        existing_schema=existing_schema,
+        options=ConversionOptions(engine=engine, **options),
     )
     return result, out
 
@@ -137,7 +157,10 @@ def test_second_partition_keeps_existing_types_and_adds_columns(tmp_path, engine
     glue_schema = pa.schema([pa.field(f.name, f.type) for f in first.schema])  # no metadata
     items = [{"id": {"N": "1.5"}, "name": {"S": "y"}, "Added": {"BOOL": True}}]
     result, out = convert(
-        tmp_path, [native_line(i) for i in items], engine=engine, name="second.json.gz",
+        tmp_path,
+        [native_line(i) for i in items],
+        engine=engine,
+        name="second.json.gz",
         existing_schema=glue_schema,
     )
     assert result.schema.names == ["id", "name", "_rescued_data", "added"]
@@ -156,11 +179,19 @@ def test_large_maps_become_json(tmp_path, engine):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_data_pipeline_lines(tmp_path, engine):
-    line = orjson.dumps({
-        "id": {"s": "1"}, "n": {"n": "5"}, "m": {"m": {"s": {"s": "x"}}}, "sset": {"sS": ["a"]},
-        "nset": {"ns": ["1"]}, "flag": {"bOOL": True}, "nul": {"nULLValue": True}, "l": {"l": [{"b": "AA=="}]},
-        "b2": {"bool": False},
-    })
+    line = orjson.dumps(
+        {
+            "id": {"s": "1"},
+            "n": {"n": "5"},
+            "m": {"m": {"s": {"s": "x"}}},
+            "sset": {"sS": ["a"]},
+            "nset": {"ns": ["1"]},
+            "flag": {"bOOL": True},
+            "nul": {"nULLValue": True},
+            "l": {"l": [{"b": "AA=="}]},
+            "b2": {"bool": False},
+        }
+    )
     result, out = convert(tmp_path, [line], engine=engine)
     row = pq.read_table(out).to_pylist()[0]
     assert row["m"] == {"s": "x"}
@@ -209,8 +240,14 @@ def test_corrupt_gzip_fails_with_line_number(tmp_path, engine):
     data = gzip.compress(b"".join(native_line({"id": {"S": str(i)}}) + b"\n" for i in range(2000)))
     path.write_bytes(data[: len(data) // 2])  # truncated member
     with pytest.raises(ExportLineError) as info:
-        convert_export_to_parquet([str(path)], LOCAL, str(tmp_path / "out"), LOCAL, table_name="Books",
-                                  options=ConversionOptions(engine=engine))
+        convert_export_to_parquet(
+            [str(path)],
+            LOCAL,
+            str(tmp_path / "out"),
+            LOCAL,
+            table_name="Books",
+            options=ConversionOptions(engine=engine),
+        )
     assert info.value.line > 1 and "decompress" in info.value.reason
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.parquet"))
 

@@ -31,7 +31,11 @@ def convert(tmp_path, lines, **options):
     path = tmp_path / "data.json.gz"
     write_lines(path, lines)
     result = convert_export_to_parquet(
-        [str(path)], LOCAL, str(tmp_path / "out"), LOCAL, table_name="T",
+        [str(path)],
+        LOCAL,
+        str(tmp_path / "out"),
+        LOCAL,
+        table_name="T",
         options=ConversionOptions(**options),
     )
     return result, tmp_path / "out"
@@ -45,7 +49,9 @@ def test_attribute_missed_by_the_sample_gets_its_column(tmp_path, tiny_sample):
     table = pq.read_table(out)
     assert table.num_rows == 50 and table.schema == result.schema
     assert sorted(map(canonical_json, read_back(out))) == sorted(canonical_json(boto3_view(i)) for i in items_)
-    assert [f.path.rsplit("/", 1)[-1] for f in result.files] == [f"part-{i:05d}.parquet" for i in range(len(result.files))]
+    assert [f.path.rsplit("/", 1)[-1] for f in result.files] == [
+        f"part-{i:05d}.parquet" for i in range(len(result.files))
+    ]
     assert not [p for p in out.rglob("*") if "_rewrite" in str(p)]
 
 
@@ -77,14 +83,22 @@ def test_round_trip_with_a_tiny_sample(batch):
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/data.json.gz"
             write_lines(path, [native_line(i) for i in batch])
-            result = convert_export_to_parquet([path], LOCAL, f"{tmp}/out", LOCAL, table_name="T",
-                                               options=ConversionOptions(max_map_keys=4))
-            reference = convert_export_to_parquet([path], LOCAL, f"{tmp}/ref", LOCAL, table_name="T",
-                                                  options=ConversionOptions(engine="python", max_map_keys=4))
+            result = convert_export_to_parquet(
+                [path], LOCAL, f"{tmp}/out", LOCAL, table_name="T", options=ConversionOptions(max_map_keys=4)
+            )
+            reference = convert_export_to_parquet(
+                [path],
+                LOCAL,
+                f"{tmp}/ref",
+                LOCAL,
+                table_name="T",
+                options=ConversionOptions(engine="python", max_map_keys=4),
+            )
             assert result.schema == reference.schema
             assert result.rescued_counts == reference.rescued_counts
             assert sorted(map(canonical_json, read_back(f"{tmp}/out"))) == sorted(
-                canonical_json(boto3_view(i)) for i in batch)
+                canonical_json(boto3_view(i)) for i in batch
+            )
     finally:
         duckdb_engine.SAMPLE_LINES = original
 
@@ -156,13 +170,16 @@ def test_coverage_never_passes_a_row_with_an_undeclared_key(batch, seen, spaced)
     with tempfile.TemporaryDirectory() as tmp:
         lines = [json.dumps({"Item": i}).encode() if spaced else native_line(i) for i in batch]
         write_lines(f"{tmp}/d.json", lines, gzipped=False)
-        table = duckdb.connect().sql(
-            build_query(f"read_ndjson_objects(['{tmp}/d.json'], filename=true)", root)).to_arrow_table()
+        table = (
+            duckdb.connect()
+            .sql(build_query(f"read_ndjson_objects(['{tmp}/d.json'], filename=true)", root))
+            .to_arrow_table()
+        )
     table = table.combine_chunks()
     item, raw = table.column("item").chunk(0), table.column("_raw").chunk(0)
     covered = covered_rows(item, raw, root).to_pylist()
     clear_caches()
-    for value, line, ok in zip(item.to_pylist(), raw.to_pylist(), covered):
+    for _value, line, ok in zip(item.to_pylist(), raw.to_pylist(), covered):
         original = json.loads(line)["Item"]
         oracle = all(k in root.fields and _oracle_covered(v, root.fields[k]) for k, v in original.items())
         if ok:

@@ -41,8 +41,13 @@ def convert(tmp_path, lines, *, engine="duckdb", bad_lines="fail", existing_sche
     path = tmp_path / "data.json.gz"
     write_lines(path, lines)
     result = convert_export_to_parquet(
-        [str(path)], LOCAL, str(tmp_path / out), LOCAL, table_name="Deep",
-        existing_schema=existing_schema, options=ConversionOptions(engine=engine, bad_lines=bad_lines),
+        [str(path)],
+        LOCAL,
+        str(tmp_path / out),
+        LOCAL,
+        table_name="Deep",
+        existing_schema=existing_schema,
+        options=ConversionOptions(engine=engine, bad_lines=bad_lines),
     )
     return result, tmp_path / out
 
@@ -149,8 +154,9 @@ def test_deep_values_are_queryable_in_duckdb(tmp_path, depth, bad_lines):
 def test_deep_partition_keeps_the_schema_of_the_previous_one(tmp_path, engine):
     items = deep_items(MAX_NESTING_LEVELS, "mixed")
     first, _ = convert(tmp_path, [native_line(i) for i in items], engine=engine, out="p1")
-    second, out = convert(tmp_path, [native_line(i) for i in reversed(items)], engine=engine,
-                          existing_schema=first.schema, out="p2")
+    second, out = convert(
+        tmp_path, [native_line(i) for i in reversed(items)], engine=engine, existing_schema=first.schema, out="p2"
+    )
     assert second.schema == first.schema and second.rescued_counts == {}
     assert same_rows(out, items)
 
@@ -182,10 +188,18 @@ def test_nesting_deeper_than_dynamodb_allows_is_a_bad_line(tmp_path, engine, bad
 # Numbers
 
 BAD_NUMBERS = {
-    "1e126": "beyond", "-1E+126": "beyond", "1" + "0" * 126: "beyond", "9.99E+125x": "number",
-    "1e-131": "below", "-0." + "0" * 130 + "1": "below",
-    "1" * 39: "38 significant digits", "1." + "2" * 38: "38 significant digits",
-    "NaN": "number", "Infinity": "number", "-Infinity": "number", "1e": "number",
+    "1e126": "beyond",
+    "-1E+126": "beyond",
+    "1" + "0" * 126: "beyond",
+    "9.99E+125x": "number",
+    "1e-131": "below",
+    "-0." + "0" * 130 + "1": "below",
+    "1" * 39: "38 significant digits",
+    "1." + "2" * 38: "38 significant digits",
+    "NaN": "number",
+    "Infinity": "number",
+    "-Infinity": "number",
+    "1e": "number",
     "١٢": "number",  # digits, but not ASCII ones
 }
 
@@ -213,10 +227,22 @@ def test_bad_numbers_are_quarantined_and_the_rest_converts(tmp_path, engine):
 
 
 EDGE_NUMBERS = [
-    "9.9999999999999999999999999999999999999E+125", "-9.9999999999999999999999999999999999999E+125",
-    "1" + "0" * 125, "1E-130", "-1E-130", "0." + "0" * 129 + "1", "12345678901234567890123456789012345678",
-    "-0.12345678901234567890123456789012345678", "1.5000000000000000000000000000000000000000000", "1E+125",
-    "0", "-0", "+5", "007", "0.0000", "1e0",
+    "9.9999999999999999999999999999999999999E+125",
+    "-9.9999999999999999999999999999999999999E+125",
+    "1" + "0" * 125,
+    "1E-130",
+    "-1E-130",
+    "0." + "0" * 129 + "1",
+    "12345678901234567890123456789012345678",
+    "-0.12345678901234567890123456789012345678",
+    "1.5000000000000000000000000000000000000000000",
+    "1E+125",
+    "0",
+    "-0",
+    "+5",
+    "007",
+    "0.0000",
+    "1e0",
 ]
 
 
@@ -244,10 +270,14 @@ def test_numbers_at_dynamodb_limits_convert_exactly(tmp_path, engine):
 # Payloads of the wrong JSON type (DuckDB's reader would take {"S": 1} as "1")
 
 WRONG_TYPES = {
-    "S number": ({"S": 12}, "S must be a string"), "S float": ({"S": 1.50}, "S must be a string"),
-    "S true": ({"S": True}, "S must be a string"), "S list": ({"S": ["a"]}, "S must be a string"),
-    "N number": ({"N": 2}, "N must be a number"), "BOOL string": ({"BOOL": "true"}, "BOOL must be"),
-    "BOOL number": ({"BOOL": 1}, "BOOL must be"), "NULL number": ({"NULL": 1}, "NULL must be"),
+    "S number": ({"S": 12}, "S must be a string"),
+    "S float": ({"S": 1.50}, "S must be a string"),
+    "S true": ({"S": True}, "S must be a string"),
+    "S list": ({"S": ["a"]}, "S must be a string"),
+    "N number": ({"N": 2}, "N must be a number"),
+    "BOOL string": ({"BOOL": "true"}, "BOOL must be"),
+    "BOOL number": ({"BOOL": 1}, "BOOL must be"),
+    "NULL number": ({"NULL": 1}, "NULL must be"),
     "SS numbers": ({"SS": [1]}, "SS must be"),
 }
 
@@ -341,8 +371,11 @@ TREES = st.recursive(
 def _dump(tree, escape_colons: bool, spaced: bool) -> str:
     sep, colon = (", ", " : ") if spaced else (",", ":")
     if isinstance(tree, tuple):
-        return "{" + sep.join(_dump(k, escape_colons, spaced) + colon + _dump(v, escape_colons, spaced)
-                              for k, v in tree[1]) + "}"
+        return (
+            "{"
+            + sep.join(_dump(k, escape_colons, spaced) + colon + _dump(v, escape_colons, spaced) for k, v in tree[1])
+            + "}"
+        )
     if isinstance(tree, list):
         return "[" + sep.join(_dump(x, escape_colons, spaced) for x in tree) + "]"
     text = json.dumps(tree, ensure_ascii=False)
@@ -386,8 +419,9 @@ def test_spark_tasks_give_the_in_process_result_on_deep_nesting_and_edge_numbers
     path = str(tmp_path / "data.json.gz")
     stats, rows = merge_stats([file_stats(path, LOCAL, "Deep", ConversionOptions())])
     plan = plan_schema(stats, None, ConversionOptions())
-    written, rescued = convert_file(path, LOCAL, str(tmp_path / "spark" / "part-00000.parquet"), LOCAL,
-                                    plan, "Deep", ConversionOptions())
+    written, rescued = convert_file(
+        path, LOCAL, str(tmp_path / "spark" / "part-00000.parquet"), LOCAL, plan, "Deep", ConversionOptions()
+    )
     assert rows == written.rows == result.rows == len(items)
     assert plan.schema == result.schema and rescued == result.rescued_counts
     spark_rows = pq.read_table(written.path).sort_by("pk")

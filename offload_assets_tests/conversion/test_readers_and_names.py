@@ -23,8 +23,15 @@ LOCAL = pafs.LocalFileSystem()
 
 @pytest.mark.parametrize(
     ("name", "safe"),
-    [("Author", "author"), ("e-mail", "e_mail"), ("1st", "c_1st"), ("Café", "cafe"), ("", "c_"),
-     ("a.b c", "a_b_c"), ("x" * 300, "x" * 255)],
+    [
+        ("Author", "author"),
+        ("e-mail", "e_mail"),
+        ("1st", "c_1st"),
+        ("Café", "cafe"),
+        ("", "c_"),
+        ("a.b c", "a_b_c"),
+        ("x" * 300, "x" * 255),
+    ],
 )
 def test_safe_column_name(name, safe):
     assert safe_column_name(name) == safe
@@ -33,8 +40,7 @@ def test_safe_column_name(name, safe):
 def test_collisions_are_resolved_the_same_way_whatever_the_order():
     names = ["Author", "author", "AUTHOR", "_rescued_data"]
     first = assign_column_names(names, reserved=["_rescued_data"])
-    assert first == {"author": "author", "AUTHOR": "author_2", "Author": "author_3",
-                     "_rescued_data": "_rescued_data_2"}
+    assert first == {"author": "author", "AUTHOR": "author_2", "Author": "author_3", "_rescued_data": "_rescued_data_2"}
     assert assign_column_names(list(reversed(names)), reserved=["_rescued_data"]) == first
 
 
@@ -57,7 +63,9 @@ def test_iter_export_items_reads_both_formats(tmp_path):
     native = tmp_path / "a.json.gz"
     write_lines(native, [orjson.dumps({"Item": {"id": {"S": "1"}, "m": {"M": {"S": {"S": "x"}}}}})])
     pipeline = tmp_path / "b.json"
-    write_lines(pipeline, [orjson.dumps({"id": {"s": "2"}, "tags": {"sS": ["a"]}, "ok": {"bOOL": True}})], gzipped=False)
+    write_lines(
+        pipeline, [orjson.dumps({"id": {"s": "2"}, "tags": {"sS": ["a"]}, "ok": {"bOOL": True}})], gzipped=False
+    )
     items = [e.item for e in iter_export_items([str(native), str(pipeline)], LOCAL, table_name="T")]
     assert items == [
         {"id": {"S": "1"}, "m": {"M": {"S": {"S": "x"}}}},
@@ -67,16 +75,26 @@ def test_iter_export_items_reads_both_formats(tmp_path):
 
 def test_incremental_lines_are_classified(tmp_path):
     lines = [
-        {"Metadata": {"WriteTimestampMicros": 1700000000000001}, "Keys": {"id": {"S": "1"}},
-         "NewImage": {"id": {"S": "1"}, "n": {"N": "5"}}},
-        {"Metadata": {"WriteTimestampMicros": 1700000000000002}, "Keys": {"id": {"S": "2"}},
-         "OldImage": {"id": {"S": "2"}}},
+        {
+            "Metadata": {"WriteTimestampMicros": 1700000000000001},
+            "Keys": {"id": {"S": "1"}},
+            "NewImage": {"id": {"S": "1"}, "n": {"N": "5"}},
+        },
+        {
+            "Metadata": {"WriteTimestampMicros": 1700000000000002},
+            "Keys": {"id": {"S": "2"}},
+            "OldImage": {"id": {"S": "2"}},
+        },
     ]
     path = tmp_path / "inc.json.gz"
     write_lines(path, [orjson.dumps(x) for x in lines])
     put, delete = list(iter_incremental_changes([str(path)], LOCAL, table_name="T"))
     assert (put.kind, put.keys, put.new_image["n"], put.write_timestamp_micros) == (
-        "put", {"id": {"S": "1"}}, {"N": "5"}, 1700000000000001)
+        "put",
+        {"id": {"S": "1"}},
+        {"N": "5"},
+        1700000000000001,
+    )
     assert (delete.kind, delete.new_image, delete.old_image) == ("delete", None, {"id": {"S": "2"}})
     with pytest.raises(ValueError):
         read_incremental_change({"Item": {"id": {"S": "1"}}})

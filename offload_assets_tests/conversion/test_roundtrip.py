@@ -36,7 +36,11 @@ def roundtrip(batch, *, engine, data_pipeline=False, existing_schema=None, gzipp
         path = f"{tmp}/data.json" + (".gz" if gzipped else "")
         write_lines(path, [line(i) for i in batch], gzipped=gzipped)
         result = convert_export_to_parquet(
-            [path], LOCAL, f"{tmp}/out", LOCAL, table_name="Prop",
+            [path],
+            LOCAL,
+            f"{tmp}/out",
+            LOCAL,
+            table_name="Prop",
             existing_schema=existing_schema,
             options=ConversionOptions(engine=engine, max_map_keys=4),
         )
@@ -60,8 +64,11 @@ def test_duckdb_engine_round_trip_equals_boto3_view_and_reference(batch, gzipped
     assert result.rescued_counts == reference.rescued_counts
 
 
-@given(st.lists(items, min_size=1, max_size=8), st.lists(items, min_size=1, max_size=8),
-       st.sampled_from(["python", "duckdb"]))
+@given(
+    st.lists(items, min_size=1, max_size=8),
+    st.lists(items, min_size=1, max_size=8),
+    st.sampled_from(["python", "duckdb"]),
+)
 @settings(max_examples=50)
 def test_second_partition_keeps_first_schema_and_values(first, second, engine):
     r1, _ = roundtrip(first, engine=engine)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from offload_assets.local.demo_data import to_low_level
-from offload_assets.export.layout import ExportDataFile, export_dir_key, md5_base64, utc_iso, write_export_manifests
 from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.export.layout import ExportDataFile, export_dir_key, md5_base64, utc_iso, write_export_manifests
+from offload_assets.local.demo_data import to_low_level
 from offload_assets.table_spec import TableSpec, parse_tables
 
 
@@ -30,7 +30,12 @@ def make_spec(**fields: Any) -> TableSpec:
 
 def reviews(count: int, *, start: int = 0) -> list[dict[str, Any]]:
     return [
-        {"User": f"user-{n:05d}", "Book": f"book-{n % 7}", "Author": "J.K. Rowling" if n % 3 == 0 else "Tolkien", "Rating": n % 5 + 1}
+        {
+            "User": f"user-{n:05d}",
+            "Book": f"book-{n % 7}",
+            "Author": "J.K. Rowling" if n % 3 == 0 else "Tolkien",
+            "Rating": n % 5 + 1,
+        }
         for n in range(start, start + count)
     ]
 
@@ -51,7 +56,7 @@ def drop_export(
     """Write one export below ``prefix`` (``<prefix>/AWSDynamoDB/<id>/``); returns its id."""
     ensure_bucket(s3, bucket)
     export_id = export_id or f"{int(dt.datetime.now().timestamp() * 1000):014d}-{uuid.uuid4().hex[:8]}"
-    export_time = export_time or dt.datetime.now(dt.timezone.utc)
+    export_time = export_time or dt.datetime.now(dt.UTC)
     base = export_dir_key(prefix, export_id)
     data_files = []
     per_file = max(1, -(-len(items) // files))
@@ -84,8 +89,15 @@ if __name__ == "__main__":  # python -m offload_assets_tests.defs.conftest ENDPO
 
     endpoint, bucket, prefix, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     connection = resolve_connection(target="local", endpoint_url=endpoint)
-    print(drop_export(connection.client("s3"), bucket=bucket, prefix=prefix, items=reviews(count),
-                      export_id=sys.argv[5] if len(sys.argv) > 5 else None))
+    print(
+        drop_export(
+            connection.client("s3"),
+            bucket=bucket,
+            prefix=prefix,
+            items=reviews(count),
+            export_id=sys.argv[5] if len(sys.argv) > 5 else None,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- Dagster fixtures
@@ -104,7 +116,12 @@ class Project:
         from offload_assets.table_spec import load_tables_file
         from offload_assets_tests.conftest import write_tables_file
 
-        entry = {"dynamodb_table": "Reviews", "s3_bucket": "orchestration-test", "sensor_interval_seconds": 5, **table_fields}
+        entry = {
+            "dynamodb_table": "Reviews",
+            "s3_bucket": "orchestration-test",
+            "sensor_interval_seconds": 5,
+            **table_fields,
+        }
         self.tables_file = write_tables_file(tmp_path / "tables.yaml", entry)
         self.defs = build_definitions(self.tables_file, target="local", endpoint_url=emulator.endpoint_url)
         self.spec = load_tables_file(self.tables_file).tables[0]
@@ -128,8 +145,10 @@ class Project:
         """Execute a schedule's or sensor's RunRequest in process the way the daemon launches it: its job, subset, tags."""
         kwargs.setdefault("instance", self.instance)
         return self.job().execute_in_process(
-            partition_key=request.partition_key, tags=request.tags,
-            asset_selection=list(request.asset_selection) if request.asset_selection is not None else None, **kwargs,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            asset_selection=list(request.asset_selection) if request.asset_selection is not None else None,
+            **kwargs,
         )
 
     def export_only(self, partition_key: str, **kwargs):
@@ -139,7 +158,9 @@ class Project:
         schedule = self.defs.resolve_schedule_def(f"{self.spec.name}_nightly_export")
         partitions = self.defs.resolve_assets_def(self.keys["export"]).partitions_def
         tick = partitions.time_window_for_partition_key(partition_key).start
-        context = dg.build_schedule_context(scheduled_execution_time=tick, repository_def=self.defs.get_repository_def())
+        context = dg.build_schedule_context(
+            scheduled_execution_time=tick, repository_def=self.defs.get_repository_def()
+        )
         [request] = schedule.evaluate_tick(context).run_requests
         assert request.partition_key == partition_key, (request.partition_key, partition_key, tick)
         return self.run_request(request, **kwargs)
@@ -147,8 +168,10 @@ class Project:
     def convert(self, partition_key: str, **kwargs):
         """What the export sensors launch: the offload job's conversion and registration steps (with their checks)."""
         return self.job().execute_in_process(
-            partition_key=partition_key, instance=self.instance,
-            asset_selection=[self.keys["parquet"], self.keys["catalog"]], **kwargs,
+            partition_key=partition_key,
+            instance=self.instance,
+            asset_selection=[self.keys["parquet"], self.keys["catalog"]],
+            **kwargs,
         )
 
     def run_selection(self, selection, partition_key: str):
@@ -159,13 +182,17 @@ class Project:
         job = defs.resolve_job_def("adhoc")
         if job.partitions_def is None:
             # Dagster 1.13 infers no partitions for a checks-only job: the partition goes in as a run tag.
-            return job.execute_in_process(tags={"dagster/partition": partition_key}, instance=self.instance, raise_on_error=False)
+            return job.execute_in_process(
+                tags={"dagster/partition": partition_key}, instance=self.instance, raise_on_error=False
+            )
         return job.execute_in_process(partition_key=partition_key, instance=self.instance, raise_on_error=False)
 
     def tick(self, sensor: str, cursor: str | None = None):
         import dagster as dg
 
-        context = dg.build_sensor_context(instance=self.instance, cursor=cursor, definitions=self.defs, resources=self.defs.resources)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=cursor, definitions=self.defs, resources=self.defs.resources
+        )
         return self.defs.resolve_sensor_def(f"{self.spec.name}_{sensor}")(context)
 
     def launch(self, result) -> list:
@@ -199,8 +226,21 @@ def write_code_location(directory: Path, tables_file: Path, endpoint_url: str, l
         f"defs = build_definitions({str(tables_file)!r}, target='local', endpoint_url={endpoint_url!r})\n"
     )
     workspace = directory / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {
-        "relative_path": module, "working_directory": str(directory), "location_name": location_name}}]}))
+    workspace.write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {
+                        "python_file": {
+                            "relative_path": module,
+                            "working_directory": str(directory),
+                            "location_name": location_name,
+                        }
+                    }
+                ]
+            }
+        )
+    )
     home = prepare_dagster_home(directory / "dagster_home")
     assert yaml.safe_load((home / "dagster.yaml").read_text())["telemetry"] == {"enabled": False}
     # Create the instance's SQLite storage before dagster's processes start: on a fresh
@@ -211,8 +251,12 @@ def write_code_location(directory: Path, tables_file: Path, endpoint_url: str, l
     instance.get_backfills(limit=1)
     instance.dispose()
     root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "DAGSTER_HOME": str(home), "OFFLOAD_ASSETS_TARGET": "local",
-           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "OFFLOAD_ASSETS_TARGET": "local",
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+    }
     return CodeLocationFiles(workspace, home, env)
 
 

@@ -17,8 +17,8 @@ import dagster as dg
 
 from offload_assets.catalog.glue_tables import list_partitions
 from offload_assets.defs.sensors import EXPORT_ID_TAG
-from offload_assets.sql.query import run_query
 from offload_assets.defs.table_assets import asset_keys, partitions_for
+from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 from offload_assets_tests.defs.conftest import reviews, stop_process_group, write_code_location
@@ -52,10 +52,16 @@ def _describe_extra_runs(instance, runs, expected) -> str:
 
 def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_path, emulator, aws):
     # The nightly schedule is on too: put its tick half a day away so only the sensor acts here.
-    export_hour = (dt.datetime.now(dt.timezone.utc).hour + 12) % 24
-    tables = write_tables_file(tmp_path / "tables.yaml", {
-        "dynamodb_table": "Reviews", "s3_bucket": "daemon-test", "sensor_interval_seconds": 5, "export_hour": export_hour,
-    })
+    export_hour = (dt.datetime.now(dt.UTC).hour + 12) % 24
+    tables = write_tables_file(
+        tmp_path / "tables.yaml",
+        {
+            "dynamodb_table": "Reviews",
+            "s3_bucket": "daemon-test",
+            "sensor_interval_seconds": 5,
+            "export_hour": export_hour,
+        },
+    )
     spec = load_tables_file(tables).tables[0]
     keys = asset_keys(spec)
     today = partitions_for(spec).get_last_partition_key()
@@ -72,24 +78,42 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
     log = tmp_path / "daemon.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*command, "run", "-w", str(workspace)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # its own process group: stopped as a whole below
+            [*command, "run", "-w", str(workspace)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped as a whole below
         )
     try:
         # The sensor daemon is up and has ticked the export sensor at least once (nothing to find yet).
         def export_sensor_ticked():
             states = instance.all_instigator_state()
-            return any(s.name == "reviews_export_sensor" and instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=1)
-                       for s in states)
+            return any(
+                s.name == "reviews_export_sensor" and instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=1)
+                for s in states
+            )
 
         _wait_for("the export sensor's first tick", export_sensor_ticked, 180, log)
         assert instance.get_runs() == []
 
         # Another process drops a complete export in the table's landing area, as DynamoDB would.
         dropped = subprocess.run(
-            [sys.executable, "-m", "offload_assets_tests.defs.conftest", emulator.endpoint_url,
-             spec.s3_bucket, spec.export_prefix_root, str(ITEMS)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "offload_assets_tests.defs.conftest",
+                emulator.endpoint_url,
+                spec.s3_bucket,
+                spec.export_prefix_root,
+                str(ITEMS),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert dropped.returncode == 0, dropped.stderr
         export_id = dropped.stdout.strip().splitlines()[-1]
@@ -118,14 +142,25 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
         ).records
         assert raw.asset_materialization.metadata["export_id"].value == export_id
         assert raw.asset_materialization.metadata["dagster/row_count"].value == ITEMS
-        assert [p.value for p in list_partitions(aws.client("glue"), database="dynamodb-exports", table="reviews")] == [today]
-        count = run_query(f"SELECT count(*) FROM \"dynamodb-exports\".\"reviews\" WHERE ddb_export_timestamp = '{today}'", connection=aws)
+        assert [p.value for p in list_partitions(aws.client("glue"), database="dynamodb-exports", table="reviews")] == [
+            today
+        ]
+        count = run_query(
+            f'SELECT count(*) FROM "dynamodb-exports"."reviews" WHERE ddb_export_timestamp = \'{today}\'',
+            connection=aws,
+        )
         assert count.scalar() == ITEMS
         for name in CHECKS:
-            [record] = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(keys["parquet"], name), limit=1)
-            assert record.evaluation.passed and record.evaluation.partition == today, (name, record.evaluation.description)
+            [record] = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(keys["parquet"], name), limit=1
+            )
+            assert record.evaluation.passed and record.evaluation.partition == today, (
+                name,
+                record.evaluation.description,
+            )
         [sql_check] = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(keys["catalog"], "sql_row_count_parity"), limit=1)
+            dg.AssetCheckKey(keys["catalog"], "sql_row_count_parity"), limit=1
+        )
         assert sql_check.evaluation.passed and sql_check.evaluation.metadata["sql_rows"].value == ITEMS
         # The sensor's cursor is JSON and holds the export id.
         state = next(s for s in instance.all_instigator_state() if s.name == "reviews_export_sensor")

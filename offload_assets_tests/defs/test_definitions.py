@@ -16,14 +16,23 @@ def test_project_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"dynamodb/Reviews", "s3/dynamodb_export/reviews", "s3/parquet/reviews", "glue/dynamodb_exports/reviews"} <= keys
+    assert {
+        "dynamodb/Reviews",
+        "s3/dynamodb_export/reviews",
+        "s3/parquet/reviews",
+        "glue/dynamodb_exports/reviews",
+    } <= keys
     assert defs.resolve_job_def("reviews_offload_job") is not None
 
 
 def test_lineage_starts_at_the_dynamodb_table():
     graph = defs.resolve_asset_graph()
-    chain = [dg.AssetKey(["dynamodb", "Reviews"]), dg.AssetKey(["s3", "dynamodb_export", "reviews"]),
-             dg.AssetKey(["s3", "parquet", "reviews"]), dg.AssetKey(["glue", "dynamodb_exports", "reviews"])]
+    chain = [
+        dg.AssetKey(["dynamodb", "Reviews"]),
+        dg.AssetKey(["s3", "dynamodb_export", "reviews"]),
+        dg.AssetKey(["s3", "parquet", "reviews"]),
+        dg.AssetKey(["glue", "dynamodb_exports", "reviews"]),
+    ]
     for upstream, downstream in zip(chain, chain[1:]):
         assert upstream in graph.get(downstream).parent_keys
     assert not graph.get(chain[0]).is_materializable
@@ -33,7 +42,12 @@ def test_second_table_is_its_own_group_without_code_change(tmp_path):
     path = write_tables_file(
         tmp_path / "tables.yaml",
         {"dynamodb_table": "Reviews"},
-        {"dynamodb_table": "Books-Catalog", "catalog_database": "dynamodb-exports", "export_hour": 3, "timezone": "Europe/Paris"},
+        {
+            "dynamodb_table": "Books-Catalog",
+            "catalog_database": "dynamodb-exports",
+            "export_hour": 3,
+            "timezone": "Europe/Paris",
+        },
         defaults={"s3_bucket": "offload-assets-local"},
     )
     two = build_definitions(path)
@@ -42,7 +56,10 @@ def test_second_table_is_its_own_group_without_code_change(tmp_path):
     for node in two.resolve_asset_graph().asset_nodes:
         groups.setdefault(node.group_name, set()).add(node.key.to_user_string())
     assert groups["books_catalog"] == {
-        "dynamodb/Books_Catalog", "s3/dynamodb_export/books_catalog", "s3/parquet/books_catalog", "glue/dynamodb_exports/books_catalog"
+        "dynamodb/Books_Catalog",
+        "s3/dynamodb_export/books_catalog",
+        "s3/parquet/books_catalog",
+        "glue/dynamodb_exports/books_catalog",
     }
     assert "reviews" in groups
     partitions = two.resolve_assets_def(dg.AssetKey(["s3", "parquet", "books_catalog"])).partitions_def
@@ -52,7 +69,10 @@ def test_second_table_is_its_own_group_without_code_change(tmp_path):
 def test_dagster_cli_validates_the_workspace():
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert TABLES_FILE.exists()

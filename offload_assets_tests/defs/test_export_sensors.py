@@ -5,9 +5,9 @@ import json
 
 import dagster as dg
 
+from offload_assets.defs.sensors import EXPORT_ID_TAG
 from offload_assets.export.discovery import ExportCursor
 from offload_assets.export.layout import list_export_ids
-from offload_assets.defs.sensors import EXPORT_ID_TAG
 from offload_assets.sql.query import run_query
 from offload_assets_tests.defs.conftest import Project, check_results, drop_export, reviews
 
@@ -18,16 +18,23 @@ def test_export_sensor_records_the_export_and_converts_it_once(project: Project,
     items = reviews(150)
     project.seed(items)
     s3 = aws.client("s3")
-    export_id = drop_export(s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=items, files=2)
+    export_id = drop_export(
+        s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=items, files=2
+    )
 
     first = project.tick("export_sensor")
-    assert [(r.run_key, r.partition_key, r.tags[EXPORT_ID_TAG]) for r in first.run_requests] == [(export_id, project.today, export_id)]
+    assert [(r.run_key, r.partition_key, r.tags[EXPORT_ID_TAG]) for r in first.run_requests] == [
+        (export_id, project.today, export_id)
+    ]
     [event] = first.asset_events
     assert event.asset_key == project.keys["export"] and event.partition == project.today
     facts = {k: v.value for k, v in event.metadata.items()}
     assert facts["dagster/row_count"] == 150 and facts["export_id"] == export_id and facts["files"] == 2
     assert facts["export_method"] == "external" and facts["bytes"] > 0 and facts["billed_size_bytes"] == 1234
-    assert facts["s3_uri"] == f"s3://{project.spec.s3_bucket}/{project.spec.export_prefix(project.today)}/AWSDynamoDB/{export_id}/"
+    assert (
+        facts["s3_uri"]
+        == f"s3://{project.spec.s3_bucket}/{project.spec.export_prefix(project.today)}/AWSDynamoDB/{export_id}/"
+    )
     assert json.loads(first.cursor)["seen"].keys() == {export_id}
 
     # A repeated tick (same cursor) finds nothing new and requests nothing.
@@ -50,20 +57,30 @@ def test_half_written_export_waits_and_dagsters_own_exports_are_left_alone(proje
     s3 = aws.client("s3")
     # Tonight's export made by Dagster itself (the schedule's job).
     assert project.export_only(project.today).success
-    own_id = list_export_ids(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today))[0]
+    own_id = list_export_ids(
+        s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today)
+    )[0]
     # And an export still being written elsewhere: data files, no summary yet.
-    pending = drop_export(s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=reviews(40), complete=False)
+    pending = drop_export(
+        s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=reviews(40), complete=False
+    )
 
     tick = project.tick("export_sensor")
     assert not tick.run_requests and not tick.asset_events
     assert own_id in json.loads(tick.cursor)["seen"] and pending not in json.loads(tick.cursor)["seen"]
-    assert list_export_ids(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today)) == [own_id]
+    assert list_export_ids(
+        s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today)
+    ) == [own_id]
 
-    drop_export(s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=reviews(40), export_id=pending)
+    drop_export(
+        s3, bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix_root, items=reviews(40), export_id=pending
+    )
     later = project.tick("export_sensor", cursor=tick.cursor)
     assert [r.run_key for r in later.run_requests] == [pending]
     # Adopting it replaced the partition's earlier export, as re-running the export would.
-    assert list_export_ids(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today)) == [pending]
+    assert list_export_ids(
+        s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today)
+    ) == [pending]
 
 
 def test_exports_for_past_days_land_in_their_own_partitions(tmp_path, emulator, aws):
@@ -74,8 +91,10 @@ def test_exports_for_past_days_land_in_their_own_partitions(tmp_path, emulator, 
     ids = {}
     for days_back in (1, 2):
         day = today - dt.timedelta(days=days_back)
-        at = dt.datetime.combine(day, dt.time(0, 12), tzinfo=dt.timezone.utc)
-        ids[day.isoformat()] = drop_export(s3, bucket="backup-bucket", prefix="reviews", items=reviews(30 + days_back), export_time=at)
+        at = dt.datetime.combine(day, dt.time(0, 12), tzinfo=dt.UTC)
+        ids[day.isoformat()] = drop_export(
+            s3, bucket="backup-bucket", prefix="reviews", items=reviews(30 + days_back), export_time=at
+        )
     tick = project.tick("export_sensor")
     assert {r.partition_key: r.run_key for r in tick.run_requests} == ids
     runs = project.launch(tick)
@@ -83,7 +102,9 @@ def test_exports_for_past_days_land_in_their_own_partitions(tmp_path, emulator, 
     for partition, _ in ids.items():
         days_back = (today - dt.date.fromisoformat(partition)).days
         assert run_query(COUNT_SQL.format(partition), connection=aws).scalar() == 30 + days_back
-    assert sorted(list_export_ids(s3, bucket="backup-bucket", export_prefix="reviews")) == sorted(ids.values())  # originals kept
+    assert sorted(list_export_ids(s3, bucket="backup-bucket", export_prefix="reviews")) == sorted(
+        ids.values()
+    )  # originals kept
 
 
 def _queue_with_topic(aws):
@@ -109,14 +130,21 @@ def test_notification_sensor_converts_what_the_sns_message_names(tmp_path, emula
     s3 = aws.client("s3")
     # An export somewhere no sensor watches; the blog's pipeline announces it on SNS.
     export_id = drop_export(s3, bucket="team-exports", prefix="nightly/Reviews", items=reviews(60))
-    description = {"ExportDescription": {
-        "ExportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/Reviews/export/{export_id}",
-        "ExportStatus": "COMPLETED", "S3Bucket": "team-exports", "S3Prefix": "nightly/Reviews",
-        "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Reviews"}}
+    description = {
+        "ExportDescription": {
+            "ExportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/Reviews/export/{export_id}",
+            "ExportStatus": "COMPLETED",
+            "S3Bucket": "team-exports",
+            "S3Prefix": "nightly/Reviews",
+            "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Reviews",
+        }
+    }
     sns.publish(TopicArn=topic_arn, Message=json.dumps(description), Subject="DynamoDB export finished")
     # A message about an export that is not complete yet stays on the queue.
     pending = drop_export(s3, bucket="team-exports", prefix="nightly/Reviews", items=reviews(5), complete=False)
-    sns.publish(TopicArn=topic_arn, Message=f"export finished: s3://team-exports/nightly/Reviews/AWSDynamoDB/{pending}/")
+    sns.publish(
+        TopicArn=topic_arn, Message=f"export finished: s3://team-exports/nightly/Reviews/AWSDynamoDB/{pending}/"
+    )
 
     tick = project.tick("export_notifications")
     assert [(r.run_key, r.partition_key) for r in tick.run_requests] == [(export_id, project.today)]
@@ -128,7 +156,9 @@ def test_notification_sensor_converts_what_the_sns_message_names(tmp_path, emula
     assert run_query(COUNT_SQL.format(project.today), connection=aws).scalar() == 60
     # The S3 sensor sees the adopted copy in the partition and knows it is handled: no second run.
     polled = project.tick("export_sensor")
-    assert not polled.run_requests and export_id in ExportCursor.from_json(polled.cursor, now=dt.datetime.now(dt.timezone.utc)).seen
+    assert (
+        not polled.run_requests and export_id in ExportCursor.from_json(polled.cursor, now=dt.datetime.now(dt.UTC)).seen
+    )
 
     # The same notification delivered twice (SNS is at-least-once) starts nothing new.
     sns.publish(TopicArn=topic_arn, Message=json.dumps(description))

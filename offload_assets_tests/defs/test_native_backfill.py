@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
 import pyarrow.dataset as pads
 import pytest
+from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
 
 from offload_assets.aws.connection import AwsConnection, resolve_connection
 from offload_assets.catalog.glue_tables import list_partitions
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.local.demo_data import create_reviews_table, put_items
 from offload_assets.local.emulator import backdate_point_in_time_recovery
-from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.table_spec import TableSpec, load_tables_file
 from offload_assets_tests.conftest import reset_emulator, write_tables_file
 from offload_assets_tests.defs.conftest import reviews, stop_process_group, write_code_location
@@ -87,8 +87,10 @@ class DagsterUI:
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 120) -> dict:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         request = urllib.request.Request(
-            f"{self.url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         with opener.open(request, timeout=timeout) as resp:
             answer = json.loads(resp.read())
@@ -99,7 +101,9 @@ class DagsterUI:
         """What the UI sends for "Materialize" > "Launch backfill" on the table's three assets (no job name)."""
         keys = asset_keys(spec)
         params = {
-            "tags": [], "fromFailure": False, "partitionNames": partition_names,
+            "tags": [],
+            "fromFailure": False,
+            "partitionNames": partition_names,
             "assetSelection": [{"path": keys[name].path} for name in ("export", "parquet", "catalog")],
         }
         launched = self.graphql(LAUNCH_PARTITION_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
@@ -128,9 +132,11 @@ class DagsterUI:
 
     def failures(self, run: dg.DagsterRun) -> list[str]:
         return [
-            (e.dagster_event.step_failure_data.user_failure_data.description
-             if e.dagster_event.is_step_failure and e.dagster_event.step_failure_data.user_failure_data
-             else e.message)
+            (
+                e.dagster_event.step_failure_data.user_failure_data.description
+                if e.dagster_event.is_step_failure and e.dagster_event.step_failure_data.user_failure_data
+                else e.message
+            )
             for e in self.instance.all_logs(run.run_id)
             if e.dagster_event and e.dagster_event.is_failure
         ]
@@ -142,7 +148,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, emulator) -> DagsterUI:
     aws = resolve_connection(target="local", endpoint_url=emulator.endpoint_url)
     tmp = tmp_path_factory.mktemp("ui_backfill")
     # The nightly schedules are on: put their tick half a day away so only the backfills run.
-    export_hour = (dt.datetime.now(dt.timezone.utc).hour + 12) % 24
+    export_hour = (dt.datetime.now(dt.UTC).hour + 12) % 24
     common = {"s3_bucket": "ui-backfill-test", "export_hour": export_hour, "sensor_interval_seconds": 30}
     tables = write_tables_file(
         tmp / "tables.yaml",
@@ -166,11 +172,16 @@ def ui(tmp_path_factory: pytest.TempPathFactory, emulator) -> DagsterUI:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [*command, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=tmp,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, stopped as a whole
         )
     ui = DagsterUI(f"http://127.0.0.1:{port}", instance, log, aws, native, scan)
     try:
+
         def location_loaded():
             with contextlib.suppress(OSError, ValueError):
                 entries = ui.graphql(LOCATIONS, timeout=10)["workspaceOrError"]["locationEntries"]
@@ -229,19 +240,26 @@ def launched(ui: DagsterUI) -> Launched:
     [scan_day] = _past_partitions(ui.scan, 1)
     started = time.monotonic()
     return Launched(
-        native_id=ui.launch_asset_backfill(ui.native, days), native_days=days,
-        scan_id=ui.launch_asset_backfill(ui.scan, [scan_day]), scan_day=scan_day, launched_at=started,
+        native_id=ui.launch_asset_backfill(ui.native, days),
+        native_days=days,
+        scan_id=ui.launch_asset_backfill(ui.scan, [scan_day]),
+        scan_day=scan_day,
+        launched_at=started,
     )
 
 
-def test_native_backfill_of_seven_past_days_from_the_ui_publishes_seven_checked_partitions(ui: DagsterUI, launched: Launched):
+def test_native_backfill_of_seven_past_days_from_the_ui_publishes_seven_checked_partitions(
+    ui: DagsterUI, launched: Launched
+):
     spec, keys = ui.native, asset_keys(ui.native)
     days, backfill_id = launched.native_days, launched.native_id
     backfill = ui.wait_for_backfill(backfill_id, timeout=420)
     elapsed = time.monotonic() - launched.launched_at
     runs = ui.backfill_runs(backfill_id)
     assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, (
-        backfill.status, {r.run_id: (r.status, ui.failures(r)) for r in runs})
+        backfill.status,
+        {r.run_id: (r.status, ui.failures(r)) for r in runs},
+    )
     assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert sorted({r.tags["dagster/partition"] for r in runs}) == days
     print(f"\nnative backfill of {DAYS} partitions: {len(runs)} runs, {elapsed:.0f} s from launch to completion")
@@ -249,7 +267,8 @@ def test_native_backfill_of_seven_past_days_from_the_ui_publishes_seven_checked_
     # One export per day, asked for that day's instant, read no table capacity.
     for day in days:
         [raw] = ui.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=keys["export"], asset_partitions=[day]), limit=5).records
+            dg.AssetRecordsFilter(asset_key=keys["export"], asset_partitions=[day]), limit=5
+        ).records
         meta = raw.asset_materialization.metadata
         assert meta["export_method"].value == "native" and meta["dagster/row_count"].value == ITEMS
         assert dt.datetime.fromisoformat(meta["export_time"].value.replace("Z", "+00:00")) == spec.export_time(day)
@@ -260,7 +279,9 @@ def test_native_backfill_of_seven_past_days_from_the_ui_publishes_seven_checked_
     assert [p.value for p in registered] == days
     filesystem = ui.aws.arrow_filesystem()
     for partition in registered:
-        table = pads.dataset(partition.location.removeprefix("s3://"), filesystem=filesystem, format="parquet").to_table()
+        table = pads.dataset(
+            partition.location.removeprefix("s3://"), filesystem=filesystem, format="parquet"
+        ).to_table()
         assert table.num_rows == ITEMS, (partition.value, partition.location)
         assert sorted(table.column("user").to_pylist()) == sorted(r["User"] for r in reviews(ITEMS)), partition.value
 
@@ -282,7 +303,11 @@ def test_native_backfill_of_seven_past_days_from_the_ui_publishes_seven_checked_
         assert {s.key: s.pool for s in plan.steps}[export_step] == "dynamodb_export"
         events = [e for e in ui.instance.all_logs(run.run_id) if e.dagster_event and e.step_key]
         starts = {e.step_key: e.timestamp for e in events if e.dagster_event.event_type_value == "STEP_START"}
-        ends = {e.step_key: e.timestamp for e in events if e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")}
+        ends = {
+            e.step_key: e.timestamp
+            for e in events
+            if e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")
+        }
         assert export_step in starts and export_step in ends, (run.run_id, sorted(starts))
         intervals.append((starts[export_step], ends[export_step]))
     peak = _max_simultaneous(intervals)
@@ -290,7 +315,9 @@ def test_native_backfill_of_seven_past_days_from_the_ui_publishes_seven_checked_
     assert 1 <= peak <= EXPORT_POOL_LIMIT
 
     # Neither the export sensors nor automation started anything besides the two backfills.
-    others = [r for r in ui.instance.get_runs() if r.tags.get("dagster/backfill") not in (backfill_id, launched.scan_id)]
+    others = [
+        r for r in ui.instance.get_runs() if r.tags.get("dagster/backfill") not in (backfill_id, launched.scan_id)
+    ]
     assert others == [], [(r.job_name, r.tags) for r in others]
 
 
@@ -308,6 +335,7 @@ def test_scan_backfill_of_a_past_day_from_the_ui_fails_with_the_refusal(ui: Dags
     keys = asset_keys(spec)
     for key in (keys["export"], keys["parquet"], keys["catalog"]):
         assert not ui.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[past]), limit=1).records, key
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[past]), limit=1
+        ).records, key
     listed = ui.aws.client("s3").list_objects_v2(Bucket=spec.s3_bucket, Prefix=spec.export_prefix(past) + "/")
     assert listed.get("KeyCount", 0) == 0, [o["Key"] for o in listed.get("Contents", [])]

@@ -22,20 +22,28 @@ from offload_assets_tests.defs.conftest import Project, check_results, drop_expo
 def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick, cron, partition):
     from offload_assets.definitions import build_definitions
 
-    tables = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "sched-test",
-                                                           "export_hour": hour, "timezone": tz})
+    tables = write_tables_file(
+        tmp_path / "tables.yaml",
+        {"dynamodb_table": "Reviews", "s3_bucket": "sched-test", "export_hour": hour, "timezone": tz},
+    )
     defs = build_definitions(tables, target="local", endpoint_url="http://127.0.0.1:9")
     schedule = defs.resolve_schedule_def("reviews_nightly_export")
     assert (schedule.cron_schedule, schedule.execution_timezone) == (cron, tz)
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.job_name == "reviews_offload_job"
 
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime.fromisoformat(tick), repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime.fromisoformat(tick), repository_def=defs.get_repository_def()
+    )
     result = schedule.evaluate_tick(context)
     assert [r.partition_key for r in result.run_requests] == [partition]
     assert [r.run_key for r in result.run_requests] == [partition]  # a repeated tick never starts a second run
     # Partition D is the table as of D at the export hour: the tick's own instant.
-    spec_time = defs.resolve_assets_def(dg.AssetKey(["s3", "dynamodb_export", "reviews"])).partitions_def.time_window_for_partition_key(partition).start
+    spec_time = (
+        defs.resolve_assets_def(dg.AssetKey(["s3", "dynamodb_export", "reviews"]))
+        .partitions_def.time_window_for_partition_key(partition)
+        .start
+    )
     assert spec_time == dt.datetime.fromisoformat(tick)
     # The tick runs the raw export step only; conversion follows by automation.
     [request] = result.run_requests
@@ -43,7 +51,9 @@ def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick,
     assert request.tags[CONVERTS_IN_RUN_TAG] == "false"  # overrides the offload job's "true"
     job = defs.resolve_job_def("reviews_offload_job")
     assert job.tags[CONVERTS_IN_RUN_TAG] == "true"
-    assert job.get_subset(asset_selection=set(request.asset_selection)).asset_layer.selected_asset_keys == set(request.asset_selection)
+    assert job.get_subset(asset_selection=set(request.asset_selection)).asset_layer.selected_asset_keys == set(
+        request.asset_selection
+    )
 
 
 def test_automation_sensor_is_on_and_covers_conversion_and_publishing(project: Project):
@@ -59,7 +69,10 @@ def test_automation_sensor_is_on_and_covers_conversion_and_publishing(project: P
 
 def _requested(project: Project, cursor):
     result = dg.evaluate_automation_conditions(defs=project.defs, instance=project.instance, cursor=cursor)
-    requested = {short_name(key): sorted(result.get_requested_partitions(key)) for key in (project.keys["parquet"], project.keys["catalog"])}
+    requested = {
+        short_name(key): sorted(result.get_requested_partitions(key))
+        for key in (project.keys["parquet"], project.keys["catalog"])
+    }
     return requested, result.cursor
 
 
@@ -87,7 +100,9 @@ def test_conversion_follows_an_export_run_once_and_never_a_full_run(project: Pro
         assert requested == {"parquet": [], "catalog": []}
 
     # Neither does a raw export recorded by a sensor: the sensor requests that conversion itself.
-    project.instance.report_runless_asset_event(dg.AssetMaterialization(project.keys["export"], partition=project.today))
+    project.instance.report_runless_asset_event(
+        dg.AssetMaterialization(project.keys["export"], partition=project.today)
+    )
     requested, cursor = _requested(project, cursor)
     assert requested == {"parquet": [], "catalog": []}
 
@@ -110,7 +125,10 @@ def test_automation_caught_inside_a_converting_run_does_not_publish_again(projec
     assert requested == {"parquet": [], "catalog": []}
     [request] = tick.run_requests
     snapshot_only = project.job().execute_in_process(
-        partition_key=request.partition_key, tags=request.tags, instance=project.instance, asset_selection=[project.keys["parquet"]]
+        partition_key=request.partition_key,
+        tags=request.tags,
+        instance=project.instance,
+        asset_selection=[project.keys["parquet"]],
     )
     assert snapshot_only.success
     requested, _ = _requested(project, cursor)
@@ -127,10 +145,13 @@ def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(proj
     s3 = aws.client("s3")
     from offload_assets.export.layout import latest_completed_export
 
-    export = latest_completed_export(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today))
+    export = latest_completed_export(
+        s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today)
+    )
     s3.put_object(Bucket=project.spec.s3_bucket, Key=export.data_files[0].key, Body=b"")
     parquet_only = project.run_selection(
-        dg.AssetSelection.assets(project.keys["parquet"]).without_checks() | dg.AssetSelection.checks_for_assets(project.keys["parquet"]),
+        dg.AssetSelection.assets(project.keys["parquet"]).without_checks()
+        | dg.AssetSelection.checks_for_assets(project.keys["parquet"]),
         project.today,
     )
     checks = check_results(parquet_only)

@@ -10,11 +10,11 @@ import dagster as dg
 import pytest
 
 from offload_assets.definitions import build_definitions
-from offload_assets.local.demo_data import seed_reviews
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.export.partition_export import ExportRefusedError, check_scan_partition
+from offload_assets.local.demo_data import seed_reviews
 from offload_assets.snapshot.build import list_run_dirs
 from offload_assets.sql.query import run_query
-from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
@@ -52,20 +52,29 @@ def test_job_answers_the_blog_query_and_reruns_replace(reviews_project, aws):
     assert run_query('SELECT count(*) FROM "dynamodb-exports"."reviews"', connection=aws).scalar() == len(items)
     s3 = aws.client("s3")
     assert len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition))) == 1
-    exports = s3.list_objects_v2(Bucket=spec.s3_bucket, Prefix=spec.export_prefix(partition) + "/AWSDynamoDB/", Delimiter="/")
+    exports = s3.list_objects_v2(
+        Bucket=spec.s3_bucket, Prefix=spec.export_prefix(partition) + "/AWSDynamoDB/", Delimiter="/"
+    )
     assert len(exports["CommonPrefixes"]) == 1
 
 
 def test_scan_refuses_past_partitions(reviews_project):
     _, spec, _ = reviews_project
-    now = dt.datetime(2026, 11, 27, 12, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
     check_scan_partition(spec, "2026-11-27", now)
     with pytest.raises(ExportRefusedError, match="partition 2026-11-20 is not the current day.*export_method: native"):
         check_scan_partition(spec, "2026-11-20", now)
 
 
 def _cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "offload_assets.cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "offload_assets.cli.main", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_demo_command_then_query_after_emulator_restart(tmp_path):

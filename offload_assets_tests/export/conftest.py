@@ -10,12 +10,20 @@ from typing import Any
 
 import pytest
 
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 from offload_assets.export.layout import ExportManifest, iter_export_lines, md5_base64
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 from offload_assets.table_spec import TableSpec, parse_tables
 
 BUCKET = "exports-test"
-READ_OPERATIONS = {"Scan", "Query", "GetItem", "BatchGetItem", "ExecuteStatement", "BatchExecuteStatement", "TransactGetItems"}
+READ_OPERATIONS = {
+    "Scan",
+    "Query",
+    "GetItem",
+    "BatchGetItem",
+    "ExecuteStatement",
+    "BatchExecuteStatement",
+    "TransactGetItems",
+}
 
 
 def make_spec(**fields: Any) -> TableSpec:
@@ -67,7 +75,9 @@ def export_items(s3: Any, manifest: ExportManifest) -> list[dict[str, Any]]:
 
 def _normalise(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: sorted(_normalise(x) for x in v) if k in ("SS", "NS", "BS") else _normalise(v) for k, v in value.items()}
+        return {
+            k: sorted(_normalise(x) for x in v) if k in ("SS", "NS", "BS") else _normalise(v) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_normalise(v) for v in value]
     if isinstance(value, (bytes, bytearray)):  # boto3 values; exports carry base64
@@ -93,4 +103,4 @@ def list_keys(s3: Any, prefix: str) -> list[str]:
 
 def day_after(instant: dt.datetime, days: int = 1) -> str:
     """Partition key of the day ``days`` after ``instant`` (UTC)."""
-    return (instant.astimezone(dt.timezone.utc).date() + dt.timedelta(days=days)).isoformat()
+    return (instant.astimezone(dt.UTC).date() + dt.timedelta(days=days)).isoformat()

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.export.discovery import (
     ExportCursor,
     SummaryObject,
@@ -19,10 +20,9 @@ from offload_assets.export.discovery import (
     table_name_from_arn,
 )
 from offload_assets.export.layout import iter_export_lines, latest_completed_export, list_export_ids
-from offload_assets.defs.table_assets import partitions_for
 from offload_assets_tests.defs.conftest import drop_export, make_spec, reviews
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
@@ -48,7 +48,9 @@ def test_export_time_maps_to_the_partition_whose_window_contains_it(hour, tz, in
 
 @settings(max_examples=60, deadline=None)
 @given(
-    instant=st.datetimes(min_value=dt.datetime(2026, 1, 2), max_value=dt.datetime(2027, 12, 30), timezones=st.just(UTC)),
+    instant=st.datetimes(
+        min_value=dt.datetime(2026, 1, 2), max_value=dt.datetime(2027, 12, 30), timezones=st.just(UTC)
+    ),
     hour=st.integers(0, 23),
     tz=st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Sydney"]),
 )
@@ -94,23 +96,93 @@ SUMMARY = "exports/reviews/AWSDynamoDB/01773-4f2a/manifest-summary.json"
     ("body", "summaries", "status"),
     [
         # S3 event notification (keys arrive URL-encoded), delivered raw
-        (json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "bkt"}, "object": {
-            "key": "exports/reviews/ddb_export_timestamp%3D2026-03-10/AWSDynamoDB/01773-4f2a/manifest-summary.json"}}}]}),
-         [("bkt", "exports/reviews/ddb_export_timestamp=2026-03-10/AWSDynamoDB/01773-4f2a/manifest-summary.json")], None),
+        (
+            json.dumps(
+                {
+                    "Records": [
+                        {
+                            "eventName": "ObjectCreated:Put",
+                            "s3": {
+                                "bucket": {"name": "bkt"},
+                                "object": {
+                                    "key": "exports/reviews/ddb_export_timestamp%3D2026-03-10/AWSDynamoDB/01773-4f2a/manifest-summary.json"
+                                },
+                            },
+                        }
+                    ]
+                }
+            ),
+            [("bkt", "exports/reviews/ddb_export_timestamp=2026-03-10/AWSDynamoDB/01773-4f2a/manifest-summary.json")],
+            None,
+        ),
         # the same S3 event wrapped in an SNS envelope
-        (json.dumps({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:exports", "Message": json.dumps(
-            {"Records": [{"s3": {"bucket": {"name": "bkt"}, "object": {"key": SUMMARY}}}]})}), [("bkt", SUMMARY)], None),
+        (
+            json.dumps(
+                {
+                    "Type": "Notification",
+                    "TopicArn": "arn:aws:sns:us-east-1:1:exports",
+                    "Message": json.dumps(
+                        {"Records": [{"s3": {"bucket": {"name": "bkt"}, "object": {"key": SUMMARY}}}]}
+                    ),
+                }
+            ),
+            [("bkt", SUMMARY)],
+            None,
+        ),
         # DescribeExport's document, as a Lambda or EventBridge rule would publish it
-        (json.dumps({"Type": "Notification", "Message": json.dumps({"ExportDescription": {
-            "ExportArn": "arn:aws:dynamodb:us-east-1:1:table/Reviews/export/01773-4f2a", "ExportStatus": "COMPLETED",
-            "S3Bucket": "bkt", "S3Prefix": "exports/reviews"}})}), [("bkt", SUMMARY)], "COMPLETED"),
-        (json.dumps({"detail": {"ExportArn": "arn:aws:dynamodb:us-east-1:1:table/Reviews/export/01773-4f2a",
-                                "ExportStatus": "COMPLETED", "S3Bucket": "bkt", "ExportManifest": SUMMARY}}), [("bkt", SUMMARY)], "COMPLETED"),
+        (
+            json.dumps(
+                {
+                    "Type": "Notification",
+                    "Message": json.dumps(
+                        {
+                            "ExportDescription": {
+                                "ExportArn": "arn:aws:dynamodb:us-east-1:1:table/Reviews/export/01773-4f2a",
+                                "ExportStatus": "COMPLETED",
+                                "S3Bucket": "bkt",
+                                "S3Prefix": "exports/reviews",
+                            }
+                        }
+                    ),
+                }
+            ),
+            [("bkt", SUMMARY)],
+            "COMPLETED",
+        ),
+        (
+            json.dumps(
+                {
+                    "detail": {
+                        "ExportArn": "arn:aws:dynamodb:us-east-1:1:table/Reviews/export/01773-4f2a",
+                        "ExportStatus": "COMPLETED",
+                        "S3Bucket": "bkt",
+                        "ExportManifest": SUMMARY,
+                    }
+                }
+            ),
+            [("bkt", SUMMARY)],
+            "COMPLETED",
+        ),
         # a failed export: nothing to convert
-        (json.dumps({"ExportDescription": {"ExportArn": "arn:aws:dynamodb:us-east-1:1:table/Reviews/export/x",
-                                           "ExportStatus": "FAILED", "FailureMessage": "boom"}}), [], "FAILED"),
+        (
+            json.dumps(
+                {
+                    "ExportDescription": {
+                        "ExportArn": "arn:aws:dynamodb:us-east-1:1:table/Reviews/export/x",
+                        "ExportStatus": "FAILED",
+                        "FailureMessage": "boom",
+                    }
+                }
+            ),
+            [],
+            "FAILED",
+        ),
         # free text naming the export directory (a Data Pipeline-style completion message)
-        ("Export of Reviews finished: s3://bkt/exports/reviews/AWSDynamoDB/01773-4f2a/ (3000 items)", [("bkt", SUMMARY)], None),
+        (
+            "Export of Reviews finished: s3://bkt/exports/reviews/AWSDynamoDB/01773-4f2a/ (3000 items)",
+            [("bkt", SUMMARY)],
+            None,
+        ),
     ],
 )
 def test_notifications_name_the_export_summary(body, summaries, status):
@@ -122,7 +194,12 @@ def test_notifications_name_the_export_summary(body, summaries, status):
 def test_unrelated_messages_are_not_recognised():
     assert not parse_export_notification('{"hello": "world"}').recognised
     assert not parse_export_notification("lunch is ready").recognised
-    assert parse_export_notification(json.dumps({"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": "x/data.gz"}}}]})).summaries == ()
+    assert (
+        parse_export_notification(
+            json.dumps({"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": "x/data.gz"}}}]})
+        ).summaries
+        == ()
+    )
 
 
 # --------------------------------------------------------------------------- against the emulator
@@ -132,13 +209,24 @@ def test_only_complete_exports_of_the_table_are_found(aws):
     s3 = aws.client("s3")
     spec = make_spec(external_export_prefixes=["s3://backup-bucket/dynamodb/reviews"])
     landing = spec.export_prefix_root
-    complete = drop_export(s3, bucket=spec.s3_bucket, prefix=landing, items=reviews(40), export_time=NOW - dt.timedelta(hours=2))
+    complete = drop_export(
+        s3, bucket=spec.s3_bucket, prefix=landing, items=reviews(40), export_time=NOW - dt.timedelta(hours=2)
+    )
     drop_export(s3, bucket=spec.s3_bucket, prefix=landing, items=reviews(40), complete=False)  # still being written
     other = drop_export(s3, bucket=spec.s3_bucket, prefix=landing, items=reviews(5), table_name="Orders")
-    incremental = drop_export(s3, bucket=spec.s3_bucket, prefix=landing, items=reviews(5), export_type="INCREMENTAL_EXPORT")
-    external = drop_export(s3, bucket="backup-bucket", prefix="dynamodb/reviews", items=reviews(25), export_time=NOW - dt.timedelta(days=3))
-    too_early = drop_export(s3, bucket="backup-bucket", prefix="dynamodb/reviews", items=reviews(3),
-                            export_time=dt.datetime(2025, 12, 30, tzinfo=UTC))
+    incremental = drop_export(
+        s3, bucket=spec.s3_bucket, prefix=landing, items=reviews(5), export_type="INCREMENTAL_EXPORT"
+    )
+    external = drop_export(
+        s3, bucket="backup-bucket", prefix="dynamodb/reviews", items=reviews(25), export_time=NOW - dt.timedelta(days=3)
+    )
+    too_early = drop_export(
+        s3,
+        bucket="backup-bucket",
+        prefix="dynamodb/reviews",
+        items=reviews(3),
+        export_time=dt.datetime(2025, 12, 30, tzinfo=UTC),
+    )
 
     found = discover_exports(s3, spec, ExportCursor.from_json(None, now=NOW), now=NOW)
     assert {f.export_id: f.partition_key for f in found.found} == {complete: "2026-03-10", external: "2026-03-07"}
@@ -148,7 +236,9 @@ def test_only_complete_exports_of_the_table_are_found(aws):
     assert "before partitions_start" in reasons[too_early]
     assert found.later == []
 
-    cursor = ExportCursor.from_json(None, now=NOW).advanced([f.summary for f in found.found] + [s.summary for s in found.skipped])
+    cursor = ExportCursor.from_json(None, now=NOW).advanced(
+        [f.summary for f in found.found] + [s.summary for s in found.skipped]
+    )
     assert discover_exports(s3, spec, cursor, now=NOW).found == []  # a repeated look finds nothing new
 
 
@@ -156,10 +246,21 @@ def test_adoption_moves_landing_exports_and_copies_external_ones(aws):
     s3 = aws.client("s3")
     spec = make_spec(external_export_prefixes=["s3://backup-bucket/dynamodb/reviews"])
     items = reviews(30)
-    landing_id = drop_export(s3, bucket=spec.s3_bucket, prefix=spec.export_prefix_root, items=items, files=2,
-                             export_time=NOW - dt.timedelta(hours=1))
-    external_id = drop_export(s3, bucket="backup-bucket", prefix="dynamodb/reviews", items=reviews(12),
-                              export_time=dt.datetime(2026, 3, 8, 5, tzinfo=UTC))
+    landing_id = drop_export(
+        s3,
+        bucket=spec.s3_bucket,
+        prefix=spec.export_prefix_root,
+        items=items,
+        files=2,
+        export_time=NOW - dt.timedelta(hours=1),
+    )
+    external_id = drop_export(
+        s3,
+        bucket="backup-bucket",
+        prefix="dynamodb/reviews",
+        items=reviews(12),
+        export_time=dt.datetime(2026, 3, 8, 5, tzinfo=UTC),
+    )
     # An older export of 2026-03-10 made earlier: the adopted one replaces it, as a re-run would.
     previous = drop_export(s3, bucket=spec.s3_bucket, prefix=spec.export_prefix("2026-03-10"), items=reviews(3))
     discovery = discover_exports(s3, spec, ExportCursor.from_json(None, now=NOW), now=NOW)
@@ -168,9 +269,13 @@ def test_adoption_moves_landing_exports_and_copies_external_ones(aws):
 
     adopted = adopt_export(s3, spec, by_id[landing_id])
     assert adopted.export_prefix == spec.export_prefix("2026-03-10") and adopted.item_count == 30
-    assert adopted.summary["adoptedFrom"].startswith(f"s3://{spec.s3_bucket}/{spec.export_prefix_root}/AWSDynamoDB/{landing_id}/")
+    assert adopted.summary["adoptedFrom"].startswith(
+        f"s3://{spec.s3_bucket}/{spec.export_prefix_root}/AWSDynamoDB/{landing_id}/"
+    )
     assert adopted.summary["exportArn"].endswith(landing_id)  # the export's own facts are kept
-    assert list_export_ids(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix_root) == []  # moved out of the landing area
+    assert (
+        list_export_ids(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix_root) == []
+    )  # moved out of the landing area
     assert list_export_ids(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix("2026-03-10")) == [landing_id]
     for key in [f.key for f in adopted.data_files] + [f"{adopted.export_dir}/manifest-summary.json"]:
         assert s3.head_object(Bucket=spec.s3_bucket, Key=key)["ServerSideEncryption"] == "AES256"  # written encrypted
@@ -180,8 +285,13 @@ def test_adoption_moves_landing_exports_and_copies_external_ones(aws):
 
     copied = adopt_export(s3, spec, by_id[external_id])
     assert copied.export_prefix == spec.export_prefix("2026-03-08") and copied.item_count == 12
-    assert list_export_ids(s3, bucket="backup-bucket", export_prefix="dynamodb/reviews") == [external_id]  # left in place
-    assert latest_completed_export(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix("2026-03-08")).export_id == external_id
+    assert list_export_ids(s3, bucket="backup-bucket", export_prefix="dynamodb/reviews") == [
+        external_id
+    ]  # left in place
+    assert (
+        latest_completed_export(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix("2026-03-08")).export_id
+        == external_id
+    )
     # Adopting again is harmless (a tick that died after copying).
     assert adopt_export(s3, spec, by_id[external_id]).export_id == external_id
 
@@ -189,12 +299,20 @@ def test_adoption_moves_landing_exports_and_copies_external_ones(aws):
 def test_half_written_export_is_found_once_it_completes(aws):
     s3 = aws.client("s3")
     spec = make_spec()
-    export_id = drop_export(s3, bucket=spec.s3_bucket, prefix=spec.export_prefix_root, items=reviews(10), complete=False)
+    export_id = drop_export(
+        s3, bucket=spec.s3_bucket, prefix=spec.export_prefix_root, items=reviews(10), complete=False
+    )
     cursor = ExportCursor.from_json(None, now=NOW)
     first = discover_exports(s3, spec, cursor, now=NOW)
     assert first.found == [] and first.skipped == []
-    drop_export(s3, bucket=spec.s3_bucket, prefix=spec.export_prefix_root, items=reviews(10), export_id=export_id,
-                export_time=NOW - dt.timedelta(minutes=3))
+    drop_export(
+        s3,
+        bucket=spec.s3_bucket,
+        prefix=spec.export_prefix_root,
+        items=reviews(10),
+        export_id=export_id,
+        export_time=NOW - dt.timedelta(minutes=3),
+    )
     second = discover_exports(s3, spec, cursor.advanced([s.summary for s in first.skipped], first.later), now=NOW)
     assert [f.export_id for f in second.found] == [export_id]
     assert second.found[0].manifest.item_count == 10

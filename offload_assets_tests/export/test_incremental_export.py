@@ -14,12 +14,18 @@ import uuid
 
 import pytest
 
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items, to_low_level
-from offload_assets.export.errors import ExportFailedError, ExportTimeoutError
-from offload_assets.export.layout import latest_completed_export, list_export_ids, md5_base64, read_export_manifest, utc_iso
-from offload_assets.export.partition_export import export_partition, incremental_export_prefix
-from offload_assets.export.incremental import apply_incremental_export
 from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.export.errors import ExportFailedError, ExportTimeoutError
+from offload_assets.export.incremental import apply_incremental_export
+from offload_assets.export.layout import (
+    latest_completed_export,
+    list_export_ids,
+    md5_base64,
+    read_export_manifest,
+    utc_iso,
+)
+from offload_assets.export.partition_export import export_partition, incremental_export_prefix
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items, to_low_level
 from offload_assets_tests.export.conftest import (
     BUCKET,
     READ_OPERATIONS,
@@ -46,7 +52,9 @@ def write_incremental_export(s3, *, prefix, records, from_time, to_time, table_a
         body = gzip.compress("".join(json.dumps(r) + "\n" for r in part).encode())
         key = f"{base}/data/{uuid.uuid4().hex[:26]}.json.gz"
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-        manifest_lines.append(json.dumps({"itemCount": len(part), "md5Checksum": md5_base64(body), "etag": None, "dataFileS3Key": key}))
+        manifest_lines.append(
+            json.dumps({"itemCount": len(part), "md5Checksum": md5_base64(body), "etag": None, "dataFileS3Key": key})
+        )
     s3.put_object(Bucket=BUCKET, Key=f"{base}/manifest-files.json", Body=("\n".join(manifest_lines) + "\n").encode())
     summary = {
         "version": "2023-08-01",
@@ -73,7 +81,10 @@ def write_incremental_export(s3, *, prefix, records, from_time, to_time, table_a
 
 
 def _record(key_item, new=None, old=None, micros=0):
-    record = {"Metadata": {"WriteTimestampMicros": {"N": str(micros)}}, "Keys": {"User": key_item["User"], "Book": key_item["Book"]}}
+    record = {
+        "Metadata": {"WriteTimestampMicros": {"N": str(micros)}},
+        "Keys": {"User": key_item["User"], "Book": key_item["Book"]},
+    }
     if new is not None:
         record["NewImage"] = new
     if old is not None:
@@ -101,7 +112,10 @@ def test_day1_full_plus_day2_incremental_equals_full_export_of_day2(aws):
     t1, t2 = spec.export_time(p1), spec.export_time(p2)
 
     day1 = export_partition(spec, p1, dynamodb=exporter, s3=s3, now=t1 + dt.timedelta(hours=1), poll_seconds=0.1)
-    assert day1.method == "incremental" and "no complete full export of the previous partition" in day1.facts["full_export_reason"]
+    assert (
+        day1.method == "incremental"
+        and "no complete full export of the previous partition" in day1.facts["full_export_reason"]
+    )
     assert day1.manifest.item_count == len(day1_items)
 
     # Day 2 in the table: updates, deletes, inserts, an item inserted and deleted within the day.
@@ -129,8 +143,10 @@ def test_day1_full_plus_day2_incremental_equals_full_export_of_day2(aws):
     records.append(_record(last, new=_json_image(last), old=_json_image(first), micros=micros + 301))
     records.append(_record(first, new=_json_image(first), old=_json_image(before[twice]), micros=micros + 300))
     ddb.update_item(  # an UpdateItem, not a put: the image is what DynamoDB holds afterwards
-        TableName="Reviews", Key={"User": before[keys[41]]["User"], "Book": before[keys[41]]["Book"]},
-        UpdateExpression="SET Shelf = :s REMOVE Author", ExpressionAttributeValues={":s": {"S": "top"}},
+        TableName="Reviews",
+        Key={"User": before[keys[41]]["User"], "Book": before[keys[41]]["Book"]},
+        UpdateExpression="SET Shelf = :s REMOVE Author",
+        ExpressionAttributeValues={":s": {"S": "top"}},
     )
     updated = {k: v for k, v in before[keys[41]].items() if k != "Author"} | {"Shelf": {"S": "top"}}
     records.append(_record(updated, new=_json_image(updated), old=_json_image(before[keys[41]]), micros=micros + 400))
@@ -142,7 +158,9 @@ def test_day1_full_plus_day2_incremental_equals_full_export_of_day2(aws):
     day2 = export_partition(spec, p2, dynamodb=exporter, s3=s3, now=t2 + dt.timedelta(hours=1), poll_seconds=0.1)
 
     reference_spec = make_spec(export_method="native", catalog_table="reviews_reference")
-    reference = export_partition(reference_spec, p2, dynamodb=exporter, s3=s3, now=t2 + dt.timedelta(hours=1), poll_seconds=0.1)
+    reference = export_partition(
+        reference_spec, p2, dynamodb=exporter, s3=s3, now=t2 + dt.timedelta(hours=1), poll_seconds=0.1
+    )
     built, truth = export_items(s3, day2.manifest), export_items(s3, reference.manifest)
     assert len(built) == len(truth) == 302 - 15 + 25  # generate_reviews adds the blog's two items
     assert canonical(built) == canonical(truth)  # same rows, same values
@@ -168,49 +186,92 @@ def test_incremental_request_on_the_emulator_uses_its_full_dump(aws):
     export_partition(spec, p1, dynamodb=ddb, s3=s3, now=spec.export_time(p1) + dt.timedelta(hours=1), poll_seconds=0.1)
     ddb.delete_item(TableName="Reviews", Key={"User": {"S": "Bob"}, "Book": {"S": "The Hobbit"}})
 
-    day2 = export_partition(spec, p2, dynamodb=ddb, s3=s3, now=spec.export_time(p2) + dt.timedelta(hours=1), poll_seconds=0.1)
+    day2 = export_partition(
+        spec, p2, dynamodb=ddb, s3=s3, now=spec.export_time(p2) + dt.timedelta(hours=1), poll_seconds=0.1
+    )
 
     assert day2.facts["incremental_export_reused"] is False and "ExportTableToPointInTime" in operations
     assert day2.manifest.summary["incrementalWasFullDump"] is True
-    assert day2.manifest.item_count == 121 and ("Bob", "The Hobbit") not in {_key(i) for i in export_items(s3, day2.manifest)}
+    assert day2.manifest.item_count == 121 and ("Bob", "The Hobbit") not in {
+        _key(i) for i in export_items(s3, day2.manifest)
+    }
     increment_prefix = incremental_export_prefix(spec, p2)
     [increment_id] = list_export_ids(s3, bucket=BUCKET, export_prefix=increment_prefix)
     increment = read_export_manifest(s3, bucket=BUCKET, export_prefix=increment_prefix, export_id=increment_id)
-    assert increment.export_type == "INCREMENTAL_EXPORT" and increment.summary["exportToTime"] == utc_iso(spec.export_time(p2))
+    assert increment.export_type == "INCREMENTAL_EXPORT" and increment.summary["exportToTime"] == utc_iso(
+        spec.export_time(p2)
+    )
     assert not READ_OPERATIONS & set(operations), operations
 
 
 def test_bad_lines_are_reported_with_file_and_line(aws):
     s3 = aws.client("s3")
     ensure_bucket(s3, BUCKET)
-    t1 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    t1 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     t2 = t1 + dt.timedelta(days=1)
     item = {"User": {"S": "u"}, "Book": {"S": "b"}}
-    base_id = write_incremental_export(s3, prefix="bad/base", records=[{"Item": item}, {"Item": item}], from_time=t1, to_time=t1, table_arn="arn")
+    base_id = write_incremental_export(
+        s3, prefix="bad/base", records=[{"Item": item}, {"Item": item}], from_time=t1, to_time=t1, table_arn="arn"
+    )
     base = read_export_manifest(s3, bucket=BUCKET, export_prefix="bad/base", export_id=base_id)
     mixed_id = write_incremental_export(
-        s3, prefix="bad/mixed", records=[_record(item, new=item), {"Item": item}], from_time=t1, to_time=t2, table_arn="arn"
+        s3,
+        prefix="bad/mixed",
+        records=[_record(item, new=item), {"Item": item}],
+        from_time=t1,
+        to_time=t2,
+        table_arn="arn",
     )
     mixed = read_export_manifest(s3, bucket=BUCKET, export_prefix="bad/mixed", export_id=mixed_id)
     with pytest.raises(ExportFailedError, match="mixes full-export lines"):
-        apply_incremental_export(s3, base=base, incremental=mixed, key_names=("User", "Book"), bucket=BUCKET,
-                                 export_prefix="bad/out", export_time=utc_iso(t2), table_arn=None)
+        apply_incremental_export(
+            s3,
+            base=base,
+            incremental=mixed,
+            key_names=("User", "Book"),
+            bucket=BUCKET,
+            export_prefix="bad/out",
+            export_time=utc_iso(t2),
+            table_arn=None,
+        )
     keyless_id = write_incremental_export(
-        s3, prefix="bad/keyless", records=[_record(item, new=item), {"Keys": {"User": {"S": "u"}}, "NewImage": {"User": {"S": "u"}}}],
-        from_time=t1, to_time=t2, table_arn="arn",
+        s3,
+        prefix="bad/keyless",
+        records=[_record(item, new=item), {"Keys": {"User": {"S": "u"}}, "NewImage": {"User": {"S": "u"}}}],
+        from_time=t1,
+        to_time=t2,
+        table_arn="arn",
     )
     keyless = read_export_manifest(s3, bucket=BUCKET, export_prefix="bad/keyless", export_id=keyless_id)
     with pytest.raises(ExportFailedError, match=r"\.json\.gz line 1: item has no key attribute 'Book'"):
-        apply_incremental_export(s3, base=base, incremental=keyless, key_names=("User", "Book"), bucket=BUCKET,
-                                 export_prefix="bad/out", export_time=utc_iso(t2), table_arn=None)
+        apply_incremental_export(
+            s3,
+            base=base,
+            incremental=keyless,
+            key_names=("User", "Book"),
+            bucket=BUCKET,
+            export_prefix="bad/out",
+            export_time=utc_iso(t2),
+            table_arn=None,
+        )
     # A key twice in one object (DynamoDB never writes it; a JSON parser would keep the last silently).
-    dup_id = write_incremental_export(s3, prefix="bad/dup", records=[_record(item, new=item)] * 2, from_time=t1, to_time=t2, table_arn="arn")
+    dup_id = write_incremental_export(
+        s3, prefix="bad/dup", records=[_record(item, new=item)] * 2, from_time=t1, to_time=t2, table_arn="arn"
+    )
     dup = read_export_manifest(s3, bucket=BUCKET, export_prefix="bad/dup", export_id=dup_id)
     line = '{"Keys": {"User": {"S": "u"}, "Book": {"S": "b"}}, "NewImage": {"User": {"S": "u"}, "Book": {"S": "b"}, "Book": {"S": "c"}}}'
     s3.put_object(Bucket=BUCKET, Key=dup.data_files[0].key, Body=gzip.compress((line + "\n").encode()))
     with pytest.raises(ExportFailedError, match=r"\.json\.gz line 1: .*'Book'"):
-        apply_incremental_export(s3, base=base, incremental=dup, key_names=("User", "Book"), bucket=BUCKET,
-                                 export_prefix="bad/out", export_time=utc_iso(t2), table_arn=None)
+        apply_incremental_export(
+            s3,
+            base=base,
+            incremental=dup,
+            key_names=("User", "Book"),
+            bucket=BUCKET,
+            export_prefix="bad/out",
+            export_time=utc_iso(t2),
+            table_arn=None,
+        )
     assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="bad/out/").get("Contents")  # nothing written
 
 
@@ -224,8 +285,12 @@ def test_incremental_past_its_timeout_publishes_nothing(aws):
     export_partition(spec, p1, dynamodb=ddb, s3=s3, now=spec.export_time(p1) + dt.timedelta(hours=1), poll_seconds=0.1)
 
     hasty = make_spec(export_method="incremental", export_timeout_minutes=1e-6)
-    with pytest.raises(ExportTimeoutError, match="incremental export of DynamoDB table 'Reviews', partition .* nothing was published"):
-        export_partition(hasty, p2, dynamodb=ddb, s3=s3, now=spec.export_time(p2) + dt.timedelta(hours=1), poll_seconds=0.1)
+    with pytest.raises(
+        ExportTimeoutError, match="incremental export of DynamoDB table 'Reviews', partition .* nothing was published"
+    ):
+        export_partition(
+            hasty, p2, dynamodb=ddb, s3=s3, now=spec.export_time(p2) + dt.timedelta(hours=1), poll_seconds=0.1
+        )
 
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix=spec.export_prefix(p2)) is None
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix=spec.export_prefix(p1)).item_count == 52

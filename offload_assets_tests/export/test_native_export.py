@@ -64,12 +64,16 @@ def test_native_rerun_replaces_the_partition_export(reviews):
     partition = day_after(earliest)
     now = spec.export_time(partition) + dt.timedelta(hours=2)
     first = export_partition(spec, partition, dynamodb=ddb, s3=s3, now=now, poll_seconds=0.1)
-    ddb.delete_item(TableName="Reviews", Key={"User": {"S": "Alice"}, "Book": {"S": "Harry Potter and the Philosopher's Stone"}})
+    ddb.delete_item(
+        TableName="Reviews", Key={"User": {"S": "Alice"}, "Book": {"S": "Harry Potter and the Philosopher's Stone"}}
+    )
 
     second = export_partition(spec, partition, dynamodb=ddb, s3=s3, now=now, poll_seconds=0.1)
 
     assert second.manifest.export_id != first.manifest.export_id
-    assert list_export_ids(s3, bucket=BUCKET, export_prefix=spec.export_prefix(partition)) == [second.manifest.export_id]
+    assert list_export_ids(s3, bucket=BUCKET, export_prefix=spec.export_prefix(partition)) == [
+        second.manifest.export_id
+    ]
     assert second.manifest.item_count == first.manifest.item_count - 1
 
 
@@ -125,4 +129,3 @@ def test_timeout_fails_cleanly_and_keeps_the_previous_export(reviews):
     assert found is not None and found.export_id == previous.export_id and found.item_count == len(items)
     summaries = [k for k in list_keys(s3, good.export_prefix(partition) + "/") if k.endswith(MANIFEST_SUMMARY)]
     assert summaries == [f"{good.export_prefix(partition)}/AWSDynamoDB/{previous.export_id}/{MANIFEST_SUMMARY}"]
-

@@ -145,7 +145,10 @@ def test_page_limit_keeps_pages_small_against_the_budget():
 
 def test_read_rate_limit_from_the_table_description():
     provisioned = {"ProvisionedThroughput": {"ReadCapacityUnits": 200}}
-    on_demand = {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}, "ProvisionedThroughput": {"ReadCapacityUnits": 0}}
+    on_demand = {
+        "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+        "ProvisionedThroughput": {"ReadCapacityUnits": 0},
+    }
     assert read_rate_limit(provisioned, 0.5, None) == 100
     assert read_rate_limit(on_demand, 0.5, 75.0) == 75.0
     assert read_rate_limit(on_demand, 0.5, None) is None

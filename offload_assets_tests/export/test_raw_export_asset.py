@@ -3,8 +3,8 @@
 import dagster as dg
 
 from offload_assets.definitions import build_definitions
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 from offload_assets.defs.table_assets import asset_keys, partitions_for
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 from offload_assets_tests.export.conftest import BUCKET
@@ -16,8 +16,10 @@ def _materialize_export(tables_file, emulator):
     partition = partitions_for(spec).get_last_partition_key()
     job = defs.resolve_job_def(f"{spec.name}_offload_job")
     result = job.execute_in_process(
-        partition_key=partition, instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=[asset_keys(spec)["export"]], raise_on_error=False,
+        partition_key=partition,
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[asset_keys(spec)["export"]],
+        raise_on_error=False,
     )
     return spec, result
 
@@ -28,7 +30,8 @@ def test_scan_export_asset_reports_rows_budget_and_capacity(aws, emulator, tmp_p
     items = generate_reviews(250, seed=8)
     put_items(ddb, "Reviews", items)
     tables_file = write_tables_file(
-        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": BUCKET, "scan_segments": 2, "read_capacity_fraction": 0.1}
+        tmp_path / "tables.yaml",
+        {"dynamodb_table": "Reviews", "s3_bucket": BUCKET, "scan_segments": 2, "read_capacity_fraction": 0.1},
     )
 
     spec, result = _materialize_export(tables_file, emulator)
@@ -55,5 +58,8 @@ def test_native_export_asset_without_pitr_fails_with_the_fix_and_no_retry(aws, e
     assert not result.success
     [failure] = result.get_step_failure_events()
     data = failure.step_failure_data
-    assert data.user_failure_data is not None and "update-continuous-backups --table-name Reviews" in data.user_failure_data.description
+    assert (
+        data.user_failure_data is not None
+        and "update-continuous-backups --table-name Reviews" in data.user_failure_data.description
+    )
     assert result.asset_materializations_for_node("s3__dynamodb_export__reviews") == []

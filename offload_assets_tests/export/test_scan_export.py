@@ -4,14 +4,14 @@ import base64
 import gzip
 import json
 
-from offload_assets.local.demo_data import put_items, create_reviews_table, generate_reviews
+from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.export.layout import (
     latest_completed_export,
     list_export_ids,
     md5_base64,
 )
 from offload_assets.export.scan import export_table_scan
-from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 
 BUCKET = "scan-export-test"
 
@@ -34,7 +34,15 @@ def test_parallel_scan_writes_native_layout(aws):
     put_items(ddb, "ScanMe", source)
     ensure_bucket(s3, BUCKET)
 
-    result = export_table_scan(ddb, s3, table_name="ScanMe", bucket=BUCKET, export_prefix="p/ddb_export_timestamp=2026-11-27", total_segments=3, page_limit=50)
+    result = export_table_scan(
+        ddb,
+        s3,
+        table_name="ScanMe",
+        bucket=BUCKET,
+        export_prefix="p/ddb_export_timestamp=2026-11-27",
+        total_segments=3,
+        page_limit=50,
+    )
 
     assert result.items == len(source) == result.manifest.item_count
     assert result.segments == 3
@@ -57,7 +65,9 @@ def test_parallel_scan_writes_native_layout(aws):
 def test_incomplete_export_is_ignored(aws):
     s3 = aws.client("s3")
     ensure_bucket(s3, BUCKET)
-    s3.put_object(Bucket=BUCKET, Key="q/AWSDynamoDB/01700000000000-deadbeef/data/x.json.gz", Body=gzip.compress(b'{"Item":{}}\n'))
+    s3.put_object(
+        Bucket=BUCKET, Key="q/AWSDynamoDB/01700000000000-deadbeef/data/x.json.gz", Body=gzip.compress(b'{"Item":{}}\n')
+    )
     assert list_export_ids(s3, bucket=BUCKET, export_prefix="q") == ["01700000000000-deadbeef"]
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix="q") is None
 
@@ -71,14 +81,22 @@ def test_budgeted_scan_stays_under_budget_on_estimated_capacity(aws):
     reports = []
 
     result = export_table_scan(
-        ddb, s3, table_name="Budgeted", bucket=BUCKET, export_prefix="b/ddb_export_timestamp=2026-11-27",
-        total_segments=3, rate_limit=15.0, on_progress=reports.append,
+        ddb,
+        s3,
+        table_name="Budgeted",
+        bucket=BUCKET,
+        export_prefix="b/ddb_export_timestamp=2026-11-27",
+        total_segments=3,
+        rate_limit=15.0,
+        on_progress=reports.append,
     )
 
     assert result.items == len(source) and result.rate_limit == 15.0
     # moto reports 1.0 per page whatever the page holds: the run noticed and used estimates.
     assert result.capacity_source == "estimated" and result.reported_capacity < result.consumed_capacity
-    assert result.estimated_capacity * 0.8 <= result.consumed_capacity <= result.estimated_capacity + 5  # first small pages looked plausible
+    assert (
+        result.estimated_capacity * 0.8 <= result.consumed_capacity <= result.estimated_capacity + 5
+    )  # first small pages looked plausible
     rate = result.consumed_capacity / result.duration_seconds
     assert rate <= 15.0 * 1.05, f"{rate:.1f} RCU/s against a budget of 15"
     assert result.duration_seconds >= result.consumed_capacity / 15.0 * 0.9

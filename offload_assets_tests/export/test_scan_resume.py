@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.export.errors import ExportRefusedError, ExportTimeoutError
 from offload_assets.export.layout import latest_completed_export, list_export_ids
-from offload_assets.aws.s3_objects import ensure_bucket
-from offload_assets.export.scan_checkpoints import read_segment_checkpoints, write_segment_checkpoint
 from offload_assets.export.scan import export_table_scan
+from offload_assets.export.scan_checkpoints import read_segment_checkpoints, write_segment_checkpoint
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 from offload_assets_tests.export.conftest import BUCKET, export_items, keys_of, list_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,10 +46,21 @@ def _recorded_items(s3) -> tuple[str | None, int]:
 def test_sigkilled_scan_resumes_and_holds_every_item_exactly_once(table_1500, emulator):
     ddb, s3, items = table_1500
     child = subprocess.Popen(
-        [sys.executable, "-m", "offload_assets_tests.export.scan_until_killed",
-         emulator.endpoint_url, "Resumable", BUCKET, PREFIX, EXPORT_TIME, "8"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "offload_assets_tests.export.scan_until_killed",
+            emulator.endpoint_url,
+            "Resumable",
+            BUCKET,
+            PREFIX,
+            EXPORT_TIME,
+            "8",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 120
@@ -71,11 +82,19 @@ def test_sigkilled_scan_resumes_and_holds_every_item_exactly_once(table_1500, em
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix=PREFIX) is None  # nothing published
     # A file uploaded by the dead run but never recorded (it died between the two): must not count.
     orphan = f"{PREFIX}/AWSDynamoDB/{export_id}/data/s00000-unrecorded.json.gz"
-    s3.put_object(Bucket=BUCKET, Key=orphan, Body=gzip.compress(b'{"Item":{"User":{"S":"Alice"},"Book":{"S":"dup"}}}\n'))
+    s3.put_object(
+        Bucket=BUCKET, Key=orphan, Body=gzip.compress(b'{"Item":{"User":{"S":"Alice"},"Book":{"S":"dup"}}}\n')
+    )
 
     result = export_table_scan(
-        ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME,
-        page_limit=100, resume_lease_seconds=0,
+        ddb,
+        s3,
+        table_name="Resumable",
+        bucket=BUCKET,
+        export_prefix=PREFIX,
+        export_time=EXPORT_TIME,
+        page_limit=100,
+        resume_lease_seconds=0,
     )
 
     assert result.resumed and result.manifest.export_id == export_id and result.segments == 4
@@ -94,16 +113,32 @@ def test_timed_out_scan_publishes_nothing_and_a_rerun_finishes_it(table_1500):
     ddb, s3, items = table_1500
     with pytest.raises(ExportTimeoutError, match="'Resumable' exceeded its timeout.*nothing was published.*continues"):
         export_table_scan(
-            ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME,
-            total_segments=2, page_limit=50, rate_limit=20, capacity_source="estimated", checkpoint_seconds=0,
+            ddb,
+            s3,
+            table_name="Resumable",
+            bucket=BUCKET,
+            export_prefix=PREFIX,
+            export_time=EXPORT_TIME,
+            total_segments=2,
+            page_limit=50,
+            rate_limit=20,
+            capacity_source="estimated",
+            checkpoint_seconds=0,
             timeout_seconds=1.0,
         )
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix=PREFIX) is None
     assert [k for k in list_keys(s3, PREFIX + "/") if "/_checkpoints/segment-" in k]
 
     result = export_table_scan(
-        ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME,
-        total_segments=2, page_limit=200, resume_lease_seconds=0,
+        ddb,
+        s3,
+        table_name="Resumable",
+        bucket=BUCKET,
+        export_prefix=PREFIX,
+        export_time=EXPORT_TIME,
+        total_segments=2,
+        page_limit=200,
+        resume_lease_seconds=0,
     )
     assert result.resumed and result.items == len(items) and result.items_scanned < len(items)
     assert sorted(keys_of(export_items(s3, result.manifest))) == sorted((i["User"], i["Book"]) for i in items)
@@ -113,8 +148,17 @@ def test_resume_refuses_while_another_run_is_still_writing(table_1500):
     ddb, s3, _ = table_1500
     with pytest.raises(ExportTimeoutError):
         export_table_scan(
-            ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME,
-            total_segments=2, page_limit=50, rate_limit=20, capacity_source="estimated", checkpoint_seconds=0,
+            ddb,
+            s3,
+            table_name="Resumable",
+            bucket=BUCKET,
+            export_prefix=PREFIX,
+            export_time=EXPORT_TIME,
+            total_segments=2,
+            page_limit=50,
+            rate_limit=20,
+            capacity_source="estimated",
+            checkpoint_seconds=0,
             timeout_seconds=0.5,
         )
     export_id = list_export_ids(s3, bucket=BUCKET, export_prefix=PREFIX)[-1]
@@ -128,8 +172,14 @@ def test_resume_refuses_while_another_run_is_still_writing(table_1500):
     toucher.start()
     with pytest.raises(ExportRefusedError, match="another run is still writing scan export"):
         export_table_scan(
-            ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME,
-            total_segments=2, resume_lease_seconds=1.5,
+            ddb,
+            s3,
+            table_name="Resumable",
+            bucket=BUCKET,
+            export_prefix=PREFIX,
+            export_time=EXPORT_TIME,
+            total_segments=2,
+            resume_lease_seconds=1.5,
         )
     toucher.join()
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix=PREFIX) is None
@@ -139,14 +189,29 @@ def test_a_different_export_time_or_segment_count_starts_over(table_1500):
     ddb, s3, items = table_1500
     with pytest.raises(ExportTimeoutError):
         export_table_scan(
-            ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME,
-            total_segments=2, page_limit=50, rate_limit=20, capacity_source="estimated", checkpoint_seconds=0,
+            ddb,
+            s3,
+            table_name="Resumable",
+            bucket=BUCKET,
+            export_prefix=PREFIX,
+            export_time=EXPORT_TIME,
+            total_segments=2,
+            page_limit=50,
+            rate_limit=20,
+            capacity_source="estimated",
+            checkpoint_seconds=0,
             timeout_seconds=0.5,
         )
     stale = list_export_ids(s3, bucket=BUCKET, export_prefix=PREFIX)
     result = export_table_scan(
-        ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME,
-        total_segments=3, resume_lease_seconds=0,
+        ddb,
+        s3,
+        table_name="Resumable",
+        bucket=BUCKET,
+        export_prefix=PREFIX,
+        export_time=EXPORT_TIME,
+        total_segments=3,
+        resume_lease_seconds=0,
     )
     assert not result.resumed and result.manifest.export_id not in stale
     assert result.items_scanned == result.items == len(items)

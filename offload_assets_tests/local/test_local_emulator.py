@@ -23,8 +23,10 @@ def test_state_survives_a_restart(tmp_path):
         glue.create_database(DatabaseInput={"Name": "dynamodb-exports"})
         ddb = conn.client("dynamodb")
         ddb.create_table(
-            TableName="Kept", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+            TableName="Kept",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
         )
         ddb.put_item(TableName="Kept", Item={"pk": {"S": "1"}, "n": {"N": "12345678901234567890.123456789"}})
     finally:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from offload_assets.aws.connection import resolve_connection
-from offload_assets.local.demo_data import create_reviews_table, put_items
 from offload_assets.export.partition_export import ExportRefusedError, export_partition
+from offload_assets.local.demo_data import create_reviews_table, put_items
 from offload_assets.local.emulator import (
     EmulatorError,
     backdate_point_in_time_recovery,
@@ -29,7 +29,12 @@ ITEMS = 30
 
 
 def _spec():
-    entry = {"dynamodb_table": "Reviews", "s3_bucket": "pitr-test", "export_method": "native", "partitions_start": "2026-01-01"}
+    entry = {
+        "dynamodb_table": "Reviews",
+        "s3_bucket": "pitr-test",
+        "export_method": "native",
+        "partitions_start": "2026-01-01",
+    }
     return parse_tables({"tables": [entry]}, Path("tables.yaml")).tables[0]
 
 
@@ -41,20 +46,23 @@ def _seed(aws) -> None:
 
 def _pitr(aws) -> dict:
     return aws.client("dynamodb").describe_continuous_backups(TableName="Reviews")["ContinuousBackupsDescription"][
-        "PointInTimeRecoveryDescription"]
+        "PointInTimeRecoveryDescription"
+    ]
 
 
 def test_a_backdated_recovery_window_lets_a_native_export_read_a_past_day(aws):
     _seed(aws)
     spec = _spec()
-    week_ago = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=7)).date().isoformat()
+    week_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=7)).date().isoformat()
     ddb, s3 = aws.client("dynamodb"), aws.client("s3")
-    ddb.update_continuous_backups(TableName="Reviews", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    ddb.update_continuous_backups(
+        TableName="Reviews", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
     with pytest.raises(ExportRefusedError, match=f"{week_ago}.*before the table's earliest restorable time") as refused:
         export_partition(spec, week_ago, dynamodb=ddb, s3=s3, poll_seconds=0.2)
     assert "`offload-assets local pitr Reviews --days 8`" in str(refused.value)  # what to do, locally
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     earliest = backdate_point_in_time_recovery(aws.endpoint_url, "Reviews", days=8, now=now)
     assert earliest == now - dt.timedelta(days=8)
     pitr = _pitr(aws)
@@ -78,7 +86,9 @@ def test_backdating_switches_pitr_on_and_refuses_what_it_cannot_do(aws):
 
     with pytest.raises(EmulatorError, match="DynamoDB table 'Missing' does not exist in the local emulator"):
         backdate_point_in_time_recovery(aws.endpoint_url, "Missing", days=3)
-    with pytest.raises(EmulatorError, match="DynamoDB table 'Reviews' does not exist in the local emulator \\(region eu-west-1\\)"):
+    with pytest.raises(
+        EmulatorError, match="DynamoDB table 'Reviews' does not exist in the local emulator \\(region eu-west-1\\)"
+    ):
         backdate_point_in_time_recovery(aws.endpoint_url, "Reviews", days=3, region="eu-west-1")
     for days in (0, 36, -1):
         with pytest.raises(EmulatorError, match=f"at most 35 .*not {days}"):
@@ -96,8 +106,11 @@ def test_the_route_answers_loopback_clients_only():
 
     def call(remote_addr: str, method: str = "POST") -> dict:
         environ = {
-            "PATH_INFO": PITR_PATH, "REQUEST_METHOD": method, "REMOTE_ADDR": remote_addr,
-            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+            "PATH_INFO": PITR_PATH,
+            "REQUEST_METHOD": method,
+            "REMOTE_ADDR": remote_addr,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
         }
         out = app(environ, lambda status, headers: answers.append(status))
         return json.loads(b"".join(out))
@@ -112,13 +125,15 @@ def test_state_is_saved_after_a_native_export_and_keeps_the_history(tmp_path):
     """moto keeps each export as a thread object; saving used to fail for good after the first one."""
     state = tmp_path / "state"
     spec = _spec()
-    yesterday = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).date().isoformat()
+    yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date().isoformat()
     emulator = ensure_local_emulator(state)
     try:
         aws = resolve_connection(target="local", endpoint_url=emulator.endpoint_url)
         _seed(aws)
         earliest = backdate_point_in_time_recovery(aws.endpoint_url, "Reviews", days=5)
-        outcome = export_partition(spec, yesterday, dynamodb=aws.client("dynamodb"), s3=aws.client("s3"), poll_seconds=0.2)
+        outcome = export_partition(
+            spec, yesterday, dynamodb=aws.client("dynamodb"), s3=aws.client("s3"), poll_seconds=0.2
+        )
         assert outcome.manifest.item_count == ITEMS
     finally:
         assert stop_local_emulator(state)
@@ -135,8 +150,11 @@ def test_state_is_saved_after_a_native_export_and_keeps_the_history(tmp_path):
         assert [e["ExportStatus"] for e in exports] == ["COMPLETED"]
         # The restored history still serves: another past day exports after the restart.
         again = export_partition(
-            spec, (dt.date.fromisoformat(yesterday) - dt.timedelta(days=1)).isoformat(),
-            dynamodb=aws.client("dynamodb"), s3=aws.client("s3"), poll_seconds=0.2,
+            spec,
+            (dt.date.fromisoformat(yesterday) - dt.timedelta(days=1)).isoformat(),
+            dynamodb=aws.client("dynamodb"),
+            s3=aws.client("s3"),
+            poll_seconds=0.2,
         )
         assert again.manifest.item_count == ITEMS
     finally:
@@ -149,7 +167,7 @@ def test_cli_local_pitr_gives_a_table_history(aws, emulator, monkeypatch, capsys
     monkeypatch.setenv("OFFLOAD_ASSETS_HOME", str(emulator.state_dir))
     monkeypatch.setenv("OFFLOAD_ASSETS_TARGET", "local")
     _seed(aws)
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     assert main(["local", "pitr", "Reviews", "--days", "8"]) == EXIT_OK
     out, _ = capsys.readouterr()
     assert out.startswith("Reviews: point-in-time recovery on since ") and "as it is now" in out
@@ -161,7 +179,10 @@ def test_cli_local_pitr_gives_a_table_history(aws, emulator, monkeypatch, capsys
     assert main(["local", "pitr", "Reviews", "--days", "40"]) == EXIT_USAGE
     assert "at most 35" in capsys.readouterr().err
     assert main(["local", "pitr"]) == EXIT_USAGE and "local pitr TABLE" in capsys.readouterr().err
-    assert main(["local", "status", "Reviews"]) == EXIT_USAGE and "only `local pitr` takes a table" in capsys.readouterr().err
+    assert (
+        main(["local", "status", "Reviews"]) == EXIT_USAGE
+        and "only `local pitr` takes a table" in capsys.readouterr().err
+    )
     monkeypatch.setenv("OFFLOAD_ASSETS_TARGET", "aws")
     assert main(["local", "pitr", "Reviews"]) == EXIT_USAGE and "local emulator only" in capsys.readouterr().err
     assert _pitr(aws)["EarliestRestorableDateTime"] == earliest  # none of the refused calls changed it

@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from offload_assets.local.demo_data import put_items, seed_reviews
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.export.partition_export import export_partition
+from offload_assets.local.demo_data import put_items, seed_reviews
 from offload_assets.snapshot.build import build_snapshot, list_run_dirs, publish_snapshot
 from offload_assets.sql.query import run_query
-from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
@@ -26,7 +26,9 @@ def _keys(aws, partition):
 
 
 def test_sigkill_mid_conversion_then_rerun_publishes_exactly_once(aws, emulator, tmp_path):
-    tables_file = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "crash-bucket"})
+    tables_file = write_tables_file(
+        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "crash-bucket"}
+    )
     spec = load_tables_file(tables_file).tables[0]
     partition = partitions_for(spec).get_last_partition_key()
     ddb, s3, glue, fs = aws.client("dynamodb"), aws.client("s3"), aws.client("glue"), aws.arrow_filesystem()
@@ -42,10 +44,22 @@ def test_sigkill_mid_conversion_then_rerun_publishes_exactly_once(aws, emulator,
     extra = [{**item, "User": f"new-{i}"} for i, item in enumerate(first[:700])]
     put_items(ddb, "Reviews", extra)
     export_partition(spec, partition, dynamodb=ddb, s3=s3)
-    published_dir = list_run_dirs(s3, bucket="crash-bucket", partition_prefix=spec.parquet_partition_prefix(partition))[-1]
+    published_dir = list_run_dirs(s3, bucket="crash-bucket", partition_prefix=spec.parquet_partition_prefix(partition))[
+        -1
+    ]
     child = subprocess.Popen(
-        [sys.executable, "-m", "offload_assets_tests.reliability.convert_until_killed", emulator.endpoint_url, str(tables_file), partition],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "offload_assets_tests.reliability.convert_until_killed",
+            emulator.endpoint_url,
+            str(tables_file),
+            partition,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     killed_with_files = False
@@ -70,4 +84,6 @@ def test_sigkill_mid_conversion_then_rerun_publishes_exactly_once(aws, emulator,
     after = _keys(aws, partition)
     expected = sorted({(i["User"], i["Book"]) for i in first + extra})
     assert after == expected and len(after) == len(first) + len(extra)
-    assert list_run_dirs(s3, bucket="crash-bucket", partition_prefix=spec.parquet_partition_prefix(partition)) == [published.snapshot.run_dir]
+    assert list_run_dirs(s3, bucket="crash-bucket", partition_prefix=spec.parquet_partition_prefix(partition)) == [
+        published.snapshot.run_dir
+    ]

@@ -18,8 +18,12 @@ BUDGET_SECONDS = 2.0
 
 def test_fifty_tables_build_and_validate_within_budget(tmp_path):
     entries = [
-        {"dynamodb_table": f"Table{i:02d}", "s3_bucket": f"bucket-{i % 5}",
-         "export_method": ("scan", "native", "incremental")[i % 3], "export_hour": i % 24}
+        {
+            "dynamodb_table": f"Table{i:02d}",
+            "s3_bucket": f"bucket-{i % 5}",
+            "export_method": ("scan", "native", "incremental")[i % 3],
+            "export_hour": i % 24,
+        }
         for i in range(TABLES)
     ]
     tables_file = write_tables_file(tmp_path / "tables.yaml", *entries)

@@ -39,31 +39,51 @@ NESTING_DEPTHS = [5, 10, 20, 31, 32, 33, 100, 1000, 5000]
 # Lines DynamoDB could never have exported: each is a bad line (ExportLineError, or quarantined).
 BAD_LINES = [
     _item({"d39": {"N": "123456789012345678901234567890123456789"}}),
-    _item({"past": {"N": "1e126"}}), _item({"tiny": {"N": "1e-131"}}),
-    _item({"nan": {"N": "NaN"}}), _item({"inf": {"N": "Infinity"}}), _item({"bad": {"N": "12abc"}}),
-    _item({"x": {"X": "1"}}), _item({"b": {"B": "!!not base64!!"}}),
-    _item({"s": {"S": 1}}), _item({"n2": {"N": 2}}), _item({"bt": {"BOOL": "true"}}), _item({"b1": {"BOOL": 1}}),
-    _item({"two": {"S": "a", "N": "1"}}), _item({"empty": {}}), _item({"null": {"NULL": False}}),
+    _item({"past": {"N": "1e126"}}),
+    _item({"tiny": {"N": "1e-131"}}),
+    _item({"nan": {"N": "NaN"}}),
+    _item({"inf": {"N": "Infinity"}}),
+    _item({"bad": {"N": "12abc"}}),
+    _item({"x": {"X": "1"}}),
+    _item({"b": {"B": "!!not base64!!"}}),
+    _item({"s": {"S": 1}}),
+    _item({"n2": {"N": 2}}),
+    _item({"bt": {"BOOL": "true"}}),
+    _item({"b1": {"BOOL": 1}}),
+    _item({"two": {"S": "a", "N": "1"}}),
+    _item({"empty": {}}),
+    _item({"null": {"NULL": False}}),
     b'{"Item":{"pk":{"S":"k"},"dup":{"S":"a"},"dup":{"N":"1"}}}',
     b'{"Item":{"pk":{"S":"a"},"pk":{"S":"b"}}}',
     b'{"Item":{"pk":{"S":"k"},"t":{"S":"a","S":"b"}}}',
     b'{"Item":{"pk":{"S":"k"},"m":{"M":{"k":{"S":"1:2"},"k":{"S":"3"}}}}}',
     b'{"Item":{"pk":{"S":"\xff\xfe invalid utf-8"}}}',
     b"\xff\xfe\x00 not json at all",
-    b'{"Item": [1, 2, 3]}', b"[]", b"null", b'"text"', b"{",
+    b'{"Item": [1, 2, 3]}',
+    b"[]",
+    b"null",
+    b'"text"',
+    b"{",
 ] + [_nested(d) for d in NESTING_DEPTHS if d > 32]
 
 HOSTILE_LINES = st.one_of(
-    st.builds(lambda n: _item({"n": {"N": str(n)}}), st.integers(-10**6, 10**6)),  # valid
+    st.builds(lambda n: _item({"n": {"N": str(n)}}), st.integers(-(10**6), 10**6)),  # valid
     st.builds(lambda s: _item({"s": {"S": s}}), st.text(max_size=20)),  # valid
-    st.sampled_from([  # valid, at DynamoDB's limits
-        _item({"big": {"N": "1e125"}}), _item({"small": {"N": "-1e-130"}}),
-        _item({"d38": {"N": "12345678901234567890123456789012345678"}}),
-        _item({"ss": {"SS": []}}), _item({"ns": {"NS": []}}), _item({"bs": {"BS": []}}),
-        _item({"l": {"L": [{"S": "a"}, {"N": "1"}, {"M": {}}]}}),
-        _item({"colons": {"S": "a:b\":"}}), b'{"Item":{"pk":{"S":"\\u003a"},"u":{"S":":"}}}',
-        b'{"Item":{}}', _item({"huge": {"S": "x" * 400_000}}),
-    ]),
+    st.sampled_from(
+        [  # valid, at DynamoDB's limits
+            _item({"big": {"N": "1e125"}}),
+            _item({"small": {"N": "-1e-130"}}),
+            _item({"d38": {"N": "12345678901234567890123456789012345678"}}),
+            _item({"ss": {"SS": []}}),
+            _item({"ns": {"NS": []}}),
+            _item({"bs": {"BS": []}}),
+            _item({"l": {"L": [{"S": "a"}, {"N": "1"}, {"M": {}}]}}),
+            _item({"colons": {"S": 'a:b":'}}),
+            b'{"Item":{"pk":{"S":"\\u003a"},"u":{"S":":"}}}',
+            b'{"Item":{}}',
+            _item({"huge": {"S": "x" * 400_000}}),
+        ]
+    ),
     st.builds(_nested, st.sampled_from([d for d in NESTING_DEPTHS if d <= 32])),
     st.sampled_from(BAD_LINES),
 )
@@ -100,7 +120,12 @@ def test_hostile_export_never_crashes_nor_leaves_partial_output(lines, gzipped, 
         fs = pafs.LocalFileSystem()
         try:
             result = convert_export_to_parquet(
-                [str(source)], fs, str(out), fs, table_name="Fuzz", options=ConversionOptions(bad_lines=bad_lines),
+                [str(source)],
+                fs,
+                str(out),
+                fs,
+                table_name="Fuzz",
+                options=ConversionOptions(bad_lines=bad_lines),
             )
         except ExportLineError as err:
             assert err.table == "Fuzz" and err.file.endswith(source.name) and err.line >= 1 and err.reason

@@ -6,10 +6,10 @@ import botocore.exceptions
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
-from offload_assets.export.layout import latest_completed_export, list_export_ids
 from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.export.layout import latest_completed_export, list_export_ids
 from offload_assets.export.scan import export_table_scan
+from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 
 BUCKET = "fault-bucket"
 
@@ -39,7 +39,12 @@ class Storm:
 
 def throttling(count):
     body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate exceeded"}'
-    return Storm(count, 400, body, {"x-amzn-ErrorType": "ProvisionedThroughputExceededException", "Content-Type": "application/x-amz-json-1.0"})
+    return Storm(
+        count,
+        400,
+        body,
+        {"x-amzn-ErrorType": "ProvisionedThroughputExceededException", "Content-Type": "application/x-amz-json-1.0"},
+    )
 
 
 def slow_down(count, status=503, code="SlowDown"):
@@ -76,7 +81,9 @@ def test_throttling_and_s3_slowdowns_are_retried(aws, table):
     ddb.meta.events.register_first("before-send.dynamodb.Scan", throttle)
     s3.meta.events.register_first("before-send.s3.PutObject", slowdown)
     started = time.monotonic()
-    result = export_table_scan(ddb, s3, table_name="Faulty", bucket=BUCKET, export_prefix="storm", total_segments=2, page_limit=100)
+    result = export_table_scan(
+        ddb, s3, table_name="Faulty", bucket=BUCKET, export_prefix="storm", total_segments=2, page_limit=100
+    )
     assert throttle.injected == 3 and slowdown.injected == 3
     assert time.monotonic() - started < 60  # bounded backoff
     keys = _keys_in(aws, result.manifest)
@@ -88,7 +95,9 @@ def test_a_storm_longer_than_the_retry_budget_fails_and_publishes_nothing(aws, t
     s3.meta.events.register_first("before-send.s3.PutObject", slow_down(10_000, status=500, code="InternalError"))
     started = time.monotonic()
     with pytest.raises(botocore.exceptions.ClientError, match="InternalError|max retries"):
-        export_table_scan(ddb, s3, table_name="Faulty", bucket=BUCKET, export_prefix="outage", total_segments=1, resume=False)
+        export_table_scan(
+            ddb, s3, table_name="Faulty", bucket=BUCKET, export_prefix="outage", total_segments=1, resume=False
+        )
     assert time.monotonic() - started < 180
     assert latest_completed_export(aws.client("s3"), bucket=BUCKET, export_prefix="outage") is None
     assert all(
@@ -96,6 +105,13 @@ def test_a_storm_longer_than_the_retry_budget_fails_and_publishes_nothing(aws, t
         for o in aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="outage/").get("Contents", [])
     )
     # The retry after the outage produces the complete export, exactly once.
-    result = export_table_scan(aws.client("dynamodb"), aws.client("s3"), table_name="Faulty", bucket=BUCKET, export_prefix="outage", total_segments=1)
+    result = export_table_scan(
+        aws.client("dynamodb"),
+        aws.client("s3"),
+        table_name="Faulty",
+        bucket=BUCKET,
+        export_prefix="outage",
+        total_segments=1,
+    )
     assert sorted(_keys_in(aws, result.manifest)) == sorted(table)
     assert len(list_export_ids(aws.client("s3"), bucket=BUCKET, export_prefix="outage")) >= 1

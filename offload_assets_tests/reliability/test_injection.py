@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offload_assets.conversion import assign_column_names, safe_column_name
-from offload_assets.catalog.latest_view import latest_view_sql
 from offload_assets.aws.s3_objects import delete_prefix
+from offload_assets.catalog.latest_view import latest_view_sql
+from offload_assets.conversion import assign_column_names, safe_column_name
 from offload_assets.snapshot.build import _RUN_DIR_RE, new_run_dir
 from offload_assets.table_spec import TablesFileError, load_tables_file
 from offload_assets_tests.conftest import write_tables_file
@@ -60,8 +60,12 @@ def test_latest_view_quotes_every_identifier_and_runs_as_one_select():
     con.execute("INSERT INTO x VALUES (1)")
     columns = ", ".join('"' + n.replace('"', '""') + '" VARCHAR' for n in HOSTILE)
     con.execute(f'CREATE TABLE "db"."t; DROP TABLE x" ({columns}, ddb_export_timestamp VARCHAR)')
-    con.execute(f'INSERT INTO "db"."t; DROP TABLE x" VALUES ({", ".join("?" for _ in HOSTILE)}, ?)', [*HOSTILE, "2026-01-02"])
-    con.execute(f'INSERT INTO "db"."t; DROP TABLE x" VALUES ({", ".join("?" for _ in HOSTILE)}, ?)', [*HOSTILE, "2026-01-01"])
+    con.execute(
+        f'INSERT INTO "db"."t; DROP TABLE x" VALUES ({", ".join("?" for _ in HOSTILE)}, ?)', [*HOSTILE, "2026-01-02"]
+    )
+    con.execute(
+        f'INSERT INTO "db"."t; DROP TABLE x" VALUES ({", ".join("?" for _ in HOSTILE)}, ?)', [*HOSTILE, "2026-01-01"]
+    )
     schema = pa.schema([(n, pa.string()) for n in HOSTILE])
 
     sql = latest_view_sql("db", "t; DROP TABLE x", schema, "2026-01-02")

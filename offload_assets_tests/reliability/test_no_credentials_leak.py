@@ -3,8 +3,8 @@
 import dagster as dg
 
 from offload_assets.definitions import build_definitions
-from offload_assets.local.demo_data import seed_reviews
 from offload_assets.defs.table_assets import partitions_for
+from offload_assets.local.demo_data import seed_reviews
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
@@ -17,8 +17,11 @@ def test_credentials_stay_out_of_logs_metadata_and_files(aws, emulator, tmp_path
     spec = load_tables_file(tables_file).table("Reviews")
     seed_reviews(aws.client("dynamodb"), count=100)
     defs = build_definitions(
-        tables_file, target="local", endpoint_url=emulator.endpoint_url,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET,
+        tables_file,
+        target="local",
+        endpoint_url=emulator.endpoint_url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET,
     )
     home = tmp_path / "dagster_home"
     home.mkdir()

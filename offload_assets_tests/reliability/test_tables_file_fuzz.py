@@ -8,14 +8,37 @@ from hypothesis import strategies as st
 
 from offload_assets.table_spec import TablesFileError, load_tables_file, parse_tables
 
-FIELDS = ["dynamodb_table", "catalog_database", "catalog_table", "s3_bucket", "s3_prefix", "export_method",
-          "export_hour", "timezone", "read_capacity_fraction", "scan_segments", "partitions_start", "compression", "bogus"]
+FIELDS = [
+    "dynamodb_table",
+    "catalog_database",
+    "catalog_table",
+    "s3_bucket",
+    "s3_prefix",
+    "export_method",
+    "export_hour",
+    "timezone",
+    "read_capacity_fraction",
+    "scan_segments",
+    "partitions_start",
+    "compression",
+    "bogus",
+]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**40, 10**40), st.floats(allow_nan=True),
-    st.text(max_size=40), st.text(alphabet=string.ascii_lowercase + "-./_", max_size=70),
-    st.sampled_from(["../..", "a/../b", "/etc/passwd", "s3://x", "UTC", "Mars/Base", "scan", "native", "2026-01-01", "x" * 300]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**40), 10**40),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.text(alphabet=string.ascii_lowercase + "-./_", max_size=70),
+    st.sampled_from(
+        ["../..", "a/../b", "/etc/passwd", "s3://x", "UTC", "Mars/Base", "scan", "native", "2026-01-01", "x" * 300]
+    ),
 )
-values = st.recursive(scalars, lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3), max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6,
+)
 entries = st.dictionaries(st.sampled_from(FIELDS), values, max_size=8)
 documents = st.one_of(
     values,

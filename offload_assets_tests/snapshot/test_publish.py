@@ -5,9 +5,14 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from offload_assets.catalog.glue_tables import SchemaConflictError, decode_presto_view, get_catalog_table, list_partitions
-from offload_assets.catalog.retention import RetentionRefusedError
 from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.catalog.glue_tables import (
+    SchemaConflictError,
+    decode_presto_view,
+    get_catalog_table,
+    list_partitions,
+)
+from offload_assets.catalog.retention import RetentionRefusedError
 from offload_assets.snapshot.build import list_run_dirs, publish_snapshot
 from offload_assets.sql.query import run_query
 from offload_assets_tests.catalog.conftest import field, make_spec, write_snapshot
@@ -18,7 +23,9 @@ V2 = pa.schema([*V1, field("shelf", pa.string(), "Shelf", "S")])
 
 
 def _rows(n: int, day: int, shelf: bool = False) -> list[dict]:
-    return [{"user": f"u{i}", "rating": (i + day) % 5 + 1, **({"shelf": f"s{i % 3}"} if shelf else {})} for i in range(n)]
+    return [
+        {"user": f"u{i}", "rating": (i + day) % 5 + 1, **({"shelf": f"s{i % 3}"} if shelf else {})} for i in range(n)
+    ]
 
 
 def _versions(glue, table: str) -> int:
@@ -37,7 +44,11 @@ def test_republishing_changes_nothing_and_facts_are_recorded(aws, spec):
     versions = _versions(glue, "reviews")
 
     again = publish_snapshot(glue, s3, spec, "2026-11-25")
-    assert (again.table_change, again.partition_change, again.latest_view.change) == ("unchanged", "unchanged", "unchanged")
+    assert (again.table_change, again.partition_change, again.latest_view.change) == (
+        "unchanged",
+        "unchanged",
+        "unchanged",
+    )
     assert _versions(glue, "reviews") == versions
     assert _versions(glue, "reviews_latest") == 1
 
@@ -49,7 +60,9 @@ def test_republishing_changes_nothing_and_facts_are_recorded(aws, spec):
     assert table.parameters["offload_assets.catalog.latest_view"] == "reviews_latest"
     assert table.parameters["classification"] == "parquet"
     part = list_partitions(glue, database=DB, table="reviews")[0]
-    assert part.parameters["offload_assets.rows"] == "7" and part.parameters["offload_assets.export_id"] == snap.export_id
+    assert (
+        part.parameters["offload_assets.rows"] == "7" and part.parameters["offload_assets.export_id"] == snap.export_id
+    )
     assert part.location == snap.s3_uri
     # The schema read back keeps what the converter needs: original names and DynamoDB types.
     assert table.schema.field("rating").metadata == {b"original_name": b"Rating", b"dynamodb_type": b"N"}
@@ -67,7 +80,8 @@ def test_new_column_old_partitions_follow_and_read_null(aws, spec):
         assert [c["Name"] for c in p["StorageDescriptor"]["Columns"]] == ["user", "rating", "shelf"]
     by_day = run_query(
         'SELECT ddb_export_timestamp, count(*) AS n, count(shelf) AS with_shelf FROM "dynamodb-exports"."reviews" '
-        "GROUP BY 1 ORDER BY 1", connection=aws,
+        "GROUP BY 1 ORDER BY 1",
+        connection=aws,
     ).rows
     assert by_day == (("2026-11-25", 5, 0), ("2026-11-26", 6, 6))
     # A backfilled older day keeps the newest day's facts and the wider table schema.
@@ -86,7 +100,10 @@ def test_type_conflict_is_refused_and_catalog_untouched(aws, spec):
     versions = _versions(glue, "reviews")
     bad = pa.schema([field("user", pa.string()), field("rating", pa.string())])
     write_snapshot(aws, spec, "2026-11-26", [{"user": "x", "rating": "five"}], bad)
-    with pytest.raises(SchemaConflictError, match=r"partition 2026-11-26, column 'rating': the snapshot has type string but the catalog table has bigint.*Re-materialize"):
+    with pytest.raises(
+        SchemaConflictError,
+        match=r"partition 2026-11-26, column 'rating': the snapshot has type string but the catalog table has bigint.*Re-materialize",
+    ):
         publish_snapshot(glue, s3, spec, "2026-11-26")
     assert _versions(glue, "reviews") == versions
     assert [p.value for p in list_partitions(glue, database=DB, table="reviews")] == ["2026-11-25"]
@@ -95,13 +112,16 @@ def test_type_conflict_is_refused_and_catalog_untouched(aws, spec):
 def test_struct_gaining_a_field_widens_the_table(aws, spec):
     glue, s3 = aws.client("glue"), aws.client("s3")
     narrow = pa.schema([field("user", pa.string()), field("details", pa.struct([("pages", pa.int64())]))])
-    wide = pa.schema([field("user", pa.string()), field("details", pa.struct([("pages", pa.int64()), ("format", pa.string())]))])
+    wide = pa.schema(
+        [field("user", pa.string()), field("details", pa.struct([("pages", pa.int64()), ("format", pa.string())]))]
+    )
     write_snapshot(aws, spec, "2026-11-25", [{"user": "a", "details": {"pages": 10}}], narrow)
     publish_snapshot(glue, s3, spec, "2026-11-25")
     write_snapshot(aws, spec, "2026-11-26", [{"user": "a", "details": {"pages": 12, "format": "ebook"}}], wide)
     publish_snapshot(glue, s3, spec, "2026-11-26")
     rows = run_query(
-        'SELECT ddb_export_timestamp, details.pages, details.format FROM "dynamodb-exports".reviews ORDER BY 1', connection=aws
+        'SELECT ddb_export_timestamp, details.pages, details.format FROM "dynamodb-exports".reviews ORDER BY 1',
+        connection=aws,
     ).rows
     assert rows == (("2026-11-25", 10, None), ("2026-11-26", 12, "ebook"))
 
@@ -119,7 +139,9 @@ def test_latest_view_counts_one_snapshot_after_many_nights(aws, spec):
     definition = decode_presto_view(view["ViewOriginalText"])
     assert definition["originalSql"].endswith("WHERE \"ddb_export_timestamp\" = '2026-11-25'")
     assert definition["columns"] == [
-        {"name": "user", "type": "varchar"}, {"name": "rating", "type": "bigint"}, {"name": "ddb_export_timestamp", "type": "varchar"},
+        {"name": "user", "type": "varchar"},
+        {"name": "rating", "type": "bigint"},
+        {"name": "ddb_export_timestamp", "type": "varchar"},
     ]
     assert [c["Type"] for c in view["StorageDescriptor"]["Columns"]] == ["string", "bigint", "string"]
     # Re-running the newest day replaces its run: the view still counts it once, older runs are gone.
@@ -140,7 +162,10 @@ def test_retention_removes_partitions_and_files_together(aws):
     for day in ("2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"):
         write_snapshot(aws, spec, day, _rows(3, int(day[-2:])), V1)
         result = publish_snapshot(glue, s3, spec, day)
-    assert [p.value for p in list_partitions(glue, database="dynamodb-exports", table="reviews")] == ["2026-11-22", "2026-11-23"]
+    assert [p.value for p in list_partitions(glue, database="dynamodb-exports", table="reviews")] == [
+        "2026-11-22",
+        "2026-11-23",
+    ]
     assert result.retention.removed_partitions == ("2026-11-21",)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=spec.s3_bucket).get("Contents", [])]
     for gone in ("2026-11-19", "2026-11-20", "2026-11-21"):
@@ -151,7 +176,9 @@ def test_retention_removes_partitions_and_files_together(aws):
     assert _count(aws, 'SELECT count(*) FROM "dynamodb-exports"."reviews"') == 6
     # A backfill older than the retained window would be deleted at once: refused, nothing touched.
     write_snapshot(aws, spec, "2026-11-10", _rows(2, 0), V1)
-    with pytest.raises(RetentionRefusedError, match=r"partition 2026-11-10 is older than the 2 newest snapshots.*retention_snapshots"):
+    with pytest.raises(
+        RetentionRefusedError, match=r"partition 2026-11-10 is older than the 2 newest snapshots.*retention_snapshots"
+    ):
         publish_snapshot(glue, s3, spec, "2026-11-10")
     assert len(list_partitions(glue, database="dynamodb-exports", table="reviews")) == 2
 
@@ -177,9 +204,13 @@ def test_projection_parameters_and_what_athena_would_read(aws):
     plain = make_spec(partition_projection=False)
     write_snapshot(aws, plain, "2026-11-25", _rows(4, 1), V1)
     publish_snapshot(glue, s3, plain, "2026-11-25")
-    assert not any(k.startswith(("projection.", "storage.location")) for k in get_catalog_table(glue, DB, "reviews").parameters)
+    assert not any(
+        k.startswith(("projection.", "storage.location")) for k in get_catalog_table(glue, DB, "reviews").parameters
+    )
     assert _count(aws, 'SELECT count(*) FROM "dynamodb-exports"."reviews"') == 4
-    assert len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))) == 1
+    assert (
+        len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))) == 1
+    )
 
 
 def test_latest_view_never_moves_back_while_its_snapshot_exists(aws, spec):
@@ -191,10 +222,18 @@ def test_latest_view_never_moves_back_while_its_snapshot_exists(aws, spec):
     for day in ("2026-11-25", "2026-11-26"):
         write_snapshot(aws, spec, day, _rows(3, 1), V1)
         publish_snapshot(glue, s3, spec, day)
-    stale = publish_latest_view(glue, database=DB, table="reviews", schema=V1, partition_values=["2026-11-25"], source_table="Reviews")
+    stale = publish_latest_view(
+        glue, database=DB, table="reviews", schema=V1, partition_values=["2026-11-25"], source_table="Reviews"
+    )
     assert (stale.partition, stale.change) == ("2026-11-26", "unchanged")
     delete_partitions(glue, database=DB, table="reviews", values=["2026-11-26"])
-    moved = publish_latest_view(glue, database=DB, table="reviews", schema=V1, partition_values=["2026-11-25"], source_table="Reviews")
+    moved = publish_latest_view(
+        glue, database=DB, table="reviews", schema=V1, partition_values=["2026-11-25"], source_table="Reviews"
+    )
     assert (moved.partition, moved.change) == ("2026-11-25", "updated")
-    gone = publish_latest_view(glue, database=DB, table="reviews", schema=V1, partition_values=[], source_table="Reviews")
-    assert gone.change == "deleted" and "reviews_latest" not in [t["Name"] for t in glue.get_tables(DatabaseName=DB)["TableList"]]
+    gone = publish_latest_view(
+        glue, database=DB, table="reviews", schema=V1, partition_values=[], source_table="Reviews"
+    )
+    assert gone.change == "deleted" and "reviews_latest" not in [
+        t["Name"] for t in glue.get_tables(DatabaseName=DB)["TableList"]
+    ]

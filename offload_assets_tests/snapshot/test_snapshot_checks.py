@@ -6,21 +6,26 @@ import dagster as dg
 import pytest
 
 from offload_assets.catalog.glue_tables import get_catalog_table
-from offload_assets.snapshot.checks import freshness
 from offload_assets.snapshot.build import latest_complete_snapshot
+from offload_assets.snapshot.checks import freshness
 from offload_assets.sql.query import run_query
 from offload_assets_tests.defs.conftest import Project, check_results, drop_export, make_spec, reviews
 
 CHECKS = {
-    "parquet/row_count_parity", "parquet/unique_primary_keys", "parquet/schema_drift",
-    "catalog/sql_row_count_parity", "catalog/newest_partition_fresh",
+    "parquet/row_count_parity",
+    "parquet/unique_primary_keys",
+    "parquet/schema_drift",
+    "catalog/sql_row_count_parity",
+    "catalog/newest_partition_fresh",
 }
 
 
 def _partition_checks(project: Project):
     """What "Execute checks" on one partition runs: every partitioned check of the table."""
     freshness_check = dg.AssetCheckKey(project.keys["catalog"], "newest_partition_fresh")
-    return dg.AssetSelection.checks_for_assets(project.keys["parquet"], project.keys["catalog"]) - dg.AssetSelection.checks(freshness_check)
+    return dg.AssetSelection.checks_for_assets(
+        project.keys["parquet"], project.keys["catalog"]
+    ) - dg.AssetSelection.checks(freshness_check)
 
 
 def test_checks_pass_on_a_good_snapshot_and_fail_when_a_parquet_file_is_deleted(project: Project, aws):
@@ -40,8 +45,11 @@ def test_checks_pass_on_a_good_snapshot_and_fail_when_a_parquet_file_is_deleted(
     # Corrupt the published snapshot: delete its Parquet file.
     s3 = aws.client("s3")
     snapshot = latest_complete_snapshot(s3, project.spec, project.today)
-    parquet_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=snapshot.bucket, Prefix=snapshot.run_dir + "/")["Contents"]
-                    if o["Key"].endswith(".parquet")]
+    parquet_keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=snapshot.bucket, Prefix=snapshot.run_dir + "/")["Contents"]
+        if o["Key"].endswith(".parquet")
+    ]
     assert parquet_keys
     s3.delete_object(Bucket=snapshot.bucket, Key=parquet_keys[0])
 
@@ -60,7 +68,9 @@ def test_checks_pass_on_a_good_snapshot_and_fail_when_a_parquet_file_is_deleted(
     assert record.evaluation.passed is False and record.evaluation.partition == project.today
 
     # One check runs alone (the UI's "Execute" on a single check), though the Parquet checks share an op.
-    alone = project.run_selection(dg.AssetSelection.checks(dg.AssetCheckKey(project.keys["parquet"], "row_count_parity")), project.today)
+    alone = project.run_selection(
+        dg.AssetSelection.checks(dg.AssetCheckKey(project.keys["parquet"], "row_count_parity")), project.today
+    )
     assert {k: c.passed for k, c in check_results(alone).items()} == {"parquet/row_count_parity": False}
 
 
@@ -68,7 +78,12 @@ def test_duplicate_keys_block_publishing(project: Project, aws):
     items = reviews(50)
     project.seed(items)
     duplicated = items + [dict(items[3], Rating=1), dict(items[7], Rating=2)]
-    drop_export(aws.client("s3"), bucket=project.spec.s3_bucket, prefix=project.spec.export_prefix(project.today), items=duplicated)
+    drop_export(
+        aws.client("s3"),
+        bucket=project.spec.s3_bucket,
+        prefix=project.spec.export_prefix(project.today),
+        items=duplicated,
+    )
 
     run = project.convert(project.today, raise_on_error=False)
     assert not run.success
@@ -100,7 +115,12 @@ def test_schema_drift_warns_with_the_new_columns_and_rescued_values(project: Pro
     assert "new column(s) since partition " + yesterday in drift.description and "narrator string" in drift.description
     assert drift.metadata["rescued_values"].value == 1 and "_rescued_data" in drift.description
     assert {c["column"] for c in drift.metadata["new_columns"].value} >= {"narrator"}
-    assert run_query('SELECT narrator FROM "dynamodb-exports"."reviews" WHERE narrator IS NOT NULL', connection=aws).scalar() == "Stephen Fry"
+    assert (
+        run_query(
+            'SELECT narrator FROM "dynamodb-exports"."reviews" WHERE narrator IS NOT NULL', connection=aws
+        ).scalar()
+        == "Stephen Fry"
+    )
 
 
 @pytest.mark.parametrize(

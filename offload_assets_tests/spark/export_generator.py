@@ -29,8 +29,12 @@ def export_item(rng: random.Random, n: int) -> dict:
         "Title": {"S": " ".join(rng.choices(WORDS, k=rng.randint(1, 5)))},
         "Verified": {"BOOL": r() < 0.8},
         "Price": {"N": f"{rng.randint(1, 99999) / 100:.2f}".rstrip("0").rstrip(".")},
-        "Product": {"M": {"Brand": {"S": f"Brand{rng.randrange(50):02d}"},
-                          "Dims": {"M": {"H": {"N": str(rng.randint(1, 500) / 10)}, "Unit": {"S": "cm"}}}}},
+        "Product": {
+            "M": {
+                "Brand": {"S": f"Brand{rng.randrange(50):02d}"},
+                "Dims": {"M": {"H": {"N": str(rng.randint(1, 500) / 10)}, "Unit": {"S": "cm"}}},
+            }
+        },
     }
     if r() < 0.6:
         item["Votes"] = {"N": str(rng.randint(0, 5000))}
@@ -49,8 +53,12 @@ def export_item(rng: random.Random, n: int) -> dict:
     if r() < 0.2:
         item["Scores"] = {"NS": sorted({f"0.{rng.randint(1, 999):03d}".rstrip("0") for _ in range(3)})}
     if r() < 0.15:
-        item["Comments"] = {"L": [{"M": {"By": {"S": f"c{rng.randrange(999)}"}, "At": {"N": str(n + i)}}}
-                                  for i in range(rng.randint(1, 3))]}
+        item["Comments"] = {
+            "L": [
+                {"M": {"By": {"S": f"c{rng.randrange(999)}"}, "At": {"N": str(n + i)}}}
+                for i in range(rng.randint(1, 3))
+            ]
+        }
     if r() < 0.05:
         item["History"] = {"L": [{"S": "edited"}, {"N": str(n)}, {"BOOL": True}, {"NULL": True}]}
     if r() < 0.02:

@@ -52,7 +52,9 @@ class LocalSparkGlueClient:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), env.get("PYTHONPATH")]))
         log = run_dir / "output.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, env=env, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, env=env, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.runs[run_id] = (proc, log)
         return {"JobRunId": run_id}
 
@@ -85,8 +87,14 @@ class LocalSparkGlueJobs(GlueJobsResource):
     def get_client(self) -> Any:
         if self._client is None:
             conn = self.connection()
-            env = {**os.environ, "AWS_ENDPOINT_URL": conn.endpoint_url, "AWS_DEFAULT_REGION": conn.region_name or "us-east-1",
-                   "AWS_ACCESS_KEY_ID": conn.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": conn.aws_secret_access_key,
-                   "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+            env = {
+                **os.environ,
+                "AWS_ENDPOINT_URL": conn.endpoint_url,
+                "AWS_DEFAULT_REGION": conn.region_name or "us-east-1",
+                "AWS_ACCESS_KEY_ID": conn.aws_access_key_id,
+                "AWS_SECRET_ACCESS_KEY": conn.aws_secret_access_key,
+                "PYSPARK_PYTHON": sys.executable,
+                "SPARK_LOCAL_IP": "127.0.0.1",
+            }
             self._client = LocalSparkGlueClient(conn.client("glue"), conn.client("s3"), env, Path(self.workdir))
         return self._client

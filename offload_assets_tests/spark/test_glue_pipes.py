@@ -12,10 +12,16 @@ import pytest
 from offload_assets.conversion import convert_export_to_parquet
 from offload_assets.definitions import build_definitions
 from offload_assets.defs.resources import default_resources
-from offload_assets.snapshot.build import find_export_for_partition, latest_complete_snapshot
-from offload_assets.spark.glue_launch import GlueJobMissingError, ensure_glue_job, glue_job_name, job_script_bytes, package_zip_bytes
-from offload_assets.sql.query import run_query
 from offload_assets.defs.table_assets import partitions_for
+from offload_assets.snapshot.build import find_export_for_partition, latest_complete_snapshot
+from offload_assets.spark.glue_launch import (
+    GlueJobMissingError,
+    ensure_glue_job,
+    glue_job_name,
+    job_script_bytes,
+    package_zip_bytes,
+)
+from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 from offload_assets_tests.spark.export_generator import export_item
@@ -27,7 +33,7 @@ ROLE = "arn:aws:iam::123456789012:role/offload-assets-glue"
 
 def wire(value: dict) -> dict:
     """Native export JSON -> what the low-level client sends (binary as bytes)."""
-    (tag, payload), = value.items()
+    ((tag, payload),) = value.items()
     if tag == "B":
         return {"B": base64.b64decode(payload)}
     if tag == "BS":
@@ -42,20 +48,40 @@ def wire(value: dict) -> dict:
 @pytest.fixture()
 def glue_project(aws, emulator, tmp_path):
     dynamodb = aws.client("dynamodb")
-    dynamodb.create_table(TableName="Reviews", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    dynamodb.create_table(
+        TableName="Reviews",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     rng = random.Random(11)
     items = [export_item(rng, n) for n in range(ITEMS)]
     for start in range(0, ITEMS, 25):
-        dynamodb.batch_write_item(RequestItems={"Reviews": [{"PutRequest": {"Item": {k: wire(v) for k, v in it.items()}}}
-                                                            for it in items[start:start + 25]]})
-    tables_file = write_tables_file(tmp_path / "tables.yaml", {
-        "dynamodb_table": "Reviews", "s3_bucket": "glue-bucket", "engine": "glue", "glue_role_arn": ROLE, "glue_workers": 4})
+        dynamodb.batch_write_item(
+            RequestItems={
+                "Reviews": [
+                    {"PutRequest": {"Item": {k: wire(v) for k, v in it.items()}}} for it in items[start : start + 25]
+                ]
+            }
+        )
+    tables_file = write_tables_file(
+        tmp_path / "tables.yaml",
+        {
+            "dynamodb_table": "Reviews",
+            "s3_bucket": "glue-bucket",
+            "engine": "glue",
+            "glue_role_arn": ROLE,
+            "glue_workers": 4,
+        },
+    )
     spec = load_tables_file(tables_file).table("Reviews")
     defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
-    resources = {**default_resources(target="local", endpoint_url=emulator.endpoint_url),
-                 "glue_jobs": LocalSparkGlueJobs(target="local", endpoint_url=emulator.endpoint_url,
-                                                 workdir=str(tmp_path / "glue"), message_poll_seconds=1)}
+    resources = {
+        **default_resources(target="local", endpoint_url=emulator.endpoint_url),
+        "glue_jobs": LocalSparkGlueJobs(
+            target="local", endpoint_url=emulator.endpoint_url, workdir=str(tmp_path / "glue"), message_poll_seconds=1
+        ),
+    }
     return defs, spec, resources, items
 
 
@@ -91,8 +117,13 @@ def test_glue_engine_converts_through_pipes_and_the_snapshot_is_published(glue_p
     # same Parquet as the in-process converter on the same export
     s3, fs = aws.client("s3"), aws.arrow_filesystem()
     export = find_export_for_partition(s3, spec, partition)
-    local = convert_export_to_parquet([f"{spec.s3_bucket}/{f.key}" for f in export.data_files], fs,
-                                      str(tmp_path / "local"), __import__("pyarrow.fs").fs.LocalFileSystem(), table_name="Reviews")
+    local = convert_export_to_parquet(
+        [f"{spec.s3_bucket}/{f.key}" for f in export.data_files],
+        fs,
+        str(tmp_path / "local"),
+        __import__("pyarrow.fs").fs.LocalFileSystem(),
+        table_name="Reviews",
+    )
     snap = latest_complete_snapshot(s3, spec, partition)
     assert snap.schema.equals(local.schema, check_metadata=True) and snap.rescued_counts == local.rescued_counts
     on_glue = ds.dataset([f["path"] for f in snap.files], filesystem=fs, format="parquet").to_table().sort_by("pk")
@@ -103,13 +134,17 @@ def test_glue_engine_converts_through_pipes_and_the_snapshot_is_published(glue_p
 
 
 def test_a_missing_job_without_a_role_is_refused_naming_table_and_job(aws, tmp_path):
-    tables_file = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "glue-bucket",
-                                                               "engine": "glue", "glue_job_name": "convert-reviews"})
+    tables_file = write_tables_file(
+        tmp_path / "tables.yaml",
+        {"dynamodb_table": "Reviews", "s3_bucket": "glue-bucket", "engine": "glue", "glue_job_name": "convert-reviews"},
+    )
     spec = load_tables_file(tables_file).table("Reviews")
     assert spec.engine == "glue" and spec.glue_role_arn is None
     with pytest.raises(GlueJobMissingError, match="table 'Reviews': Glue job 'convert-reviews' does not exist"):
         ensure_glue_job(aws.client("glue"), spec, "s3://glue-bucket/script.py")
-    aws.client("glue").create_job(Name="convert-reviews", Role=ROLE, Command={"Name": "glueetl", "ScriptLocation": "s3://x/y.py"})
+    aws.client("glue").create_job(
+        Name="convert-reviews", Role=ROLE, Command={"Name": "glueetl", "ScriptLocation": "s3://x/y.py"}
+    )
     assert ensure_glue_job(aws.client("glue"), spec, "s3://glue-bucket/script.py") == "convert-reviews"
     job = aws.client("glue").get_job(JobName="convert-reviews")["Job"]  # brought up to date, role kept
     assert job["Role"] == ROLE and job["Command"]["ScriptLocation"] == "s3://glue-bucket/script.py"
@@ -118,8 +153,20 @@ def test_a_missing_job_without_a_role_is_refused_naming_table_and_job(aws, tmp_p
 def test_the_job_script_takes_its_request_among_glue_and_pipes_arguments():
     from offload_assets.spark.glue_convert_job import parse_args, read_request
 
-    args = parse_args(["--JOB_NAME", "j", "--request", "s3://b/k.json", "--dagster-pipes-context", "e30=",
-                       "--additional-python-modules", "dagster-pipes", "--enable-metrics", "true"])
+    args = parse_args(
+        [
+            "--JOB_NAME",
+            "j",
+            "--request",
+            "s3://b/k.json",
+            "--dagster-pipes-context",
+            "e30=",
+            "--additional-python-modules",
+            "dagster-pipes",
+            "--enable-metrics",
+            "true",
+        ]
+    )
     assert args.request == "s3://b/k.json" and args.spark_master is None
     with pytest.raises(ValueError, match="--request must be an s3://bucket/key URI"):
         read_request(None, "/tmp/request.json")

@@ -19,14 +19,18 @@ ITEMS = 100_000
 
 def read_sorted(directory: str):
     table = ds.dataset(directory, format="parquet").to_table()
-    return table.sort_by("pk"), pq.read_schema(sorted(str(p) for p in __import__("pathlib").Path(directory).glob("part-*.parquet"))[0])
+    return table.sort_by("pk"), pq.read_schema(
+        sorted(str(p) for p in __import__("pathlib").Path(directory).glob("part-*.parquet"))[0]
+    )
 
 
 def test_spark_output_equals_in_process_output_on_100k_items(spark, tmp_path):
     files = [str(p) for p in write_export(tmp_path / "export", ITEMS, files=4)]
     fs = pafs.LocalFileSystem()
     local = convert_export_to_parquet(files, fs, str(tmp_path / "local"), fs, table_name="Reviews")
-    on_spark = convert_export_on_spark(spark, files, FilesystemSpec("local"), str(tmp_path / "spark"), table_name="Reviews")
+    on_spark = convert_export_on_spark(
+        spark, files, FilesystemSpec("local"), str(tmp_path / "spark"), table_name="Reviews"
+    )
 
     assert on_spark.rows == local.rows == ITEMS
     assert on_spark.schema.equals(local.schema, check_metadata=True)
@@ -39,8 +43,11 @@ def test_spark_output_equals_in_process_output_on_100k_items(spark, tmp_path):
     assert spark_file_schema.equals(local_file_schema, check_metadata=True)
     assert spark_table.num_rows == ITEMS and pc.count_distinct(spark_table["pk"]).as_py() == ITEMS
     assert spark_table.equals(local_table)
-    assert spark_table.filter(pc.is_valid(spark_table[RESCUED_COLUMN])).num_rows == local_table.filter(
-        pc.is_valid(local_table[RESCUED_COLUMN])).num_rows > 0
+    assert (
+        spark_table.filter(pc.is_valid(spark_table[RESCUED_COLUMN])).num_rows
+        == local_table.filter(pc.is_valid(local_table[RESCUED_COLUMN])).num_rows
+        > 0
+    )
     kinds = {f.name: str(f.type) for f in spark_table.schema}
     assert kinds["thumb"] == "binary" and kinds["hashes"] == "list<element: binary>"
     assert kinds["ledger"].startswith("decimal128(38") and kinds["moderation"] == "string"
@@ -51,16 +58,32 @@ def test_spark_keeps_the_catalog_schema_and_an_empty_export_gets_a_file(spark, t
     fs = pafs.LocalFileSystem()
     first = convert_export_to_parquet(files, fs, str(tmp_path / "first"), fs, table_name="Reviews")
     existing = first.schema.remove(first.schema.get_field_index("title")).insert(0, first.schema.field("title"))
-    local = convert_export_to_parquet(files, fs, str(tmp_path / "local"), fs, table_name="Reviews", existing_schema=existing,
-                                      options=ConversionOptions(compression="snappy"))
-    on_spark = convert_export_on_spark(spark, files, FilesystemSpec("local"), str(tmp_path / "spark"), table_name="Reviews",
-                                       existing_schema=existing, options=ConversionOptions(compression="snappy"))
+    local = convert_export_to_parquet(
+        files,
+        fs,
+        str(tmp_path / "local"),
+        fs,
+        table_name="Reviews",
+        existing_schema=existing,
+        options=ConversionOptions(compression="snappy"),
+    )
+    on_spark = convert_export_on_spark(
+        spark,
+        files,
+        FilesystemSpec("local"),
+        str(tmp_path / "spark"),
+        table_name="Reviews",
+        existing_schema=existing,
+        options=ConversionOptions(compression="snappy"),
+    )
     assert on_spark.schema.names[0] == "title" and on_spark.schema.equals(local.schema, check_metadata=True)
     assert pq.ParquetFile(on_spark.files[0].path).metadata.row_group(0).column(0).compression == "SNAPPY"
 
     empty = tmp_path / "empty.json.gz"
     empty.write_bytes(gzip.compress(b""))
-    result = convert_export_on_spark(spark, [str(empty)], FilesystemSpec("local"), str(tmp_path / "none"), table_name="Reviews")
+    result = convert_export_on_spark(
+        spark, [str(empty)], FilesystemSpec("local"), str(tmp_path / "none"), table_name="Reviews"
+    )
     assert result.rows == 0 and len(result.files) == 1 and pq.read_table(result.files[0].path).num_rows == 0
 
 
@@ -69,5 +92,7 @@ def test_a_bad_line_fails_naming_table_file_and_line_and_leaves_no_parquet(spark
     bad = tmp_path / "export" / "part-bad.json.gz"
     bad.write_bytes(gzip.compress(b'{"Item": {"pk": {"S": "ok"}}}\n{"Item": {"pk": \n'))
     with pytest.raises(Exception, match=r"table 'Reviews'.*part-bad\.json\.gz, line 2"):
-        convert_export_on_spark(spark, [*files, str(bad)], FilesystemSpec("local"), str(tmp_path / "out"), table_name="Reviews")
+        convert_export_on_spark(
+            spark, [*files, str(bad)], FilesystemSpec("local"), str(tmp_path / "out"), table_name="Reviews"
+        )
     assert not list((tmp_path / "out").glob("*.parquet")) if (tmp_path / "out").exists() else True

@@ -6,21 +6,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.catalog.glue_tables import ORIGINAL_NAME_KEY, get_catalog_table, list_partitions, register_partition, register_table
 from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.catalog.glue_tables import (
+    ORIGINAL_NAME_KEY,
+    get_catalog_table,
+    list_partitions,
+    register_partition,
+    register_table,
+)
 from offload_assets.sql.query import QueryError, run_query
 
 BUCKET = "catalog-sql-test"
 DB = "dynamodb-exports"
 
-SCHEMA = pa.schema([
-    pa.field("user", pa.string(), metadata={ORIGINAL_NAME_KEY: b"User"}),
-    pa.field("author", pa.string(), metadata={ORIGINAL_NAME_KEY: b"Author"}),
-    pa.field("rating", pa.int64(), metadata={ORIGINAL_NAME_KEY: b"Rating"}),
-    pa.field("price", pa.decimal128(38, 2), metadata={ORIGINAL_NAME_KEY: b"Price"}),
-    pa.field("details", pa.struct([("pages", pa.int64())]), metadata={ORIGINAL_NAME_KEY: b"Details"}),
-    pa.field("tags", pa.list_(pa.string()), metadata={ORIGINAL_NAME_KEY: b"Tags"}),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("user", pa.string(), metadata={ORIGINAL_NAME_KEY: b"User"}),
+        pa.field("author", pa.string(), metadata={ORIGINAL_NAME_KEY: b"Author"}),
+        pa.field("rating", pa.int64(), metadata={ORIGINAL_NAME_KEY: b"Rating"}),
+        pa.field("price", pa.decimal128(38, 2), metadata={ORIGINAL_NAME_KEY: b"Price"}),
+        pa.field("details", pa.struct([("pages", pa.int64())]), metadata={ORIGINAL_NAME_KEY: b"Details"}),
+        pa.field("tags", pa.list_(pa.string()), metadata={ORIGINAL_NAME_KEY: b"Tags"}),
+    ]
+)
 
 
 def _write(fs, path, rows):
@@ -32,27 +40,61 @@ def published(aws):
     s3, glue, fs = aws.client("s3"), aws.client("glue"), aws.arrow_filesystem()
     ensure_bucket(s3, BUCKET)
     day1 = [
-        {"user": "a", "author": "J.K. Rowling", "rating": 5, "price": Decimal("12345678901234567890123456789012345.67"), "details": {"pages": 300}, "tags": ["fantasy"]},
-        {"user": "b", "author": "Jane Austen", "rating": 4, "price": None, "details": None, "tags": ["classic", "romance"]},
+        {
+            "user": "a",
+            "author": "J.K. Rowling",
+            "rating": 5,
+            "price": Decimal("12345678901234567890123456789012345.67"),
+            "details": {"pages": 300},
+            "tags": ["fantasy"],
+        },
+        {
+            "user": "b",
+            "author": "Jane Austen",
+            "rating": 4,
+            "price": None,
+            "details": None,
+            "tags": ["classic", "romance"],
+        },
     ]
-    day2 = day1 + [{"user": "c", "author": "J.K. Rowling", "rating": 3, "price": Decimal("1.50"), "details": {"pages": 120}, "tags": []}]
+    day2 = day1 + [
+        {
+            "user": "c",
+            "author": "J.K. Rowling",
+            "rating": 3,
+            "price": Decimal("1.50"),
+            "details": {"pages": 120},
+            "tags": [],
+        }
+    ]
     _write(fs, "t/reviews/ddb_export_timestamp=2026-11-26/run-1/part-00000.parquet", day1)
     _write(fs, "t/reviews/ddb_export_timestamp=2026-11-27/run-2/part-00000.parquet", day2)
     # A half-written snapshot of another run that was never registered must stay invisible.
     _write(fs, "t/reviews/ddb_export_timestamp=2026-11-27/run-3/part-00000.parquet", day2)
-    assert register_table(glue, database=DB, table="reviews", location=f"s3://{BUCKET}/t/reviews/", schema=SCHEMA) == "created"
+    assert (
+        register_table(glue, database=DB, table="reviews", location=f"s3://{BUCKET}/t/reviews/", schema=SCHEMA)
+        == "created"
+    )
     for day, run in (("2026-11-26", "run-1"), ("2026-11-27", "run-2")):
         loc = f"s3://{BUCKET}/t/reviews/ddb_export_timestamp={day}/{run}/"
-        assert register_partition(glue, database=DB, table="reviews", value=day, location=loc, schema=SCHEMA) == "created"
+        assert (
+            register_partition(glue, database=DB, table="reviews", value=day, location=loc, schema=SCHEMA) == "created"
+        )
     return aws
 
 
 def test_registration_is_idempotent_and_keeps_original_names(published):
     glue = published.client("glue")
     versions_before = len(glue.get_table_versions(DatabaseName=DB, TableName="reviews")["TableVersions"])
-    assert register_table(glue, database=DB, table="reviews", location=f"s3://{BUCKET}/t/reviews/", schema=SCHEMA) == "unchanged"
+    assert (
+        register_table(glue, database=DB, table="reviews", location=f"s3://{BUCKET}/t/reviews/", schema=SCHEMA)
+        == "unchanged"
+    )
     loc = f"s3://{BUCKET}/t/reviews/ddb_export_timestamp=2026-11-27/run-2/"
-    assert register_partition(glue, database=DB, table="reviews", value="2026-11-27", location=loc, schema=SCHEMA) == "unchanged"
+    assert (
+        register_partition(glue, database=DB, table="reviews", value="2026-11-27", location=loc, schema=SCHEMA)
+        == "unchanged"
+    )
     assert len(glue.get_table_versions(DatabaseName=DB, TableName="reviews")["TableVersions"]) == versions_before
     table = get_catalog_table(glue, DB, "reviews")
     assert table.schema.equals(SCHEMA, check_metadata=True)
@@ -127,19 +169,34 @@ def test_athena_views_are_resolved_and_checked(published):
     q = run_query('SELECT * FROM "dynamodb-exports"."by_author" ORDER BY reviews DESC', connection=published)
     assert q.rows == (("J.K. Rowling", 2, 1), ("Jane Austen", 1, 2))
     # A view over a view, joined back to its table.
-    register_view(glue, database=DB, name="top_author", sql="SELECT author FROM by_author WHERE reviews > 1", schema=pa.schema([("author", pa.string())]))
+    register_view(
+        glue,
+        database=DB,
+        name="top_author",
+        sql="SELECT author FROM by_author WHERE reviews > 1",
+        schema=pa.schema([("author", pa.string())]),
+    )
     q = run_query(
         'SELECT t.author, count(*) FROM "dynamodb-exports".top_author t JOIN "dynamodb-exports".reviews r ON r.author = t.author GROUP BY 1',
         connection=published,
     )
     assert q.rows == (("J.K. Rowling", 3),)
     # Athena refuses a view whose stored columns disagree with its query; so does the local engine.
-    register_view(glue, database=DB, name="stale", sql="SELECT user, rating FROM reviews", schema=pa.schema([("user", pa.string())]))
+    register_view(
+        glue,
+        database=DB,
+        name="stale",
+        sql="SELECT user, rating FROM reviews",
+        schema=pa.schema([("user", pa.string())]),
+    )
     with pytest.raises(QueryError, match=r"View 'dynamodb-exports.stale' is stale"):
         run_query('SELECT * FROM "dynamodb-exports"."stale"', connection=published)
     register_view(glue, database=DB, name="loop_a", sql="SELECT * FROM loop_b", schema=pa.schema([("x", pa.string())]))
     register_view(glue, database=DB, name="loop_b", sql="SELECT * FROM loop_a", schema=pa.schema([("x", pa.string())]))
-    with pytest.raises(QueryError, match="View is recursive: dynamodb-exports.loop_a -> dynamodb-exports.loop_b -> dynamodb-exports.loop_a"):
+    with pytest.raises(
+        QueryError,
+        match="View is recursive: dynamodb-exports.loop_a -> dynamodb-exports.loop_b -> dynamodb-exports.loop_a",
+    ):
         run_query('SELECT * FROM "dynamodb-exports"."loop_a"', connection=published)
     register_view(glue, database=DB, name="dangling", sql="SELECT * FROM gone", schema=pa.schema([("x", pa.string())]))
     with pytest.raises(QueryError, match="Table not found: dynamodb-exports.gone"):

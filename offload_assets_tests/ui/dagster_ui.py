@@ -70,7 +70,7 @@ class DagsterDev:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, *, workspace: Path, env: dict[str, str], log_path: Path, timeout: float = 120.0) -> "DagsterDev":
+    def start(cls, *, workspace: Path, env: dict[str, str], log_path: Path, timeout: float = 120.0) -> DagsterDev:
         port = free_port()
         log = open(log_path, "wb")
         process = subprocess.Popen(
@@ -164,13 +164,17 @@ def read_asset_graph(driver) -> tuple[list[GraphNode], set[tuple[str, str]]]:
         hrefs = [a.get_attribute("href") or "" for a in fo.find_elements(By.TAG_NAME, "a")]
         paths = {m.group(1) for h in hrefs if (m := re.search(r"/assets/([^?#]+)", h))}
         text = fo.text
-        nodes.append(GraphNode(
-            label=text.split("\n", 1)[0].strip(),
-            asset_path=sorted(paths)[0] if paths else None,
-            text=text,
-            x=float(fo.get_attribute("x")), y=float(fo.get_attribute("y")),
-            width=float(fo.get_attribute("width")), height=float(fo.get_attribute("height")),
-        ))
+        nodes.append(
+            GraphNode(
+                label=text.split("\n", 1)[0].strip(),
+                asset_path=sorted(paths)[0] if paths else None,
+                text=text,
+                x=float(fo.get_attribute("x")),
+                y=float(fo.get_attribute("y")),
+                width=float(fo.get_attribute("width")),
+                height=float(fo.get_attribute("height")),
+            )
+        )
     edges = set()
     for path in driver.find_elements(By.XPATH, "//*[local-name()='path'][@marker-end]"):
         m = _PATH_RE.match(path.get_attribute("d") or "")

@@ -19,9 +19,9 @@ import pytest
 
 from offload_assets.aws.connection import AwsConnection, resolve_connection
 from offload_assets.cli.main import prepare_dagster_home
+from offload_assets.defs.table_assets import partitions_for
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.sql.query import run_query
-from offload_assets.defs.table_assets import partitions_for
 from offload_assets.table_spec import TableSpec, load_tables_file
 from offload_assets_tests.conftest import reset_emulator
 from offload_assets_tests.ui.dagster_ui import DagsterDev, read_asset_graph, start_chromium, tail
@@ -99,6 +99,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         step, started = name, time.monotonic()
 
     try:
+
         def body() -> str:
             return driver.find_element(By.TAG_NAME, "body").text
 
@@ -108,7 +109,11 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
 
         def graph_loaded():
             nodes, edges = read_asset_graph(driver)
-            return (nodes, edges) if len(nodes) >= 4 and not any("Loading" in n.text for n in nodes) and len(edges) >= 3 else None
+            return (
+                (nodes, edges)
+                if len(nodes) >= 4 and not any("Loading" in n.text for n in nodes) and len(edges) >= 3
+                else None
+            )
 
         # 1. The asset group's graph draws the table's lineage.
         phase("asset graph")
@@ -118,28 +123,44 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         dismiss_welcome()
         source = next((n for n in nodes if n.asset_path is None and n.label == spec.dynamodb_table), None)
         assert source is not None and "dynamodb" in source.text, [n.name for n in nodes]
-        chain = [spec.dynamodb_table, "s3/dynamodb_export/reviews", "s3/parquet/reviews", "glue/dynamodb_exports/reviews"]
+        chain = [
+            spec.dynamodb_table,
+            "s3/dynamodb_export/reviews",
+            "s3/parquet/reviews",
+            "glue/dynamodb_exports/reviews",
+        ]
         assert {n.name for n in nodes} >= set(chain)
         assert set(zip(chain, chain[1:])) <= edges, f"edges drawn: {sorted(edges)}"
 
         # 2. Materialize all -> Latest partition (today's) -> Launch 1 run.
         phase("launch dialog")
         driver.find_element(By.XPATH, "//button[contains(normalize-space(), 'Materialize all')]").click()
-        dialog = wait_until("the launch dialog", lambda: driver.find_element(By.CSS_SELECTOR, "[role=dialog]"), timeout=30)
-        wait_until("the partition selector", lambda: dialog.find_element(By.XPATH, ".//button[normalize-space()='Latest']"), timeout=30).click()
+        dialog = wait_until(
+            "the launch dialog", lambda: driver.find_element(By.CSS_SELECTOR, "[role=dialog]"), timeout=30
+        )
+        wait_until(
+            "the partition selector",
+            lambda: dialog.find_element(By.XPATH, ".//button[normalize-space()='Latest']"),
+            timeout=30,
+        ).click()
         wait_until(
             f"partition {ui.partition} to be selected",
             lambda: any(i.get_attribute("value") == ui.partition for i in dialog.find_elements(By.TAG_NAME, "input")),
             timeout=20,
         )
-        launch = wait_until("the 'Launch 1 run' button", lambda: dialog.find_element(By.XPATH, ".//button[normalize-space()='Launch 1 run']"), timeout=20)
+        launch = wait_until(
+            "the 'Launch 1 run' button",
+            lambda: dialog.find_element(By.XPATH, ".//button[normalize-space()='Launch 1 run']"),
+            timeout=20,
+        )
         driver.save_screenshot(str(shots / "materialize-dialog.png"))
         launch.click()
         phase("run launched")
         toast = wait_until(
             "the 'Launched run' notice",
             lambda: driver.find_element(By.XPATH, "//a[normalize-space()='View'][contains(@href, '/runs/')]"),
-            timeout=60, interval=0.2,
+            timeout=60,
+            interval=0.2,
         )
         run_url = toast.get_attribute("href")
 
@@ -171,9 +192,14 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         columns_table = "//table[thead//td[normalize-space()='Column name']]/tbody/tr"
         wait_until("the column schema", lambda: driver.find_elements(By.XPATH, columns_table), timeout=30)
         driver.save_screenshot(str(shots / "parquet-asset.png"))
-        shown = [tuple((td.get_attribute("textContent") or "").strip() for td in tr.find_elements(By.TAG_NAME, "td")[:2]) for tr in driver.find_elements(By.XPATH, columns_table)]
+        shown = [
+            tuple((td.get_attribute("textContent") or "").strip() for td in tr.find_elements(By.TAG_NAME, "td")[:2])
+            for tr in driver.find_elements(By.XPATH, columns_table)
+        ]
         assert rows == ui.items, f"UI row count {rows}, table has {ui.items} items"
-        glue = ui.connection.client("glue").get_table(DatabaseName=spec.catalog_database, Name=spec.catalog_table)["Table"]
+        glue = ui.connection.client("glue").get_table(DatabaseName=spec.catalog_database, Name=spec.catalog_table)[
+            "Table"
+        ]
         catalog_columns = [(c["Name"], c["Type"]) for c in glue["StorageDescriptor"]["Columns"]]
         assert shown == catalog_columns, f"UI columns {shown}\nGlue columns {catalog_columns}"
         assert ("author", "string") in shown and ("rating", "bigint") in shown
@@ -197,6 +223,8 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
     except BaseException as err:
         failure = tmp_path / f"failure-{step.replace(' ', '-')}.png"
         driver.save_screenshot(str(failure))
-        raise AssertionError(f"{err}\n(step: {step}; phases so far (s): {timings}; screenshot {failure}; dagster dev log tail:)\n{tail(ui.dev.log_path)}") from err
+        raise AssertionError(
+            f"{err}\n(step: {step}; phases so far (s): {timings}; screenshot {failure}; dagster dev log tail:)\n{tail(ui.dev.log_path)}"
+        ) from err
     finally:
         driver.quit()
