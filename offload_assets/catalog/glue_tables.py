@@ -22,9 +22,10 @@ from typing import Any
 import pyarrow as pa
 
 from offload_assets.catalog.glue_types import GlueTypeError, arrow_to_glue, arrow_to_presto, glue_to_arrow
+from offload_assets.conversion.options import ORIGINAL_NAME_KEY
+from offload_assets.conversion.schema_codec import schema_from_text, schema_to_text
 from offload_assets.table_spec import PARTITION_COLUMN
 
-ORIGINAL_NAME_KEY = b"original_name"
 PARQUET_INPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -104,14 +105,6 @@ def _same_columns(current: list[dict[str, Any]], wanted: list[dict[str, str]]) -
     return norm(current) == norm(wanted)
 
 
-def schema_to_parameter(schema: pa.Schema) -> str:
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
-
-
-def schema_from_parameter(text: str) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
 def ensure_database(glue: Any, database: str, description: str = "DynamoDB tables offloaded by offload_assets") -> bool:
     try:
         glue.get_database(Name=database)
@@ -138,7 +131,7 @@ def _schema_of(database: str, name: str, t: dict[str, Any]) -> pa.Schema:
     if stored:
         # Trust the stored Arrow schema only while it still says what Glue's columns say
         # (someone may have edited the table by hand since).
-        schema = schema_from_parameter(stored)
+        schema = schema_from_text(stored)
         glue_columns = [(c["Name"], c["Type"].replace(" ", "").lower()) for c in columns]
         if glue_columns == [(f.name, arrow_to_glue(f.type)) for f in schema]:
             return schema
@@ -251,6 +244,24 @@ def _owned(key: str) -> bool:
     return key.startswith(OWNED_PARAM_PREFIXES)
 
 
+def _current_or_create(glue: Any, database: str, table_input: dict[str, Any]) -> dict[str, Any] | None:
+    """The catalog entry as it is now, or None after creating it from ``table_input``.
+
+    Refuses to replace a view with a table or a table with a view: either belongs to someone else."""
+    name = table_input["Name"]
+    current = _get_table(glue, database, name)
+    if current is None:
+        glue.create_table(DatabaseName=database, TableInput=table_input)
+        return None
+    want_view = table_input["TableType"] == "VIRTUAL_VIEW"
+    if (current.get("TableType") == "VIRTUAL_VIEW") != want_view:
+        found, wanted = ("a table", "a view") if want_view else ("a view", "a table")
+        raise SchemaConflictError(
+            f"{database}.{name} is {found} in the Glue catalog, not {wanted}; refusing to replace it"
+        )
+    return current
+
+
 def register_table(
     glue: Any,
     *,
@@ -275,7 +286,7 @@ def register_table(
         "classification": "parquet",
         "EXTERNAL": "TRUE",
         MANAGED_PARAM: "true",
-        ARROW_SCHEMA_PARAM: schema_to_parameter(schema),
+        ARROW_SCHEMA_PARAM: schema_to_text(schema),
         **(parameters or {}),
     }
     table_input: dict[str, Any] = {
@@ -287,14 +298,9 @@ def register_table(
     }
     if description:
         table_input["Description"] = description
-    current = _get_table(glue, database, table)
+    current = _current_or_create(glue, database, table_input)
     if current is None:
-        glue.create_table(DatabaseName=database, TableInput=table_input)
         return "created"
-    if current.get("TableType") == "VIRTUAL_VIEW":
-        raise SchemaConflictError(
-            f"{database}.{table} is a view in the Glue catalog, not a table; refusing to replace it"
-        )
     sd = current.get("StorageDescriptor", {})
     current_params = dict(current.get("Parameters", {}))
     params = {k: v for k, v in current_params.items() if not _owned(k)} | ours
@@ -434,13 +440,6 @@ def delete_partitions(glue: Any, *, database: str, table: str, values: list[str]
     return deleted
 
 
-def list_tables(glue: Any, database: str) -> list[str]:
-    names = []
-    for page in glue.get_paginator("get_tables").paginate(DatabaseName=database):
-        names.extend(t["Name"] for t in page.get("TableList", []))
-    return sorted(names)
-
-
 # --- Athena views -------------------------------------------------------------------------
 
 
@@ -504,14 +503,9 @@ def register_view(
     }
     if description:
         table_input["Description"] = description
-    current = _get_table(glue, database, name)
+    current = _current_or_create(glue, database, table_input)
     if current is None:
-        glue.create_table(DatabaseName=database, TableInput=table_input)
         return "created"
-    if current.get("TableType") != "VIRTUAL_VIEW":
-        raise SchemaConflictError(
-            f"{database}.{name} is a table in the Glue catalog, not a view; refusing to replace it"
-        )
     if (
         current.get("ViewOriginalText") == view_text
         and current.get("Parameters", {}) == table_input["Parameters"]

@@ -27,6 +27,7 @@ from typing import Any
 
 from offload_assets.aws.connection import TARGET_ENV_VAR, current_target, resolve_connection
 from offload_assets.cli.demo import BLOG_QUERY
+from offload_assets.conversion.options import ORIGINAL_NAME_KEY
 from offload_assets.local.emulator import (
     STATE_DIR_ENV_VAR,
     EmulatorError,
@@ -37,6 +38,7 @@ from offload_assets.local.emulator import (
     reset_local_state,
     stop_local_emulator,
 )
+from offload_assets.table_spec import DEFAULT_DATABASE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -602,7 +604,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 "name": f.name,
                 "type": _athena_type(f.type),
                 "arrow_type": str(f.type),
-                "attribute": (f.metadata or {}).get(b"original_name", b"").decode() or None,
+                "attribute": (f.metadata or {}).get(ORIGINAL_NAME_KEY, b"").decode() or None,
                 "dynamodb_type": (f.metadata or {}).get(b"dynamodb_type", b"").decode() or None,
             }
             for f in result.schema
@@ -747,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
         "query",
         help="run SQL (Athena dialect) against the catalog",
         description="Run one SQL statement. Locally it runs on DuckDB over the catalog's Parquet files; on AWS on Athena.\n"
-        'Tables are resolved through the Glue catalog (database "dynamodb-exports" unless --database says otherwise).\n'
+        f'Tables are resolved through the Glue catalog (database "{DEFAULT_DATABASE}" unless --database says otherwise).\n'
         "Each partition (ddb_export_timestamp) is a full snapshot: filter on it to ask about one day.",
         examples=(
             f"  offload-assets query '{BLOG_QUERY}'\n"
@@ -764,7 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="table (aligned, for people; the default), json (a list of objects) or csv (with a header)",
     )
     query.add_argument(
-        "--database", default="dynamodb-exports", help="database for unqualified table names (default dynamodb-exports)"
+        "--database",
+        default=DEFAULT_DATABASE,
+        help=f"database for unqualified table names (default {DEFAULT_DATABASE})",
     )
     query.add_argument("--workgroup", default="primary", help="Athena workgroup (AWS only)")
     query.add_argument("--output-location", default=None, help="Athena result location s3://... (AWS only)")

@@ -25,6 +25,7 @@ from .arrow_values import (
     struct_field,
 )
 from .duckdb_sql import ReadNode
+from .options import RESCUED_COLUMN
 from .schema_plan import Kind, SchemaPlan
 from .value_stats import NumberShape, ValueStats
 
@@ -330,7 +331,7 @@ class BatchConverter:
                 rescued[column.name] += count
                 misfits.append((column, v, node, misfit))
             arrays.append(out.cast(field.type) if out.type != field.type else out)
-        rescue_index = self.plan.schema.get_field_index("_rescued_data")
+        rescue_index = self.plan.schema.get_field_index(RESCUED_COLUMN)
         arrays[rescue_index] = self._rescue(n, misfits)
         clear_caches()
         return pa.RecordBatch.from_arrays(arrays, schema=self.plan.schema), stats, rescued

@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from dagster_aws.pipes import PipesGlueClient, PipesS3ContextInjector, PipesS3MessageReader
 
+from offload_assets.defs.metadata import snapshot_metadata
 from offload_assets.snapshot.build import SnapshotManifest, read_snapshot_manifest
 from offload_assets.spark.glue_launch import prepare_glue_conversion
 from offload_assets.table_spec import TableSpec
@@ -81,7 +82,7 @@ def snapshot_on_glue(
 
 
 def glue_snapshot_result(
-    context: dg.AssetExecutionContext, spec: TableSpec, *, s3: Any, glue: Any, glue_jobs: Any, column_schema: Any
+    context: dg.AssetExecutionContext, spec: TableSpec, *, s3: Any, glue: Any, glue_jobs: Any
 ) -> dg.MaterializeResult:
     """The parquet_snapshot asset's result for ``engine: glue`` (same metadata as the local engine, plus the job's)."""
     started = time.monotonic()
@@ -89,18 +90,7 @@ def glue_snapshot_result(
     return dg.MaterializeResult(
         metadata={
             **{k if k.startswith("AWS Glue") else f"glue_{k}": v for k, v in reported.items()},
-            "dagster/row_count": snap.rows,
-            "dagster/column_schema": column_schema(snap.schema),
+            **snapshot_metadata(snap, started),
             "engine": "glue",
-            "export_id": snap.export_id,
-            "s3_uri": snap.s3_uri,
-            "files": len(snap.files),
-            "bytes": snap.total_bytes,
-            "rescued_values": sum(snap.rescued_counts.values()),
-            "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
-            "duration_seconds": round(time.monotonic() - started, 3),
-            "export_item_count": snap.extra.get("export_item_count"),
-            "input_bytes": snap.extra.get("input_bytes"),
-            "quarantined_lines": snap.extra.get("quarantined_lines"),
         }
     )

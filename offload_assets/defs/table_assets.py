@@ -9,10 +9,8 @@ import re
 import time
 
 import dagster as dg
-import pyarrow as pa
 
-from offload_assets.catalog.glue_tables import ORIGINAL_NAME_KEY
-from offload_assets.catalog.glue_types import arrow_to_glue
+from offload_assets.defs.metadata import snapshot_metadata
 from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.defs.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.export.partition_export import ExportRefusedError, export_partition
@@ -48,19 +46,6 @@ def partitions_for(spec: TableSpec) -> dg.DailyPartitionsDefinition:
         timezone=spec.timezone,
         hour_offset=spec.export_hour,
         end_offset=1,
-    )
-
-
-def column_schema(schema: pa.Schema) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=f.name,
-                type=arrow_to_glue(f.type),
-                description=(f.metadata or {}).get(ORIGINAL_NAME_KEY, b"").decode() or None,
-            )
-            for f in schema
-        ]
     )
 
 
@@ -157,9 +142,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         if spec.engine == "glue":  # converted by a PySpark job on AWS Glue, through Dagster Pipes
             from offload_assets.defs.glue_pipes import glue_snapshot_result
 
-            return glue_snapshot_result(
-                context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, column_schema=column_schema
-            )
+            return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs)
         started = time.monotonic()
         snap = build_snapshot(
             s3.get_table_client(spec),
@@ -169,22 +152,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             context.partition_key,
             run_id=context.run.run_id,
         )
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": snap.rows,
-                "dagster/column_schema": column_schema(snap.schema),
-                "export_id": snap.export_id,
-                "s3_uri": snap.s3_uri,
-                "files": len(snap.files),
-                "bytes": snap.total_bytes,
-                "rescued_values": sum(snap.rescued_counts.values()),
-                "rescued_counts": dg.MetadataValue.json(snap.rescued_counts),
-                "duration_seconds": round(time.monotonic() - started, 3),
-                "export_item_count": snap.extra.get("export_item_count"),
-                "input_bytes": snap.extra.get("input_bytes"),
-                "quarantined_lines": snap.extra.get("quarantined_lines"),
-            }
-        )
+        return dg.MaterializeResult(metadata=snapshot_metadata(snap, started))
 
     @dg.asset(
         key=keys["catalog"],

@@ -36,7 +36,7 @@ from offload_assets.export.layout import (
     write_export_manifests,
 )
 
-PITR_MAX_DAYS = 35
+PITR_MAX_DAYS = 35  # DynamoDB's longest point-in-time recovery period
 MIN_INCREMENTAL_WINDOW = dt.timedelta(minutes=15)
 MAX_INCREMENTAL_WINDOW = dt.timedelta(hours=24)
 

@@ -27,12 +27,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from offload_assets.export.native import PITR_MAX_DAYS
+
 STATE_DIR_ENV_VAR = "OFFLOAD_ASSETS_HOME"
 DEFAULT_STATE_DIR = ".offload_assets"
 HEALTH_PATH = "/__offload_emulator__/health"
-SAVE_PATH = "/__offload_emulator__/save"
 PITR_PATH = "/__offload_emulator__/dynamodb/point-in-time-recovery"
-PITR_MAX_DAYS = 35
 
 
 class EmulatorError(RuntimeError):
@@ -174,17 +174,6 @@ def ensure_local_emulator(
             time.sleep(0.1)
         proc.kill()
         raise EmulatorError(f"local AWS emulator did not answer within {timeout:.0f} s; log {log_path}")
-
-
-def save_local_emulator(state_dir: str | Path | None = None) -> bool:
-    """Ask the running emulator to write its state to disk now. False if none is running."""
-    emu = emulator_status(state_dir)
-    if emu is None:
-        return False
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    req = urllib.request.Request(f"{emu.endpoint_url}{SAVE_PATH}", method="POST", data=b"")
-    with opener.open(req, timeout=300) as resp:
-        return resp.status == 200
 
 
 def stop_local_emulator(state_dir: str | Path | None = None, *, timeout: float = 60.0) -> bool:

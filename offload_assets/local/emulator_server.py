@@ -26,11 +26,12 @@ import threading
 import time
 from pathlib import Path
 
+from offload_assets.export.native import PITR_MAX_DAYS
+
 PERSISTED_SERVICES = ("dynamodb", "s3", "glue", "athena", "sns", "sqs", "sts", "iam")
 HEALTH_PATH = "/__offload_emulator__/health"
 SAVE_PATH = "/__offload_emulator__/save"
 PITR_PATH = "/__offload_emulator__/dynamodb/point-in-time-recovery"
-PITR_MAX_DAYS = 35  # DynamoDB's longest recovery period
 LOOPBACK_ADDRESSES = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 

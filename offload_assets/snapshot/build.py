@@ -12,7 +12,6 @@ older ones, so SQL readers never see half a snapshot and a re-run replaces inste
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
@@ -42,6 +41,7 @@ from offload_assets.catalog.retention import (
     apply_retention,
     check_retention_admits,
 )
+from offload_assets.conversion.schema_codec import schema_from_text, schema_to_text
 from offload_assets.export.layout import ExportManifest, latest_completed_export
 from offload_assets.table_spec import TableSpec
 
@@ -77,14 +77,6 @@ class SnapshotManifest:
     @property
     def total_bytes(self) -> int:
         return sum(int(f.get("bytes", 0)) for f in self.files)
-
-
-def schema_to_text(schema: pa.Schema) -> str:
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
-
-
-def schema_from_text(text: str) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 def new_run_dir(spec: TableSpec, partition_key: str, run_id: str, now: dt.datetime | None = None) -> str:

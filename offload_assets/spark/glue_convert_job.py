@@ -61,7 +61,8 @@ def run_job(
 ) -> dict[str, Any]:
     """Convert, write ``_snapshot.json`` and report; returns the reported metadata."""
     from offload_assets.conversion import ConversionOptions
-    from offload_assets.snapshot.build import schema_from_text, write_snapshot_manifest
+    from offload_assets.conversion.schema_codec import schema_from_text
+    from offload_assets.snapshot.build import write_snapshot_manifest
     from offload_assets.spark.spark_conversion import FilesystemSpec, convert_export_on_spark
 
     started = time.monotonic()

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from offload_assets.conversion.schema_codec import schema_to_text
 from offload_assets.export.layout import ExportManifest
-from offload_assets.snapshot.build import find_export_for_partition, new_run_dir, schema_to_text
+from offload_assets.snapshot.build import find_export_for_partition, new_run_dir
 from offload_assets.table_spec import TableSpec
 
 JOB_SCRIPT = "glue_convert_job.py"

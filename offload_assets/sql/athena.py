@@ -31,7 +31,6 @@ from offload_assets.sql.query import QueryError, QueryResult
 _INTEGER_TYPES = {"tinyint", "smallint", "integer", "int", "bigint"}
 _FLOAT_TYPES = {"float", "double", "real"}
 ENCRYPTION_OPTIONS = ("SSE_S3", "SSE_KMS", "CSE_KMS")
-FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 MAX_POLL_SECONDS = 5.0
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-DEFAULT_DATABASE = "dynamodb-exports"
+from offload_assets.table_spec import DEFAULT_DATABASE
 
 
 class QueryError(RuntimeError):
