@@ -44,6 +44,19 @@ def aws(emulator: LocalEmulator) -> AwsConnection:
     return resolve_connection(target="local", endpoint_url=emulator.endpoint_url)
 
 
+def seed_reviews_table(aws: AwsConnection, table: str, count: int, *, seed: int, bucket: str = TEST_BUCKET):
+    """A generated Reviews-like DynamoDB table of ``count`` items and the test bucket; (dynamodb, s3, items)."""
+    from offload_assets.aws.s3_objects import ensure_bucket
+    from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+
+    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
+    create_reviews_table(ddb, table)
+    items = generate_reviews(count, seed=seed)
+    put_items(ddb, table, items)
+    ensure_bucket(s3, bucket)
+    return ddb, s3, items
+
+
 def write_tables_file(path: Path, *entries: dict, defaults: dict | None = None) -> Path:
     import yaml
 

@@ -3,9 +3,7 @@
 import fnmatch
 
 import dagster as dg
-import pytest
 
-from offload_assets.aws.connection import AwsConnection
 from offload_assets.aws.iam_policy import build_iam_policy, policy_actions
 from offload_assets.definitions import build_definitions
 from offload_assets.defs.table_assets import partitions_for
@@ -35,26 +33,6 @@ def iam_action(service: str, operation: str) -> str:
     if service == "s3":
         return S3_ACTIONS.get(operation, f"s3:{operation}")
     return f"{service}:{operation}"
-
-
-@pytest.fixture()
-def recorded_calls(monkeypatch):
-    calls: list[tuple[str, str, dict]] = []
-    original = AwsConnection.client
-
-    def recording_client(self, service, **config):
-        client = original(self, service, **config)
-
-        def record(model, params, **_):
-            calls.append((service, model.name, params))
-
-        client.meta.events.register(
-            "provide-client-params.*.*", lambda params, model, **kw: record(model, dict(params))
-        )
-        return client
-
-    monkeypatch.setattr(AwsConnection, "client", recording_client)
-    return calls
 
 
 def _allowed(policy, action, resource_check):

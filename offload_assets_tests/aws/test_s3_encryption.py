@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.aws.connection import AwsConnection
 from offload_assets.aws.s3_writes import (
     WRITE_OPERATIONS,
     encrypted_output_filesystem,
@@ -30,24 +29,6 @@ from offload_assets_tests.conftest import write_tables_file
 
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 OWNER = "123456789012"
-
-
-@pytest.fixture()
-def recorded_calls(monkeypatch):
-    """(service, operation, params) of every call made through AwsConnection clients."""
-    calls: list[tuple[str, str, dict]] = []
-    original = AwsConnection.client
-
-    def recording_client(self, service, **config):
-        client = original(self, service, **config)
-        # Registered last: sees the parameters after the project's own hooks filled them in.
-        client.meta.events.register_last(
-            "before-parameter-build.*.*", lambda params, model, **kw: calls.append((service, model.name, dict(params)))
-        )
-        return client
-
-    monkeypatch.setattr(AwsConnection, "client", recording_client)
-    return calls
 
 
 def _run_offload(tables_file, emulator, aws, count=300):

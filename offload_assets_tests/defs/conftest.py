@@ -12,6 +12,7 @@ import datetime as dt
 import gzip
 import json
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,18 @@ def write_code_location(directory: Path, tables_file: Path, endpoint_url: str, l
         "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     }
     return CodeLocationFiles(workspace, home, env)
+
+
+def wait_for(what: str, predicate, timeout: float, log: Path, interval: float = 1.0):
+    """Poll ``predicate`` until it returns something truthy; on time-out fail with the tail of ``log``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; log tail:\n{tail}")
 
 
 def stop_process_group(proc) -> None:

@@ -21,22 +21,11 @@ from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
-from offload_assets_tests.defs.conftest import reviews, stop_process_group, write_code_location
+from offload_assets_tests.defs.conftest import reviews, stop_process_group, wait_for, write_code_location
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 80
 CHECKS = ("row_count_parity", "unique_primary_keys", "schema_drift")
-
-
-def _wait_for(what: str, predicate, timeout: float, log: Path, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no daemon log)"
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; daemon log tail:\n{tail}")
 
 
 def _describe_extra_runs(instance, runs, expected) -> str:
@@ -95,7 +84,7 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
                 for s in states
             )
 
-        _wait_for("the export sensor's first tick", export_sensor_ticked, 180, log)
+        wait_for("the export sensor's first tick", export_sensor_ticked, 180, log)
         assert instance.get_runs() == []
 
         # Another process drops a complete export in the table's landing area, as DynamoDB would.
@@ -122,7 +111,7 @@ def test_daemon_converts_an_export_dropped_by_another_process_exactly_once(tmp_p
             runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPORT_ID_TAG: export_id}))
             return runs if runs and runs[0].is_finished else None
 
-        runs = _wait_for(f"the run converting export {export_id}", finished_run, 300, log)
+        runs = wait_for(f"the run converting export {export_id}", finished_run, 300, log)
         assert len(runs) == 1, [(r.run_id, r.status, r.tags) for r in runs]
         run = runs[0]
         assert run.status == dg.DagsterRunStatus.SUCCESS, [

@@ -39,7 +39,7 @@ from offload_assets.local.demo_data import create_reviews_table, put_items
 from offload_assets.local.emulator import backdate_point_in_time_recovery
 from offload_assets.table_spec import TableSpec, load_tables_file
 from offload_assets_tests.conftest import reset_emulator, write_tables_file
-from offload_assets_tests.defs.conftest import reviews, stop_process_group, write_code_location
+from offload_assets_tests.defs.conftest import reviews, stop_process_group, wait_for, write_code_location
 
 ITEMS = 50
 DAYS = 7
@@ -111,14 +111,7 @@ class DagsterUI:
         return launched["backfillId"]
 
     def wait_for(self, what: str, predicate, timeout: float, interval: float = 1.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        tail = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else "(no log)"
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; dagster dev log tail:\n{tail}")
+        return wait_for(what, predicate, timeout, self.log, interval)
 
     def wait_for_backfill(self, backfill_id: str, timeout: float) -> PartitionBackfill:
         def finished():

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from offload_assets.export.layout import ExportManifest, iter_export_lines, md5_base64
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
 from offload_assets.table_spec import TableSpec, parse_tables
+from offload_assets_tests.conftest import seed_reviews_table
 
 BUCKET = "exports-test"
 READ_OPERATIONS = {
@@ -50,11 +50,7 @@ def enable_pitr(dynamodb: Any, table_name: str) -> dt.datetime:
 @pytest.fixture()
 def reviews(aws):
     """The Reviews table with 300 generated items; returns (dynamodb client, s3 client, items)."""
-    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
-    create_reviews_table(ddb, "Reviews")
-    items = generate_reviews(300, seed=11)
-    put_items(ddb, "Reviews", items)
-    return ddb, s3, items
+    return seed_reviews_table(aws, "Reviews", 300, seed=11, bucket=BUCKET)
 
 
 def export_items(s3: Any, manifest: ExportManifest) -> list[dict[str, Any]]:

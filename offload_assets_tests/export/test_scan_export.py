@@ -11,7 +11,7 @@ from offload_assets.export.layout import (
     md5_base64,
 )
 from offload_assets.export.scan import export_table_scan
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets_tests.conftest import seed_reviews_table
 
 BUCKET = "scan-export-test"
 
@@ -28,11 +28,7 @@ def _read_lines(s3, manifest):
 
 
 def test_parallel_scan_writes_native_layout(aws):
-    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
-    create_reviews_table(ddb, "ScanMe")
-    source = generate_reviews(400, seed=7)
-    put_items(ddb, "ScanMe", source)
-    ensure_bucket(s3, BUCKET)
+    ddb, s3, source = seed_reviews_table(aws, "ScanMe", 400, seed=7, bucket=BUCKET)
 
     result = export_table_scan(
         ddb,
@@ -73,11 +69,7 @@ def test_incomplete_export_is_ignored(aws):
 
 
 def test_budgeted_scan_stays_under_budget_on_estimated_capacity(aws):
-    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
-    create_reviews_table(ddb, "Budgeted")
-    source = generate_reviews(1200, seed=3)
-    put_items(ddb, "Budgeted", source)
-    ensure_bucket(s3, BUCKET)
+    ddb, s3, source = seed_reviews_table(aws, "Budgeted", 1200, seed=3, bucket=BUCKET)
     reports = []
 
     result = export_table_scan(

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.export.errors import ExportRefusedError, ExportTimeoutError
 from offload_assets.export.layout import latest_completed_export, list_export_ids
 from offload_assets.export.scan import export_table_scan
 from offload_assets.export.scan_checkpoints import read_segment_checkpoints, write_segment_checkpoint
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets_tests.conftest import seed_reviews_table
 from offload_assets_tests.export.conftest import BUCKET, export_items, keys_of, list_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,12 +26,7 @@ EXPORT_TIME = "2026-11-27T00:00:00.000Z"
 
 @pytest.fixture()
 def table_1500(aws):
-    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
-    create_reviews_table(ddb, "Resumable")
-    items = generate_reviews(1500, seed=5)
-    put_items(ddb, "Resumable", items)
-    ensure_bucket(s3, BUCKET)
-    return ddb, s3, items
+    return seed_reviews_table(aws, "Resumable", 1500, seed=5, bucket=BUCKET)
 
 
 def _recorded_items(s3) -> tuple[str | None, int]:

@@ -6,10 +6,9 @@ import botocore.exceptions
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.export.layout import latest_completed_export, list_export_ids
 from offload_assets.export.scan import export_table_scan
-from offload_assets.local.demo_data import create_reviews_table, generate_reviews, put_items
+from offload_assets_tests.conftest import seed_reviews_table
 
 BUCKET = "fault-bucket"
 
@@ -54,11 +53,7 @@ def slow_down(count, status=503, code="SlowDown"):
 
 @pytest.fixture()
 def table(aws):
-    ddb, s3 = aws.client("dynamodb"), aws.client("s3")
-    create_reviews_table(ddb, "Faulty")
-    items = generate_reviews(300, seed=3)
-    put_items(ddb, "Faulty", items)
-    ensure_bucket(s3, BUCKET)
+    _, _, items = seed_reviews_table(aws, "Faulty", 300, seed=3, bucket=BUCKET)
     return {(i["User"], i["Book"]) for i in items}
 
 
