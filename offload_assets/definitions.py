@@ -8,9 +8,10 @@ import dagster as dg
 
 from offload_assets.defs.resources import default_resources
 from offload_assets.defs.table_assets import build_table_definitions
-from offload_assets.table_spec import load_tables_file
+from offload_assets.table_spec import default_tables_file, load_tables_file
 
-TABLES_FILE = Path(__file__).resolve().parents[1] / "tables.yaml"
+#: ``$OFFLOAD_ASSETS_TABLES``, else the checkout's tables.yaml (see ``default_tables_file``).
+TABLES_FILE = default_tables_file()
 
 
 def build_definitions(tables_file: str | Path = TABLES_FILE, **resource_overrides) -> dg.Definitions:

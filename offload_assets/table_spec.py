@@ -8,6 +8,7 @@ Validation happens on load and every error names the table and the field.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -318,6 +319,25 @@ def parse_tables(document: Any, path: Path) -> TablesFile:
                 )
             seen[key] = spec.dynamodb_table
     return TablesFile(path=path, tables=tuple(specs))
+
+
+TABLES_FILE_ENV_VAR = "OFFLOAD_ASSETS_TABLES"
+#: The checkout's own tables file (absent when the package is installed from a wheel).
+CHECKOUT_TABLES_FILE = Path(__file__).resolve().parents[1] / "tables.yaml"
+
+
+def default_tables_file() -> Path:
+    """The tables file Dagster and the command line use when none is named.
+
+    ``$OFFLOAD_ASSETS_TABLES`` when set (a deployment installed from a wheel points it at its own
+    file); else the checkout's ``tables.yaml``; else ``tables.yaml`` in the working directory.
+    """
+    explicit = os.environ.get(TABLES_FILE_ENV_VAR)
+    if explicit:
+        return Path(explicit).expanduser()
+    if CHECKOUT_TABLES_FILE.is_file():
+        return CHECKOUT_TABLES_FILE
+    return Path.cwd() / "tables.yaml"
 
 
 def load_tables_file(path: str | Path) -> TablesFile:

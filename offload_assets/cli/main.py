@@ -44,7 +44,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 0, 1, 2, 
 
 # The tables file Dagster loads (offload_assets.definitions.TABLES_FILE), named here without
 # importing the definitions, which would load Dagster for commands that do not need it.
-PROJECT_TABLES_FILE = Path(__file__).resolve().parents[2] / "tables.yaml"
 
 EXIT_CODES_HELP = """exit codes:
   0    success
@@ -102,10 +101,10 @@ def _dagster_home() -> Path:
 
 
 def _load_tables(path: str | None):
-    from offload_assets.table_spec import TablesFileError, load_tables_file
+    from offload_assets.table_spec import TablesFileError, default_tables_file, load_tables_file
 
     try:
-        return load_tables_file(path or PROJECT_TABLES_FILE)
+        return load_tables_file(path or default_tables_file())
     except TablesFileError as err:
         raise UsageError(str(err)) from None
 
@@ -704,7 +703,7 @@ def _tables_option(parser: argparse.ArgumentParser) -> None:
         "--tables",
         metavar="FILE",
         default=None,
-        help="tables file (default: the project's tables.yaml, the one Dagster loads)",
+        help="tables file (default: $OFFLOAD_ASSETS_TABLES, else the project's tables.yaml: the one Dagster loads)",
     )
 
 

@@ -19,14 +19,13 @@ from offload_assets.cli.main import (
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
-    PROJECT_TABLES_FILE,
     current_partition_key,
     main,
 )
 from offload_assets.export.layout import read_export_manifest
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.snapshot.build import build_snapshot, publish_snapshot
-from offload_assets.table_spec import load_tables_file
+from offload_assets.table_spec import CHECKOUT_TABLES_FILE, TABLES_FILE_ENV_VAR, default_tables_file, load_tables_file
 from offload_assets_tests.conftest import TEST_BUCKET, write_tables_file
 
 SEEDED = 40  # generated reviews; the blog's two come on top
@@ -159,10 +158,22 @@ def test_current_partition_key_is_dagsters_last_partition():
     assert current_partition_key(paris, dt.datetime(2026, 11, 27, 2, 30, tzinfo=dt.UTC)) == "2026-11-27"
 
 
-def test_project_tables_file_is_the_one_dagster_loads():
+def test_project_tables_file_is_the_one_dagster_loads(monkeypatch):
     from offload_assets.definitions import TABLES_FILE
 
-    assert PROJECT_TABLES_FILE == TABLES_FILE
+    monkeypatch.delenv(TABLES_FILE_ENV_VAR, raising=False)
+    assert default_tables_file() == TABLES_FILE == CHECKOUT_TABLES_FILE
+    assert load_tables_file(TABLES_FILE).table("Reviews").catalog_database == "dynamodb-exports"
+
+
+def test_tables_file_from_the_environment(capsys, monkeypatch, tmp_path):
+    """A deployment installed from a wheel names its own tables file; the CLI and Dagster use it."""
+    own = write_tables_file(tmp_path / "deploy.yaml", {"dynamodb_table": "Orders", "s3_bucket": "shop-offload"})
+    monkeypatch.setenv(TABLES_FILE_ENV_VAR, str(own))
+    assert default_tables_file() == own
+    code, out, _ = run_cli(capsys, "iam-policy")  # no --tables: the environment's file
+    assert code == EXIT_OK
+    assert "table/Orders" in out and "table/Reviews" not in out
 
 
 def test_export_run_status_convert_and_publish(capsys, cli_env, tables_file, tmp_path):
