@@ -11,7 +11,7 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
     import dagster as dg
 
     from offload_assets.aws.connection import resolve_connection
-    from offload_assets.definitions import TABLES_FILE, build_definitions
+    from offload_assets.defs.definitions import TABLES_FILE, build_definitions
     from offload_assets.defs.table_assets import partitions_for
     from offload_assets.local.demo_data import REVIEWS_TABLE, seed_reviews
     from offload_assets.sql.query import run_query

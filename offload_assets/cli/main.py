@@ -42,9 +42,6 @@ from offload_assets.table_spec import DEFAULT_DATABASE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-# The tables file Dagster loads (offload_assets.definitions.TABLES_FILE), named here without
-# importing the definitions, which would load Dagster for commands that do not need it.
-
 EXIT_CODES_HELP = """exit codes:
   0    success
   1    the operation failed (the reason is printed on stderr)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from offload_assets.sql.query import QueryError, QueryResult
+from offload_assets.sql.results import QueryError, QueryResult
 
 _INTEGER_TYPES = {"tinyint", "smallint", "integer", "int", "bigint"}
 _FLOAT_TYPES = {"float", "double", "real"}

@@ -34,7 +34,7 @@ from offload_assets.catalog.glue_tables import (
     list_partitions,
 )
 from offload_assets.catalog.projection import ProjectionError, parse_projection, projected_locations, template_root
-from offload_assets.sql.query import QueryError, QueryResult
+from offload_assets.sql.results import QueryError, QueryResult
 from offload_assets.sql.trino_to_duckdb import (
     TranslationError,
     athena_column_name,

@@ -9,7 +9,7 @@ import dagster as dg
 from offload_assets.definitions import TABLES_FILE, build_definitions, defs
 from offload_assets_tests.conftest import write_tables_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_project_definitions_are_loadable():

@@ -18,7 +18,7 @@ from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOG_QUERY = """SELECT COUNT(author) as num_reviews FROM "dynamodb-exports"."reviews" WHERE author = 'J.K. Rowling';"""
 
 
