@@ -142,12 +142,15 @@ def detect_line_format(obj: Any) -> str:
     if not isinstance(obj, dict):
         raise NotAnItem("line is not a JSON object")
     keys = obj.keys()
-    if (
-        keys == {"Item"}
-        and isinstance(obj["Item"], dict)
-        and all(isinstance(v, dict) and len(v) == 1 and next(iter(v)) in NATIVE_TAGS for v in obj["Item"].values())
-    ):
-        return "native"
+    if keys == {"Item"} and isinstance(obj["Item"], dict):
+        item = obj["Item"]
+        if all(isinstance(v, dict) and len(v) == 1 and next(iter(v)) in NATIVE_TAGS for v in item.values()):
+            return "native"
+        # A native line with a bad value (an unknown tag, say) is still a native line, so the
+        # error names that attribute; only a Data Pipeline item whose one attribute is called
+        # "Item" looks like {"Item": {"<lower-case tag>": ...}}.
+        if not (len(item) == 1 and next(iter(item)) in DATA_PIPELINE_TAGS):
+            return "native"
     if keys and keys <= INCREMENTAL_KEYS and ("Keys" in keys or "NewImage" in keys):
         return "incremental"
     return "data_pipeline"

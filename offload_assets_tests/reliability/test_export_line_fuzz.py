@@ -141,3 +141,18 @@ def test_hostile_export_never_crashes_nor_leaves_partial_output(lines, gzipped, 
         if truncate_to is None:  # whole input: every line is converted or (if bad) quarantined
             bad = sum(line in BAD_LINES for line in lines)
             assert (result.rows, result.quarantined_lines) == (len(lines) - bad, bad)
+
+
+def test_native_line_with_an_unknown_tag_is_one_bad_line_not_a_format_change(tmp_path):
+    """The first line's bad tag must not make the file look like a Data Pipeline export (which
+    would turn every following native line into a bad line too)."""
+    source = _write_input(tmp_path, [_item({"x": {"X": "1"}}), _item({"n": {"N": "0"}})], False, None)
+    out = tmp_path / "out"
+    out.mkdir()
+    fs = pafs.LocalFileSystem()
+    result = convert_export_to_parquet(
+        [str(source)], fs, str(out), fs, table_name="Fuzz", options=ConversionOptions(bad_lines="quarantine")
+    )
+    assert (result.rows, result.quarantined_lines) == (1, 1)
+    (bad,) = [json.loads(line) for line in (out / "_quarantine" / "bad-lines.jsonl").read_text().splitlines()]
+    assert bad["line"] == 1 and "'x'" in bad["reason"] and "'X'" in bad["reason"]
