@@ -17,7 +17,8 @@ from offload_assets.defs.orchestration import build_table_orchestration, follow_
 from offload_assets.defs.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.export.partition_export import ExportRefusedError, export_partition
 from offload_assets.export.scan import ScanProgress
-from offload_assets.snapshot.build import PublishRefusedErrors, build_snapshot, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot
+from offload_assets.snapshot.publish import PublishRefusedErrors, publish_snapshot
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 EXPORT_POOL = "dynamodb_export"

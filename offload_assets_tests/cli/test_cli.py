@@ -25,7 +25,8 @@ from offload_assets.cli.main import (
 )
 from offload_assets.export.layout import read_export_manifest
 from offload_assets.local.demo_data import seed_reviews
-from offload_assets.snapshot.build import build_snapshot, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot
+from offload_assets.snapshot.publish import publish_snapshot
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import TEST_BUCKET, write_tables_file
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from offload_assets.defs.table_assets import partitions_for
 from offload_assets.export.partition_export import export_partition
 from offload_assets.local.demo_data import put_items, seed_reviews
-from offload_assets.snapshot.build import build_snapshot, list_run_dirs, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot, list_run_dirs
+from offload_assets.snapshot.publish import publish_snapshot
 from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file

@@ -10,7 +10,8 @@ from offload_assets.defs.table_assets import partitions_for
 from offload_assets.export.partition_export import export_partition
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.local.emulator import ensure_local_emulator, stop_local_emulator
-from offload_assets.snapshot.build import build_snapshot, list_run_dirs, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot, list_run_dirs
+from offload_assets.snapshot.publish import publish_snapshot
 from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file

@@ -13,7 +13,8 @@ from offload_assets.catalog.glue_tables import (
     list_partitions,
 )
 from offload_assets.catalog.retention import RetentionRefusedError
-from offload_assets.snapshot.build import list_run_dirs, publish_snapshot
+from offload_assets.snapshot.build import list_run_dirs
+from offload_assets.snapshot.publish import publish_snapshot
 from offload_assets.sql.query import run_query
 from offload_assets_tests.catalog.conftest import field, make_spec, write_snapshot
 
