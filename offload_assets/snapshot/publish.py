@@ -1,17 +1,24 @@
-"""Publishing a partition's Parquet snapshot to the catalog, and removing what it replaces.
+"""Publishing a partition's Parquet snapshot: one commit point, then the catalog follows it.
 
-Publishing points the catalog partition at the newest complete run directory (see
-:mod:`offload_assets.snapshot.build` for the layout), and only then deletes the older ones, so SQL
-readers never see half a snapshot and a re-run replaces instead of appending.
+Each partition has a commit marker, ``<parquet_root>/ddb_export_timestamp=<date>/_commit.json``,
+naming the one run directory SQL must read. Publishing switches it by compare-and-swap (S3
+``If-Match`` / ``If-None-Match``) to the newest snapshot whose blocking checks passed (their
+verdict is in the snapshot, :mod:`offload_assets.snapshot.verdict`); a publisher that loses the
+race re-reads and decides again, and the marker only moves forward. Glue is then written to show
+what the marker says, and only after that are older run directories removed (never the committed
+one, the one it replaced, or the one Glue points at). See ``docs/publish-protocol.md``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from offload_assets.aws.s3_conditional import VersionedJson, put_json_if, read_json
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.aws.s3_writes import enforce_s3_settings
 from offload_assets.catalog.crawler import CrawlerFailedError, CrawlerTimeoutError, CrawlOutcome, run_crawler
@@ -36,15 +43,28 @@ from offload_assets.catalog.retention import (
 from offload_assets.snapshot.build import (
     MissingSnapshotError,
     SnapshotManifest,
-    latest_complete_snapshot,
     list_run_dirs,
+    read_snapshot_manifest,
 )
+from offload_assets.snapshot.verdict import SnapshotVerifier, read_check_verdict
 from offload_assets.table_spec import TableSpec
 
 _PUBLISH_ATTEMPTS = 5
+
+
+class UnpublishableSnapshotError(RuntimeError):
+    """Every snapshot newer than the committed one failed a blocking check: nothing may be published."""
+
+
 #: Errors that re-running cannot fix (a schema conflict, retention refusing the date, a crawler
 #: that did not finish): the Dagster skin fails the run without retries.
-PublishRefusedErrors = (SchemaConflictError, RetentionRefusedError, CrawlerTimeoutError, CrawlerFailedError)
+PublishRefusedErrors = (
+    SchemaConflictError,
+    RetentionRefusedError,
+    CrawlerTimeoutError,
+    CrawlerFailedError,
+    UnpublishableSnapshotError,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,9 @@ class PublishResult:
     latest_view: LatestViewOutcome | None = None
     retention: RetentionOutcome | None = None
     crawl: CrawlOutcome | None = None
+    committed: bool = False  # this publish switched the commit marker
+    generation: int = 0  # the commit marker's generation after this publish
+    refused_run_dirs: tuple[tuple[str, str], ...] = ()  # newer run dirs not publishable, and why
 
 
 def table_facts(
@@ -108,15 +131,191 @@ def partition_facts(snapshot: SnapshotManifest) -> dict[str, str]:
     }
 
 
-def _delete_older_runs(s3: Any, spec: TableSpec, partition_key: str, keep_run_dir: str) -> list[str]:
+# --------------------------------------------------------------------------- the commit point
+
+COMMIT_MARKER = "_commit.json"
+_COMMIT_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class CommitMarker:
+    """What ``<partition>/_commit.json`` says: the one snapshot of the partition SQL must read."""
+
+    generation: int
+    run_dir: str
+    previous_run_dir: str | None
+    export_id: str
+    rows: int
+    committed_at: str
+    publisher: str
+    version: VersionedJson
+
+    @classmethod
+    def from_json(cls, found: VersionedJson) -> CommitMarker:
+        b = found.body
+        return cls(
+            generation=int(b["generation"]),
+            run_dir=b["run_dir"],
+            previous_run_dir=b.get("previous_run_dir"),
+            export_id=b.get("export_id", ""),
+            rows=int(b.get("rows", 0)),
+            committed_at=b.get("committed_at", ""),
+            publisher=b.get("publisher", ""),
+            version=found,
+        )
+
+
+@dataclass(frozen=True)
+class Commit:
+    marker: CommitMarker
+    snapshot: SnapshotManifest
+    changed: bool  # this publisher switched the marker (False: the committed snapshot was already the newest)
+    refused: tuple[tuple[str, str], ...]  # newer run dirs not publishable, with the reason
+
+
+def commit_marker_key(spec: TableSpec, partition_key: str) -> str:
+    return f"{spec.parquet_partition_prefix(partition_key)}/{COMMIT_MARKER}"
+
+
+def read_commit_marker(s3: Any, spec: TableSpec, partition_key: str) -> CommitMarker | None:
+    found = read_json(s3, bucket=spec.s3_bucket, key=commit_marker_key(spec, partition_key))
+    return CommitMarker.from_json(found) if found else None
+
+
+def write_commit_marker(
+    s3: Any,
+    spec: TableSpec,
+    partition_key: str,
+    snapshot: SnapshotManifest,
+    *,
+    expected: CommitMarker | None,
+    publisher: str,
+) -> CommitMarker | None:
+    """Switch the partition to ``snapshot`` if the marker is still ``expected``; None when another publisher won."""
+    body = {
+        "generation": (expected.generation + 1) if expected else 1,
+        "run_dir": snapshot.run_dir,
+        "previous_run_dir": expected.run_dir if expected else None,
+        "export_id": snapshot.export_id,
+        "rows": snapshot.rows,
+        "committed_at": dt.datetime.now(dt.UTC).isoformat(),
+        "publisher": publisher,
+    }
+    written = put_json_if(
+        s3,
+        bucket=spec.s3_bucket,
+        key=commit_marker_key(spec, partition_key),
+        body=body,
+        expected=expected.version if expected else None,
+    )
+    return CommitMarker.from_json(written) if written else None
+
+
+def newest_publishable_snapshot(
+    s3: Any, spec: TableSpec, partition_key: str, *, newer_than: str | None, verify: SnapshotVerifier | None
+) -> tuple[SnapshotManifest | None, list[tuple[str, str]]]:
+    """The newest complete snapshot newer than ``newer_than`` whose blocking checks passed.
+
+    A complete snapshot with no verdict yet is checked with ``verify`` (when given). Returns it
+    (or None) and the newer run dirs passed over, with why.
+    """
+    refused: list[tuple[str, str]] = []
+    prefix = spec.parquet_partition_prefix(partition_key)
+    for run_dir in reversed(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=prefix)):
+        if newer_than is not None and run_dir <= newer_than:
+            break
+        snapshot = read_snapshot_manifest(s3, bucket=spec.s3_bucket, run_dir=run_dir)
+        if snapshot is None:
+            refused.append((run_dir, "incomplete (no _snapshot.json)"))
+            continue
+        verdict = read_check_verdict(s3, snapshot)
+        if (verdict is None or (verdict.missing and not verdict.failed)) and verify is not None:
+            verdict = verify(snapshot)
+        if verdict is not None and verdict.publishable:
+            return snapshot, refused
+        refused.append((run_dir, verdict.describe() if verdict else "not checked (no _checks.json)"))
+    return None, refused
+
+
+def commit_snapshot(
+    s3: Any, spec: TableSpec, partition_key: str, *, publisher: str, verify: SnapshotVerifier | None = None
+) -> Commit:
+    """THE commit point: switch ``_commit.json`` to the newest publishable snapshot, by compare-and-swap.
+
+    A publisher that loses the race re-reads the marker and decides again; the marker only ever
+    moves to a newer run directory.
+    """
+    where = f"table {spec.dynamodb_table!r}, partition {partition_key}"
+    for _ in range(_COMMIT_ATTEMPTS):
+        marker = read_commit_marker(s3, spec, partition_key)
+        candidate, refused = newest_publishable_snapshot(
+            s3, spec, partition_key, newer_than=marker.run_dir if marker else None, verify=verify
+        )
+        if candidate is None:
+            failed = [(d, why) for d, why in refused if why.startswith("failed")]
+            if failed:
+                kept = f"the catalog stays on {marker.run_dir}" if marker else "nothing is published"
+                raise UnpublishableSnapshotError(
+                    f"{where}: the newest snapshot(s) failed their blocking checks, {kept}: "
+                    + _listed(failed)
+                    + " (re-run the Parquet snapshot asset to build a new one)"
+                )
+            if marker is None:
+                raise MissingSnapshotError(
+                    f"{where}: no complete Parquet snapshot whose blocking checks passed under "
+                    f"s3://{spec.s3_bucket}/{spec.parquet_partition_prefix(partition_key)}/ "
+                    + (f"({_listed(refused)}) " if refused else "")
+                    + "(materialize the Parquet snapshot asset for this partition first)"
+                )
+            committed = read_snapshot_manifest(s3, bucket=spec.s3_bucket, run_dir=marker.run_dir)
+            if committed is None:
+                raise MissingSnapshotError(f"{where}: the committed snapshot {marker.run_dir} has no _snapshot.json")
+            return Commit(marker, committed, False, tuple(refused))
+        new = write_commit_marker(s3, spec, partition_key, candidate, expected=marker, publisher=publisher)
+        if new is not None:
+            return Commit(new, candidate, True, tuple(refused))
+    raise RuntimeError(
+        f"{where}: the commit marker kept changing ({_COMMIT_ATTEMPTS} attempts); re-run the catalog step"
+    )
+
+
+def _listed(run_dirs: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{d.rsplit('/', 1)[-1]}: {why}" for d, why in run_dirs[:3])
+
+
+def clean_up_run_dirs(glue: Any, s3: Any, spec: TableSpec, partition_key: str, marker: CommitMarker) -> list[str]:
+    """Delete the run dirs older than the committed one: failed, abandoned and superseded snapshots.
+
+    Kept: the committed snapshot, the one it replaced (a publisher that committed it and has not
+    written Glue yet may still point the partition there for a moment) and whatever the Glue
+    partition points at right now, except with partition projection, where Athena reads every run
+    dir of the date (only the committed one is kept). Newer run dirs (being written, or failed)
+    wait for a newer commit.
+    """
+    keep = {marker.run_dir, marker.previous_run_dir, _glue_run_dir(glue, spec, partition_key)}
+    if spec.partition_projection:  # Athena then reads the whole date directory: one run only
+        keep = {marker.run_dir}
     removed = []
-    for run_dir in list_run_dirs(
-        s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key)
-    ):
-        if run_dir < keep_run_dir:
+    prefix = spec.parquet_partition_prefix(partition_key)
+    for run_dir in list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=prefix):
+        if run_dir < marker.run_dir and run_dir not in keep:
             delete_prefix(s3, bucket=spec.s3_bucket, prefix=run_dir + "/")
             removed.append(run_dir)
     return removed
+
+
+def _glue_run_dir(glue: Any, spec: TableSpec, partition_key: str) -> str | None:
+    try:
+        part = glue.get_partition(
+            DatabaseName=spec.catalog_database, TableName=spec.catalog_table, PartitionValues=[partition_key]
+        )["Partition"]
+    except glue.exceptions.EntityNotFoundException:
+        return None
+    location = part.get("StorageDescriptor", {}).get("Location", "")
+    return location.removeprefix(f"s3://{spec.s3_bucket}/").rstrip("/") or None
+
+
+# --------------------------------------------------------------------------- publishing
 
 
 def publish_snapshot(
@@ -125,49 +324,70 @@ def publish_snapshot(
     spec: TableSpec,
     partition_key: str,
     *,
+    verify: SnapshotVerifier | None = None,
     table_parameters: dict[str, str] | None = None,
     crawler_poll_seconds: float = 10.0,
+    publisher: str | None = None,
 ) -> PublishResult:
-    """Point the catalog at the newest complete snapshot of a partition, then clean up.
+    """Commit the newest snapshot of a partition whose blocking checks passed, show it in the catalog, clean up.
 
-    In order: refuse a partition retention would delete at once; merge the snapshot's schema
-    into the table's (new columns appended, types never changed: a conflict is refused);
-    create/update the table, give older partitions the new column list, create/update the
-    partition; delete older runs of that day; apply retention; point ``<table>_latest`` at the
-    newest snapshot. Every step writes only what changed, so re-publishing changes nothing.
+    In order: switch the partition's commit marker (:func:`commit_snapshot`; ``verify`` checks a
+    complete snapshot that has no verdict yet); refuse a partition retention would delete at once;
+    merge the snapshot's schema into the table's (new columns appended, types never changed: a
+    conflict is refused); create/update the table, give older partitions the new column list,
+    create/update the partition, until Glue shows what the marker says; delete superseded and
+    failed run dirs of that day; apply retention; point ``<table>_latest`` at the newest snapshot.
+    Every step writes only what changed, so re-publishing changes nothing.
     """
     s3 = enforce_s3_settings(s3, spec)
-    snapshot = latest_complete_snapshot(s3, spec, partition_key)
-    if snapshot is None:
-        raise MissingSnapshotError(
-            f"table {spec.dynamodb_table!r}, partition {partition_key}: no complete Parquet snapshot under "
-            f"s3://{spec.s3_bucket}/{spec.parquet_partition_prefix(partition_key)}/ "
-            "(materialize the Parquet snapshot asset for this partition first)"
-        )
+    publisher = publisher or uuid.uuid4().hex
+    if spec.catalog_mode != "crawler" and get_catalog_table(glue, spec.catalog_database, spec.catalog_table):
+        registered = list_partitions(glue, database=spec.catalog_database, table=spec.catalog_table)
+        check_retention_admits(spec, partition_key, [p.value for p in registered])  # before committing anything
+    commit = commit_snapshot(s3, spec, partition_key, publisher=publisher, verify=verify)
     if spec.catalog_mode == "crawler":
-        return _publish_with_crawler(glue, s3, spec, partition_key, snapshot, crawler_poll_seconds)
+        return _publish_with_crawler(glue, s3, spec, partition_key, commit, crawler_poll_seconds)
     db, name = spec.catalog_database, spec.catalog_table
-    table_change, current, schema = _register_table_for(glue, spec, partition_key, snapshot, table_parameters)
-    resynced = 0
-    if current is not None and [(f.name, f.type) for f in current.schema] != [(f.name, f.type) for f in schema]:
-        resynced = sync_partition_columns(glue, database=db, table=name, schema=schema)
-    location = snapshot.s3_uri
-    partition_change = register_partition(
-        glue,
-        database=db,
-        table=name,
-        value=partition_key,
-        location=location,
-        schema=schema,
-        parameters=partition_facts(snapshot),
-    )
-    removed = _delete_older_runs(s3, spec, partition_key, snapshot.run_dir)
+    marker, snapshot = commit.marker, commit.snapshot
+    for _ in range(_PUBLISH_ATTEMPTS):
+        table_change, current, schema = _register_table_for(glue, spec, partition_key, snapshot, table_parameters)
+        resynced = 0
+        if current is not None and [(f.name, f.type) for f in current.schema] != [(f.name, f.type) for f in schema]:
+            resynced = sync_partition_columns(glue, database=db, table=name, schema=schema)
+        partition_change = register_partition(
+            glue,
+            database=db,
+            table=name,
+            value=partition_key,
+            location=snapshot.s3_uri,
+            schema=schema,
+            parameters=partition_facts(snapshot),
+        )
+        # Glue has no condition on UpdatePartition: a slower publisher of an older commit may have
+        # written after us. Follow the marker until Glue shows what it says.
+        marker = read_commit_marker(s3, spec, partition_key) or marker
+        if marker.run_dir == snapshot.run_dir and _glue_run_dir(glue, spec, partition_key) == marker.run_dir:
+            break
+        snapshot = read_snapshot_manifest(s3, bucket=spec.s3_bucket, run_dir=marker.run_dir) or snapshot
+    removed = clean_up_run_dirs(glue, s3, spec, partition_key, marker)
     retention = apply_retention(glue, s3, spec) if spec.retention_snapshots else None
     values = list(retention.kept) if retention else [p.value for p in list_partitions(glue, database=db, table=name)]
     view = publish_latest_view(
         glue, database=db, table=name, schema=schema, partition_values=values, source_table=spec.dynamodb_table
     )
-    return PublishResult(snapshot, table_change, partition_change, tuple(removed), location, resynced, view, retention)
+    return PublishResult(
+        snapshot=snapshot,
+        table_change=table_change,
+        partition_change=partition_change,
+        removed_run_dirs=tuple(removed),
+        location=snapshot.s3_uri,
+        partitions_resynced=resynced,
+        latest_view=view,
+        retention=retention,
+        committed=commit.changed,
+        generation=marker.generation,
+        refused_run_dirs=commit.refused,
+    )
 
 
 def _register_table_for(
@@ -216,10 +436,17 @@ def _register_table_for(
 
 
 def _publish_with_crawler(
-    glue: Any, s3: Any, spec: TableSpec, partition_key: str, snapshot: SnapshotManifest, poll_seconds: float
+    glue: Any, s3: Any, spec: TableSpec, partition_key: str, commit: Commit, poll_seconds: float
 ) -> PublishResult:
-    """Crawler mode: leave one complete run per day on S3, apply retention to files, let the crawler register."""
-    removed = _delete_older_runs(s3, spec, partition_key, snapshot.run_dir)
+    """Crawler mode: leave only the committed run of the day on S3, let the crawler register it."""
+    snapshot = commit.snapshot
+    removed = []
+    for run_dir in list_run_dirs(
+        s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key)
+    ):
+        if run_dir < snapshot.run_dir:
+            delete_prefix(s3, bucket=spec.s3_bucket, prefix=run_dir + "/")
+            removed.append(run_dir)
     crawl = run_crawler(glue, spec, poll_seconds=poll_seconds)
     table = get_catalog_table(glue, spec.catalog_database, spec.catalog_table)
     if table is None:
@@ -236,4 +463,17 @@ def _publish_with_crawler(
         partition_values=values,
         source_table=spec.dynamodb_table,
     )
-    return PublishResult(snapshot, "crawled", "crawled", tuple(removed), snapshot.s3_uri, 0, view, None, crawl)
+    return PublishResult(
+        snapshot,
+        "crawled",
+        "crawled",
+        tuple(removed),
+        snapshot.s3_uri,
+        0,
+        view,
+        None,
+        crawl,
+        committed=commit.changed,
+        generation=commit.marker.generation,
+        refused_run_dirs=commit.refused,
+    )
