@@ -2,7 +2,8 @@
 
 On the Parquet snapshot, per partition: ``row_count_parity`` and ``unique_primary_keys`` are
 blocking (a snapshot that fails them is never published: the catalog step of the same run
-does not start), ``schema_drift`` warns. On the catalog table: ``sql_row_count_parity`` per
+does not start, and their verdict is written into the snapshot, so no later catalog-only run
+publishes it either), ``schema_drift`` warns. On the catalog table: ``sql_row_count_parity`` per
 partition (what SQL counts, after publishing) and ``newest_partition_fresh`` for the table,
 which a sensor re-evaluates between runs so a missed night shows without anyone looking.
 """
@@ -18,6 +19,7 @@ from offload_assets.defs.resources import AthenaResource, DynamoDBResource, Glue
 from offload_assets.export.layout import latest_completed_export
 from offload_assets.snapshot.build import SnapshotManifest, latest_complete_snapshot
 from offload_assets.snapshot.checks import (
+    ERROR,
     WARN,
     CheckOutcome,
     freshness,
@@ -32,6 +34,7 @@ from offload_assets.snapshot.checks import (
     sql_row_count_parity,
     unique_primary_keys,
 )
+from offload_assets.snapshot.verdict import BLOCKING_CHECKS, record_check_results
 from offload_assets.table_spec import TableSpec
 
 FRESHNESS_CHECK = "newest_partition_fresh"
@@ -152,6 +155,7 @@ def build_snapshot_checks(
             partition_key = context.partition_key
             client = s3.get_table_client(spec)
             snapshot = latest_complete_snapshot(client, spec, partition_key)
+            blocking: dict[str, CheckOutcome] = {}
             for name in ("row_count_parity", "unique_primary_keys", "schema_drift"):
                 if name not in selected:
                     continue
@@ -174,6 +178,12 @@ def build_snapshot_checks(
                             baseline_label=f"partition {previous.partition_key}" if previous else None,
                         )
                     )
+                if snapshot is not None and name in BLOCKING_CHECKS:
+                    blocking[name] = CheckOutcome(
+                        result.passed,
+                        result.description or "",
+                        WARN if result.severity == dg.AssetCheckSeverity.WARN else ERROR,
+                    )
                 yield dg.AssetCheckResult(
                     asset_key=parquet_key,
                     check_name=name,
@@ -182,6 +192,8 @@ def build_snapshot_checks(
                     description=result.description,
                     metadata=result.metadata,
                 )
+            if blocking:  # the verdict goes into the snapshot: only a passed one can ever be published
+                record_check_results(client, snapshot, blocking)
 
         @dg.asset_check(
             asset=catalog_key,

@@ -15,7 +15,9 @@ from offload_assets.defs.orchestration import build_table_orchestration, follow_
 from offload_assets.defs.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.export.partition_export import ExportRefusedError, export_partition
 from offload_assets.export.scan import ScanProgress
-from offload_assets.snapshot.build import PublishRefusedErrors, build_snapshot, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot
+from offload_assets.snapshot.publish import PublishRefusedErrors, publish_snapshot
+from offload_assets.snapshot.verdict import blocking_checks_verifier
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 EXPORT_POOL = "dynamodb_export"
@@ -164,16 +166,19 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         description=(
             f'Glue table `"{spec.catalog_database}"."{spec.catalog_table}"` (one partition per snapshot date) and the Athena '
             f'view `"{spec.catalog_database}"."{spec.catalog_table}_latest"` (the newest snapshot only: use it to count items). '
-            "The partition is switched to the newest complete Parquet snapshot, then older snapshot files of that day are "
+            "The partition's commit marker is switched to the newest Parquet snapshot whose blocking checks passed, Glue "
+            "follows it, then superseded and failed snapshot files of that day are "
             f"removed{f'; only the newest {spec.retention_snapshots} snapshots are kept' if spec.retention_snapshots else ''}. "
             "Query with Athena, or locally with `offload-assets query`."
         ),
     )
     def catalog_table(
-        context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource
+        context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource, dynamodb: DynamoDBResource
     ) -> dg.MaterializeResult:
+        client = s3.get_table_client(spec)
+        verify = blocking_checks_verifier(client, s3.get_filesystem(), dynamodb.get_client(), spec)
         try:
-            published = publish_snapshot(glue.get_client(), s3.get_table_client(spec), spec, context.partition_key)
+            published = publish_snapshot(glue.get_client(), client, spec, context.partition_key, verify=verify)
         except PublishRefusedErrors as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
         view, retention = published.latest_view, published.retention
@@ -185,6 +190,10 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
                 "table_change": published.table_change,
                 "partition_change": published.partition_change,
                 "removed_snapshots": len(published.removed_run_dirs),
+                "removed_run_dirs": dg.MetadataValue.json(list(published.removed_run_dirs)),
+                "committed": published.committed,
+                "commit_generation": published.generation,
+                "refused_run_dirs": dg.MetadataValue.json([list(r) for r in published.refused_run_dirs]),
                 "export_id": published.snapshot.export_id,
                 "partitions_resynced": published.partitions_resynced,
                 "latest_view": f"{spec.catalog_database}.{view.name}" if view else None,

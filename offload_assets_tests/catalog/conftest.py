@@ -17,6 +17,8 @@ import pytest
 
 from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.snapshot.build import SnapshotManifest, new_run_dir, write_snapshot_manifest
+from offload_assets.snapshot.checks import CheckOutcome
+from offload_assets.snapshot.verdict import BLOCKING_CHECKS, record_check_results
 from offload_assets.table_spec import TableSpec, parse_tables
 
 ORIGINAL = b"original_name"
@@ -47,8 +49,13 @@ def write_snapshot(
     *,
     files: int = 1,
     complete: bool = True,
+    checks_passed: bool | None = True,
 ) -> SnapshotManifest | str:
-    """A snapshot run directory of ``rows`` (split over ``files`` Parquet files); the run dir if incomplete."""
+    """A snapshot run directory of ``rows`` (split over ``files`` Parquet files); the run dir if incomplete.
+
+    ``checks_passed`` is the blocking checks' verdict recorded in it (None: no verdict, as when the
+    run died during its checks).
+    """
     s3, fs = aws.client("s3"), aws.arrow_filesystem()
     ensure_bucket(s3, spec.s3_bucket)
     n = next(_run_counter)
@@ -63,7 +70,7 @@ def write_snapshot(
         written.append({"path": path, "rows": len(chunk), "bytes": fs.get_file_info(path).size})
     if not complete:
         return run_dir
-    return write_snapshot_manifest(
+    snapshot = write_snapshot_manifest(
         s3,
         bucket=spec.s3_bucket,
         run_dir=run_dir,
@@ -74,6 +81,10 @@ def write_snapshot(
         schema=schema,
         rescued_counts={},
     )
+    if checks_passed is not None:
+        outcome = CheckOutcome(checks_passed, "recorded by the test" if checks_passed else "failed in the test")
+        record_check_results(s3, snapshot, dict.fromkeys(BLOCKING_CHECKS, outcome))
+    return snapshot
 
 
 @pytest.fixture()

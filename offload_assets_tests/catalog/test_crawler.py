@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from offload_assets.catalog.crawler import CrawlerTimeoutError, crawler_name, ensure_crawler, run_crawler
-from offload_assets.snapshot.build import list_run_dirs, publish_snapshot
+from offload_assets.snapshot.build import list_run_dirs
+from offload_assets.snapshot.publish import publish_snapshot
 from offload_assets.table_spec import TablesFileError
 from offload_assets_tests.catalog.conftest import field, make_spec, write_snapshot
 

@@ -24,7 +24,9 @@ from offload_assets.cli.main import (
 )
 from offload_assets.export.layout import read_export_manifest
 from offload_assets.local.demo_data import seed_reviews
-from offload_assets.snapshot.build import build_snapshot, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot
+from offload_assets.snapshot.publish import publish_snapshot
+from offload_assets.snapshot.verdict import blocking_checks_verifier
 from offload_assets.table_spec import CHECKOUT_TABLES_FILE, TABLES_FILE_ENV_VAR, default_tables_file, load_tables_file
 from offload_assets_tests.conftest import TEST_BUCKET, write_tables_file
 
@@ -271,7 +273,8 @@ def test_export_run_status_convert_and_publish(capsys, cli_env, tables_file, tmp
     snap = build_snapshot(
         aws.client("s3"), aws.arrow_filesystem(), aws.client("glue"), spec, partition, run_id="clitest"
     )
-    publish_snapshot(aws.client("glue"), aws.client("s3"), spec, partition)
+    verify = blocking_checks_verifier(aws.client("s3"), aws.arrow_filesystem(), aws.client("dynamodb"), spec)
+    publish_snapshot(aws.client("glue"), aws.client("s3"), spec, partition, verify=verify)
     code, out, _ = run_cli(capsys, "export", "status", "--tables", str(tables_file), "--format", "json")
     (p,) = json.loads(out)[0]["partitions"]
     assert p["snapshots"] == [

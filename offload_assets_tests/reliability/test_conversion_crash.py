@@ -12,7 +12,9 @@ from pathlib import Path
 from offload_assets.defs.table_assets import partitions_for
 from offload_assets.export.partition_export import export_partition
 from offload_assets.local.demo_data import put_items, seed_reviews
-from offload_assets.snapshot.build import build_snapshot, list_run_dirs, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot, list_run_dirs
+from offload_assets.snapshot.publish import publish_snapshot
+from offload_assets.snapshot.verdict import blocking_checks_verifier
 from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
@@ -36,7 +38,8 @@ def test_sigkill_mid_conversion_then_rerun_publishes_exactly_once(aws, emulator,
     first = seed_reviews(ddb, count=2000)
     export_partition(spec, partition, dynamodb=ddb, s3=s3)
     build_snapshot(s3, fs, glue, spec, partition, run_id="first")
-    publish_snapshot(glue, s3, spec, partition)
+    verify = blocking_checks_verifier(s3, fs, ddb, spec)
+    publish_snapshot(glue, s3, spec, partition, verify=verify)
     before = _keys(aws, partition)
     assert len(before) == len(first) == len(set(before))
 
@@ -78,12 +81,14 @@ def test_sigkill_mid_conversion_then_rerun_publishes_exactly_once(aws, emulator,
     # Killed mid-run: nothing is published, SQL answers exactly as before.
     assert _keys(aws, partition) == before
 
-    # Re-run and publish: the new exact row set, each key once, the killed run's files removed.
+    # Re-run and publish: the new exact row set, each key once, the killed run's files removed
+    # (the replaced snapshot stays until the next commit of the day).
     build_snapshot(s3, fs, glue, spec, partition, run_id="rerun")
-    published = publish_snapshot(glue, s3, spec, partition)
+    published = publish_snapshot(glue, s3, spec, partition, verify=verify)
     after = _keys(aws, partition)
     expected = sorted({(i["User"], i["Book"]) for i in first + extra})
     assert after == expected and len(after) == len(first) + len(extra)
     assert list_run_dirs(s3, bucket="crash-bucket", partition_prefix=spec.parquet_partition_prefix(partition)) == [
-        published.snapshot.run_dir
+        published_dir,
+        published.snapshot.run_dir,
     ]

@@ -10,7 +10,9 @@ from offload_assets.defs.table_assets import partitions_for
 from offload_assets.export.partition_export import export_partition
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.local.emulator import ensure_local_emulator, stop_local_emulator
-from offload_assets.snapshot.build import build_snapshot, list_run_dirs, publish_snapshot
+from offload_assets.snapshot.build import build_snapshot, list_run_dirs
+from offload_assets.snapshot.publish import publish_snapshot
+from offload_assets.snapshot.verdict import blocking_checks_verifier
 from offload_assets.sql.query import run_query
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
@@ -39,7 +41,13 @@ def test_emulator_stopping_mid_run_gives_a_clear_error_and_a_clean_retry(tmp_pat
         aws = resolve_connection(target="local", endpoint_url=emu.endpoint_url)
         s3, glue = aws.client("s3"), aws.client("glue")
         build_snapshot(s3, aws.arrow_filesystem(), glue, spec, partition, run_id="retry")
-        published = publish_snapshot(glue, s3, spec, partition)
+        published = publish_snapshot(
+            glue,
+            s3,
+            spec,
+            partition,
+            verify=blocking_checks_verifier(s3, aws.arrow_filesystem(), aws.client("dynamodb"), spec),
+        )
         rows = run_query(
             f'SELECT "user", "book" FROM "dynamodb-exports"."reviews" WHERE ddb_export_timestamp = \'{partition}\'',
             connection=aws,

@@ -13,7 +13,8 @@ from offload_assets.catalog.glue_tables import (
     list_partitions,
 )
 from offload_assets.catalog.retention import RetentionRefusedError
-from offload_assets.snapshot.build import list_run_dirs, publish_snapshot
+from offload_assets.snapshot.build import list_run_dirs
+from offload_assets.snapshot.publish import publish_snapshot
 from offload_assets.sql.query import run_query
 from offload_assets_tests.catalog.conftest import field, make_spec, write_snapshot
 
@@ -144,11 +145,18 @@ def test_latest_view_counts_one_snapshot_after_many_nights(aws, spec):
         {"name": "ddb_export_timestamp", "type": "varchar"},
     ]
     assert [c["Type"] for c in view["StorageDescriptor"]["Columns"]] == ["string", "bigint", "string"]
-    # Re-running the newest day replaces its run: the view still counts it once, older runs are gone.
+    # Re-running the newest day replaces its run: the view still counts it once. The run it replaced
+    # is kept until the next commit of that day (a slower publisher may still point Glue at it).
+    first_run = list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))
     write_snapshot(aws, spec, "2026-11-25", _rows(9, 25), V1, files=3)
     result = publish_snapshot(glue, s3, spec, "2026-11-25")
-    assert result.partition_change == "updated" and len(result.removed_run_dirs) == 1
+    assert result.partition_change == "updated" and result.removed_run_dirs == () and result.generation == 2
     assert _count(aws, 'SELECT COUNT(*) FROM "dynamodb-exports"."reviews_latest"') == 9
+    third = write_snapshot(aws, spec, "2026-11-25", _rows(4, 25), V1)
+    result = publish_snapshot(glue, s3, spec, "2026-11-25")
+    assert list(result.removed_run_dirs) == first_run and result.generation == 3
+    assert _count(aws, 'SELECT COUNT(*) FROM "dynamodb-exports"."reviews_latest"') == 4
+    assert len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=third.run_dir.rsplit("/", 1)[0])) == 2
 
 
 def test_retention_removes_partitions_and_files_together(aws):
@@ -186,7 +194,7 @@ def test_retention_removes_partitions_and_files_together(aws):
 def test_projection_parameters_and_what_athena_would_read(aws):
     spec = make_spec(partition_projection=True)
     glue, s3 = aws.client("glue"), aws.client("s3")
-    write_snapshot(aws, spec, "2026-11-25", _rows(4, 1), V1)
+    first = write_snapshot(aws, spec, "2026-11-25", _rows(4, 1), V1)
     publish_snapshot(glue, s3, spec, "2026-11-25")
     params = get_catalog_table(glue, DB, "reviews").parameters
     assert params["projection.enabled"] == "true"
@@ -202,15 +210,15 @@ def test_projection_parameters_and_what_athena_would_read(aws):
     assert _count(aws, 'SELECT count(*) FROM "dynamodb-exports"."reviews"') == 8
     # Turning projection off removes the properties; SQL then follows the registered partitions.
     plain = make_spec(partition_projection=False)
-    write_snapshot(aws, plain, "2026-11-25", _rows(4, 1), V1)
+    last = write_snapshot(aws, plain, "2026-11-25", _rows(4, 1), V1)
     publish_snapshot(glue, s3, plain, "2026-11-25")
     assert not any(
         k.startswith(("projection.", "storage.location")) for k in get_catalog_table(glue, DB, "reviews").parameters
     )
     assert _count(aws, 'SELECT count(*) FROM "dynamodb-exports"."reviews"') == 4
-    assert (
-        len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))) == 1
-    )
+    # Without projection the replaced run is kept until the next commit; the abandoned one is gone.
+    runs = list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix("2026-11-25"))
+    assert runs == [first.run_dir, last.run_dir]
 
 
 def test_latest_view_never_moves_back_while_its_snapshot_exists(aws, spec):
