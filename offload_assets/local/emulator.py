@@ -1,9 +1,9 @@
 """The local AWS emulator: moto's server on a loopback port, started by the project on demand.
 
 State lives in one project-local directory (``.offload_assets/`` by default, or
-``$OFFLOAD_ASSETS_HOME``): ``emulator/server.json`` (pid, port), ``emulator/state.pickle``
-(everything the emulator holds, saved a few seconds after each change and at shutdown, so
-stopping ``dagster dev``, the emulator or the machine loses nothing), ``emulator/server.log``.
+``$OFFLOAD_ASSETS_HOME``): ``emulator/server.json`` (pid, port), ``emulator/state/``
+(everything the emulator holds, written before any request that changed it is answered, so an
+acknowledged write survives a SIGKILL of the emulator or a crash of the machine), ``emulator/server.log``.
 
 The server runs detached (its own session), so it outlives the process that started it:
 a Dagster run, a sensor tick, the demo and the CLI all share one emulator.
@@ -194,8 +194,10 @@ def stop_local_emulator(state_dir: str | Path | None = None, *, timeout: float =
 
 def reset_local_state(state_dir: str | Path | None = None) -> None:
     """Stop the emulator and forget everything it held (the saved state file is removed)."""
+    from offload_assets.local.state_store import forget_state
+
     stop_local_emulator(state_dir)
-    (emulator_dir(state_dir) / "state.pickle").unlink(missing_ok=True)
+    forget_state(emulator_dir(state_dir))
 
 
 def backdate_point_in_time_recovery(

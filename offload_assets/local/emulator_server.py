@@ -1,10 +1,11 @@
 """Process entry point of the local AWS emulator (see :mod:`offload_assets.local.emulator`).
 
 Runs moto's WSGI application on 127.0.0.1 with persistence added around it: moto keeps its
-state in memory only, so the backends of the services we use are pickled to
-``state.pickle`` shortly after every change and at shutdown, and restored at start.
-That relies on moto internals, which is why moto is pinned to one version in pyproject.toml
-and tested by ``offload_assets_tests/local/test_local_emulator.py``.
+state in memory only, so after every request that changed something, and before that request
+is answered, the changed services' backends are pickled to ``state/`` (see
+:mod:`offload_assets.local.state_store`). An acknowledged write therefore survives a SIGKILL of
+the emulator; restarting restores it. That relies on moto internals, which is why moto is pinned
+to one version in pyproject.toml and tested by ``offload_assets_tests/local/``.
 
 Besides moto's own routes it serves a few of its own under ``/__offload_emulator__/`` (loopback
 clients only; they exist only here, never on AWS): health, save, and
@@ -15,11 +16,13 @@ clients only; they exist only here, never on AWS): health, save, and
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import copyreg
 import datetime as dt
+import io
 import json
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 from offload_assets.export.native import PITR_MAX_DAYS
+from offload_assets.local.state_store import StateStore, pickle_backends
 
 PERSISTED_SERVICES = ("dynamodb", "s3", "glue", "athena", "sns", "sqs", "sts", "iam")
 HEALTH_PATH = "/__offload_emulator__/health"
@@ -129,72 +133,247 @@ def backdate_point_in_time_recovery(table_name: str, earliest_restorable: float,
     }
 
 
-SAVE_IDLE_SECONDS = 1.0  # save once requests pause this long...
-SAVE_MAX_DELAY_SECONDS = 15.0  # ...or at the latest this long after the first unsaved change
+# Requests that only read: GET/HEAD (S3 and moto's own API) and, for JSON protocols
+# (X-Amz-Target), operations with these prefixes. Everything else counts as a change.
+READ_ONLY_METHODS = ("GET", "HEAD", "OPTIONS")
+READ_ONLY_OPERATION_PREFIXES = ("Get", "List", "Describe", "Scan", "Query", "BatchGet", "TransactGet", "Search")
+# A request to one service that can change another's state.
+COUPLED_SERVICES = {"s3": ("sqs", "sns"), "sns": ("sqs",), "dynamodb": ("s3",), "athena": ("s3",)}
 
 
-class _StateUnpickler(pickle.Unpickler):
-    """Reads state saved before the package was split into subpackages (this module was
-    ``offload_assets.local_emulator_server``), so an existing ``state.pickle`` survives the move."""
+def changed_services(environ) -> frozenset[str]:
+    """The persisted services whose state this request may change (empty for a read)."""
+    if environ.get("REQUEST_METHOD") in READ_ONLY_METHODS:
+        return frozenset()
+    target = environ.get("HTTP_X_AMZ_TARGET") or ""
+    if target and target.rsplit(".", 1)[-1].startswith(READ_ONLY_OPERATION_PREFIXES):
+        return frozenset()
+    service = None
+    auth = environ.get("HTTP_AUTHORIZATION") or ""
+    with contextlib.suppress(IndexError, ValueError):  # SigV4: Credential=key/date/region/service/aws4_request
+        service = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")[3].lower()
+    if service not in PERSISTED_SERVICES:  # unsigned (moto's own API, e.g. reset) or unknown: assume all
+        return frozenset(PERSISTED_SERVICES)
+    return frozenset((service, *COUPLED_SERVICES.get(service, ())))
 
-    def find_class(self, module: str, name: str):
-        if module == "offload_assets.local_emulator_server":
-            module = "offload_assets.local.emulator_server"
-        return super().find_class(module, name)
+
+# DynamoDB item writes: journaled (appended + fsynced) instead of pickling the whole backend per
+# request. Their effect depends only on the state before them, so replaying them in order on the
+# last DynamoDB checkpoint gives the same state.
+JOURNALED_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+CHECKPOINT_IDLE_SECONDS = 1.0  # checkpoint DynamoDB once item writes pause this long...
+CHECKPOINT_MAX_SECONDS = 30.0  # ...or at the latest this long after the first journaled write
+CHECKPOINT_MAX_RECORDS = 20_000  # ...or after this many (bounds the replay at start)
+# Tests set it to hold checkpoints back (both delays), so that a restart must replay the journal.
+CHECKPOINT_ENV_VAR = "OFFLOAD_ASSETS_EMULATOR_CHECKPOINT_SECONDS"
+
+
+def journal_record(environ) -> dict | None:
+    """The request as it must be replayed, for a journaled DynamoDB item write (else None).
+    Reads the body and puts it back, so moto reads it as if nothing happened."""
+    target = environ.get("HTTP_X_AMZ_TARGET") or ""
+    service, _, operation = target.partition(".")
+    if not service.startswith("DynamoDB_") or operation not in JOURNALED_OPERATIONS:
+        return None
+    if not environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING"):
+        return None
+    body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    environ["wsgi.input"] = io.BytesIO(body)
+    headers = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k == "CONTENT_TYPE"}
+    return {
+        "method": environ.get("REQUEST_METHOD", "POST"),
+        "path": environ.get("PATH_INFO", "/"),
+        "query": environ.get("QUERY_STRING", ""),
+        "headers": headers,
+        "body": base64.b64encode(body).decode(),
+    }
+
+
+def replay_environ(record: dict) -> dict:
+    from werkzeug.test import EnvironBuilder
+
+    body = base64.b64decode(record["body"])
+    environ = EnvironBuilder(
+        method=record["method"], path=record["path"], query_string=record["query"], data=body
+    ).get_environ()
+    environ.update(record["headers"])
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["REMOTE_ADDR"] = "127.0.0.1"
+    return environ
+
+
+class StateNotSaved(RuntimeError):
+    """The state could not be written to disk: the request that changed it is not acknowledged."""
 
 
 class PersistentEmulator:
+    """moto's WSGI app, with every change on disk before the request that made it is answered.
+
+    Requests run one at a time under ``lock`` (so a save pickles a consistent state). A request
+    that changed something, or that saw a change not yet on disk, waits for the saver thread
+    before its response leaves: the saver pickles the changed services under the lock and
+    writes them outside it, so requests arriving meanwhile go into the next save together
+    (group commit). DynamoDB item writes are journaled instead (appended under the lock, fsynced
+    before the answer) and DynamoDB is checkpointed in the background when they pause.
+    moto's background jobs (native exports and imports) run under the lock too and count as
+    changes, so a finished export is on disk before anyone can see it finished.
+    """
+
     def __init__(self, state_dir: Path) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.state_dir = state_dir
-        self.state_file = state_dir / "state.pickle"
+        self.store = StateStore(state_dir)
         self.lock = threading.Lock()  # held by each request and by a snapshot: a snapshot is consistent
-        self.dirty_since: float | None = None
-        self.last_request = time.monotonic()
+        self.saved = threading.Condition()  # guards the counters below
+        self.changed_seq = 0  # changes made so far (under lock)
+        self.saved_seq = 0  # changes on disk
+        self.dirty: set[str] = set()  # services changed since the last snapshot (under lock)
+        self.save_error: str | None = None
+        self.save_mutex = threading.Lock()  # one save at a time (the saver thread, the save route, shutdown)
+        self.journaled = 0  # item writes in the journal since the last DynamoDB checkpoint (under lock)
+        self.first_journaled = 0.0  # monotonic time of the first of them
+        self.last_journaled = 0.0  # ...and of the last
+        self.checkpoint_idle, self.checkpoint_max = CHECKPOINT_IDLE_SECONDS, CHECKPOINT_MAX_SECONDS
         self.app = DomainDispatcherApplication(create_backend_app)
 
     # --- persistence -------------------------------------------------------------------
     def restore(self) -> None:
         from moto.backends import get_backend
 
-        if not self.state_file.exists():
-            return
-        with open(self.state_file, "rb") as fh:
-            saved = _StateUnpickler(fh).load()
+        saved = self.store.load()
         for name, backend_dict in saved.items():
             live = get_backend(name)
             live.clear()
             live.update(backend_dict)
-        print(f"restored state from {self.state_file}", flush=True)
+        if saved and not self.store.files:  # the old one-file format: write it anew, every service
+            self.note_change(PERSISTED_SERVICES)
+        if saved:
+            print(f"restored state from {self.store.dir if self.store.files else self.store.legacy_file}", flush=True)
+        records = self.store.journal_records()
+        failed = 0
+        for record in records:
+            failed += not self.replay(record).startswith("2")
+        if records:  # checkpoint soon, so the next start replays nothing
+            self.journaled, self.first_journaled = len(records), time.monotonic() - self.checkpoint_max
+            print(
+                f"replayed {len(records)} journaled DynamoDB write(s), {failed} refused (as the first time)", flush=True
+            )
+
+    def replay(self, record: dict) -> str:
+        """Run one journaled request again; returns its HTTP status line."""
+        answer: list[str] = []
+        for _ in self.app(replay_environ(record), lambda status, headers, exc_info=None: answer.append(status)):
+            pass
+        return answer[0] if answer else "500 no answer"
+
+    def note_change(self, services) -> int:
+        """Record a change (the caller holds ``lock``); returns the sequence number to wait for."""
+        self.dirty.update(services)
+        with self.saved:
+            self.changed_seq += 1
+            self.saved.notify_all()
+            return self.changed_seq
+
+    def wait_saved(self, seq: int) -> None:
+        """Return once every change up to ``seq`` is on disk; raise if saving failed."""
+        with self.saved:
+            while self.saved_seq < seq:
+                if self.save_error is not None:
+                    raise StateNotSaved(self.save_error)
+                self.saved.wait()
+
+    def save_once(self, checkpoint: bool = False) -> bool:
+        """Write what changed since the last save (and, with ``checkpoint``, DynamoDB if item writes
+        were journaled since its last save). False when nothing had to be written."""
+        with self.save_mutex:
+            return self._save_changes(checkpoint)
+
+    def checkpoint_due(self) -> bool:
+        if not self.journaled:
+            return False
+        now = time.monotonic()
+        return (
+            now - self.last_journaled >= self.checkpoint_idle
+            or now - self.first_journaled >= self.checkpoint_max
+            or self.journaled >= CHECKPOINT_MAX_RECORDS
+        )
+
+    def _save_changes(self, checkpoint: bool = False) -> bool:
+        with self.lock:
+            with self.saved:
+                seq = self.changed_seq
+            checkpoint = checkpoint and self.journaled > 0
+            if seq == self.saved_seq and not checkpoint:
+                return False
+            dirty, self.dirty = self.dirty, set()
+            journaled, journal_start = self.journaled, None
+            if checkpoint:
+                dirty.add("dynamodb")
+            if "dynamodb" in dirty:  # this pickle holds every journaled write so far: a new journal follows it
+                journal_start, self.journaled = self.store.rotate_journal(), 0
+            try:
+                pickled = pickle_backends(sorted(dirty & set(PERSISTED_SERVICES)))
+            except BaseException:
+                self.dirty |= dirty
+                self.journaled += journaled
+                raise
+        try:
+            self.store.save(pickled, journal_start)
+        except BaseException:
+            with self.lock:
+                self.dirty |= dirty
+                self.journaled += journaled
+            raise
+        with self.saved:
+            self.saved_seq, self.save_error = seq, None
+            self.saved.notify_all()
+        return True
 
     def save(self) -> None:
-        from moto.backends import get_backend
-
+        """Write every service's file anew, now (the save route)."""
         with self.lock:
-            data = pickle.dumps(
-                {name: get_backend(name) for name in PERSISTED_SERVICES}, protocol=pickle.HIGHEST_PROTOCOL
-            )
-            self.dirty_since = None
-        tmp = self.state_file.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_file)
+            seq = self.note_change(PERSISTED_SERVICES)
+        self.save_once(checkpoint=True)
+        self.wait_saved(seq)
 
     def saver_loop(self) -> None:
         while True:
-            time.sleep(0.5)
-            since = self.dirty_since
-            if since is None:
+            with self.saved:
+                while self.changed_seq == self.saved_seq and not self.checkpoint_due():
+                    self.saved.wait(timeout=0.5)
+            try:
+                self.save_once(checkpoint=self.checkpoint_due())
+            except Exception as err:  # answer the waiting requests with an error; retry on the next change
+                message = f"saving emulator state failed: {err!r}"
+                print(message, file=sys.stderr, flush=True)
+                with self.saved:
+                    self.save_error = message
+                    self.saved.notify_all()
+                time.sleep(0.5)
+
+    def make_background_jobs_durable(self) -> None:
+        """moto runs native exports and imports in threads that change DynamoDB and S3 after the
+        request returned: run them under the request lock and record their changes, so a saved
+        state never holds half an export and "COMPLETED" is never answered before it is on disk."""
+        from moto.dynamodb.models.table_export import TableExport
+        from moto.dynamodb.models.table_import import TableImport
+
+        emulator = self
+        for cls in (TableExport, TableImport):
+            original = cls.run
+            if getattr(original, "_offload_durable", False):
                 continue
-            now = time.monotonic()
-            if now - self.last_request >= SAVE_IDLE_SECONDS or now - since >= SAVE_MAX_DELAY_SECONDS:
-                try:
-                    self.save()
-                except Exception as err:  # keep serving; report loudly in the log
-                    print(f"saving emulator state failed: {err!r}", file=sys.stderr, flush=True)
+
+            def run(job, _original=original):
+                with emulator.lock:
+                    try:
+                        _original(job)
+                    finally:
+                        emulator.note_change(("dynamodb", "s3"))
+
+            run._offload_durable = True
+            cls.run = run
 
     # --- our own routes ---------------------------------------------------------------------
     def point_in_time_recovery(self, environ) -> dict:
@@ -215,8 +394,8 @@ class PersistentEmulator:
             ) from None
         with self.lock:
             answer = backdate_point_in_time_recovery(table_name, earliest, body.get("region"))
-            self.last_request = time.monotonic()
-            self.dirty_since = self.dirty_since or time.monotonic()
+            seq = self.note_change(("dynamodb",))
+        self.wait_saved(seq)
         return answer
 
     # --- WSGI --------------------------------------------------------------------------
@@ -235,15 +414,45 @@ class PersistentEmulator:
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         if path == SAVE_PATH:
-            self.save()
+            self.save()  # everything is on disk already; this also rewrites every service's file
             start_response("200 OK", [("Content-Length", "0")])
             return [b""]
+        services = changed_services(environ)
+        record = journal_record(environ) if services else None
+        answered: list = []
+
+        def hold_response(status, headers, exc_info=None):
+            answered[:] = [status, headers, exc_info]
+
         with self.lock:
-            self.last_request = time.monotonic()
-            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") and self.dirty_since is None:
-                self.dirty_since = time.monotonic()
             # Materialise the body while holding the lock so a snapshot never sees half a request.
-            return list(self.app(environ, start_response))
+            body = list(self.app(environ, hold_response))
+            # Journaled even when refused: a refused write (a failed condition, a batch stopped
+            # midway) is refused the same way, with the same effect, when replayed.
+            if record is not None:
+                try:
+                    self.store.append_journal(record)
+                except OSError:
+                    record = None
+                else:
+                    now = time.monotonic()
+                    self.first_journaled = self.first_journaled if self.journaled else now
+                    self.last_journaled, self.journaled = now, self.journaled + 1
+            if services and record is None:
+                seq = self.note_change(services)
+            else:
+                with self.saved:
+                    seq = self.changed_seq  # a read must not show what is not on disk yet
+        try:
+            if record is not None:
+                self.store.sync_journal()
+            self.wait_saved(seq)
+        except StateNotSaved as err:
+            message = json.dumps({"__type": "InternalFailure", "message": str(err)}).encode()
+            start_response("500 Internal Server Error", [("Content-Length", str(len(message)))])
+            return [message]
+        start_response(*answered)
+        return body
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
 
     register_background_job_pickling()
     emulator = PersistentEmulator(args.state_dir)
+    if os.environ.get(CHECKPOINT_ENV_VAR):
+        emulator.checkpoint_idle = emulator.checkpoint_max = float(os.environ[CHECKPOINT_ENV_VAR])
     emulator.restore()
+    emulator.make_background_jobs_durable()
     server = make_server("127.0.0.1", args.port, emulator, threaded=True, request_handler=QuietHandler)
     port = server.server_address[1]
 
@@ -277,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     os.replace(tmp, args.state_dir / "server.json")
     print(f"offload_assets local AWS emulator on http://127.0.0.1:{port} (pid {os.getpid()})", flush=True)
     server.serve_forever()
-    emulator.save()
+    emulator.save_once(checkpoint=True)  # every change was on disk already: this spares the next start a replay
     print("state saved; emulator stopped", flush=True)
     return 0
 

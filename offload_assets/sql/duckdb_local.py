@@ -64,6 +64,23 @@ class _Session:
         self.files: dict[tuple[str, str], int] = {}
 
 
+def _confine(con: duckdb.DuckDBPyConnection, duck_sql: str) -> None:
+    """Like Athena: one query (SELECT, WITH, VALUES, SHOW, DESCRIBE) over the catalog's tables.
+    Any other statement is refused, and once the catalog's tables are registered DuckDB's file
+    and network access is switched off for the session (it cannot be switched on again), so
+    ``read_csv('/etc/passwd')``, ``COPY ... TO``, ``ATTACH`` and the like are refused by DuckDB."""
+    try:
+        statements = duckdb.extract_statements(duck_sql)
+    except duckdb.Error as err:
+        raise QueryError(f"{type(err).__name__}: {err}") from None
+    if len(statements) != 1:
+        raise QueryError(f"refused: expected one SQL statement, got {len(statements)}")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        kind = statements[0].type.name
+        raise QueryError(f"refused: {kind} statement; local SQL runs only SELECT, WITH, VALUES, SHOW and DESCRIBE")
+    con.execute("SET enable_external_access = false")
+
+
 class LocalSqlEngine:
     def __init__(self, *, glue: Any, filesystem: pafs.FileSystem, today: dt.date | None = None) -> None:
         self.glue = glue
@@ -218,10 +235,15 @@ class LocalSqlEngine:
         session = _Session()
         try:
             duck_sql = self._translate(session, sql, default_database, ())
+            _confine(session.con, duck_sql)
             try:
                 cursor = session.con.execute(duck_sql)
                 columns = tuple(athena_column_name(d[0]) for d in cursor.description or ())
                 rows = tuple(tuple(r) for r in cursor.fetchall())
+            except duckdb.PermissionException as err:
+                raise QueryError(
+                    f"refused: local SQL reads only the catalog's tables, never files or the network ({err})"
+                ) from None
             except duckdb.Error as err:
                 raise QueryError(f"{type(err).__name__}: {err}") from None
         finally:

@@ -206,3 +206,32 @@ def test_athena_views_are_resolved_and_checked(published):
 def test_other_catalogs_are_refused(published):
     with pytest.raises(QueryError, match="catalog 'hive' is not available locally"):
         run_query('SELECT * FROM hive."dynamodb-exports".reviews', connection=published)
+
+
+def test_local_sql_is_confined_to_the_catalog(published, tmp_path, monkeypatch):
+    """Like Athena: no file reads, no file writes, only queries (issue 14, point 7)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(QueryError, match="refused: local SQL reads only the catalog's tables.*/etc/passwd"):
+        run_query("SELECT * FROM read_csv('/etc/passwd')", connection=published)
+    with pytest.raises(QueryError, match="refused: COPY statement; local SQL runs only SELECT"):
+        run_query("COPY (SELECT 1) TO 'out.csv'", connection=published)
+    with pytest.raises(QueryError, match="refused|Table not found"):
+        run_query("CREATE TABLE t AS SELECT 1", connection=published)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    # What Athena allows still runs, over the catalog's tables.
+    assert run_query('SELECT count(*) FROM "dynamodb-exports"."reviews"', connection=published).scalar() == 5
+    assert run_query("VALUES (1), (2)", connection=published).rows == ((1,), (2,))
+    q = run_query(
+        'WITH r AS (SELECT user FROM "dynamodb-exports"."reviews") SELECT count(*) FROM r', connection=published
+    )
+    assert q.scalar() == 5
+
+
+def test_cli_query_refuses_reading_a_file(published, emulator, monkeypatch, capsys):
+    from offload_assets.cli.main import main
+
+    monkeypatch.setenv("OFFLOAD_ASSETS_TARGET", "local")
+    monkeypatch.setenv("OFFLOAD_ASSETS_HOME", str(emulator.state_dir))
+    assert main(["query", "SELECT * FROM read_csv('/etc/passwd')"]) == 1
+    out, err = capsys.readouterr()
+    assert "root:" not in out and "refused" in err
