@@ -240,6 +240,10 @@ def test_bucket_root_exports_are_adopted_by_both_sensors_and_published(tmp_path,
         adopted_dir = f"{project.spec.export_prefix(partition)}/AWSDynamoDB/{export.export_id}"
         for name in ("_started", "manifest-files.md5", "manifest-summary.md5"):
             project.aws.client("s3").head_object(Bucket=project.spec.s3_bucket, Key=f"{adopted_dir}/{name}")
+    # Freshness is aged from tonight's export (taken at 00:20), not from the partition window's start (00:00).
+    [fresh] = project.tick("freshness_sensor").asset_events
+    assert fresh.passed and fresh.metadata["snapshot_time"].value == at.isoformat()
+    assert abs(fresh.metadata["age_hours"].value - (dt.datetime.now(dt.UTC) - at).total_seconds() / 3600) < 0.05
 
 
 def test_sensors_say_why_a_complete_export_cannot_be_used(tmp_path, emulator, aws):
