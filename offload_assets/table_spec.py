@@ -72,7 +72,7 @@ class _TableEntry(BaseModel):
     crawler_timeout_minutes: float = Field(30, gt=0, description="A crawl still running after this fails the run.")
     external_export_prefixes: tuple[str, ...] = Field(
         (),
-        description="Extra S3 locations (s3://bucket/prefix, or a prefix in s3_bucket) where exports started outside Dagster land.",
+        description="Extra S3 locations (s3://bucket/ for a bucket's root, s3://bucket/prefix, or a prefix in s3_bucket) where exports started outside Dagster land.",
     )
     notification_queue_url: str | None = Field(
         None,
@@ -133,8 +133,13 @@ class _TableEntry(BaseModel):
             segments = prefix.split("/")
             if location.startswith("s3://") and (not _BUCKET_RE.match(bucket) or ".." in bucket):
                 raise ValueError(f"{location!r}: not a valid S3 bucket name")
+            if not prefix and bucket:  # the bucket root: where an export requested without S3Prefix lands
+                out.append(f"s3://{bucket}/")
+                continue
             if not prefix or any(s in ("", ".", "..") or not _PREFIX_SEGMENT_RE.match(s) for s in segments):
-                raise ValueError(f"{location!r}: expected s3://bucket/prefix or a relative key prefix without '..'")
+                raise ValueError(
+                    f"{location!r}: expected s3://bucket/ (its root), s3://bucket/prefix or a relative key prefix without '..'"
+                )
             out.append(f"s3://{bucket}/{prefix}" if bucket else prefix)
         return tuple(out)
 

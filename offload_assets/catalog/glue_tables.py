@@ -38,6 +38,8 @@ OWNED_PARAM_PREFIXES = ("offload_assets.", "projection.", "storage.location.temp
 PRESTO_VIEW_PREFIX = "/* Presto View: "
 PRESTO_VIEW_SUFFIX = " */"
 _COMMENT_PREFIX = "DynamoDB attribute "
+_RESCUED_COLUMN = "_rescued_data"  # conversion.options.RESCUED_COLUMN: not an attribute of the table
+_RESCUED_COMMENT = "Values that did not fit their column's type, as DynamoDB JSON by attribute name (not an attribute)"
 _BATCH_DELETE = 25
 _BATCH_UPDATE = 100
 
@@ -81,7 +83,9 @@ def _columns(schema: pa.Schema) -> list[dict[str, str]]:
     for f in schema:
         col = {"Name": f.name, "Type": arrow_to_glue(f.type)}
         original = (f.metadata or {}).get(ORIGINAL_NAME_KEY)
-        if original is not None:
+        if f.name == _RESCUED_COLUMN:
+            col["Comment"] = _RESCUED_COMMENT
+        elif original is not None:
             col["Comment"] = f"{_COMMENT_PREFIX}{original.decode('utf-8')}"[:255]
         cols.append(col)
     return cols
@@ -141,6 +145,8 @@ def _schema_of(database: str, name: str, t: dict[str, Any]) -> pa.Schema:
         meta = (
             {ORIGINAL_NAME_KEY: comment.removeprefix(_COMMENT_PREFIX).encode()}
             if comment.startswith(_COMMENT_PREFIX)
+            else {ORIGINAL_NAME_KEY: col["Name"].encode()}
+            if comment == _RESCUED_COMMENT
             else None
         )
         try:

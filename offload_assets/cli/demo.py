@@ -39,7 +39,7 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
         failures = [e.message for e in result.all_events if e.is_failure]
         console.print(f"[red]job {job.name} failed[/red] (run {result.run_id}): " + " | ".join(failures))
         return 1
-    console.print(f"    run {result.run_id} succeeded (see it with `offload-assets dev`)")
+    console.print(f"    run {result.run_id} succeeded (see it with `{_command()} dev`)")
 
     console.print(f"[bold]4/4[/bold] {BLOG_QUERY}")
     answer = run_query(BLOG_QUERY, connection=connection).scalar()
@@ -48,8 +48,25 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
         console.print(f"[red]expected {expected}: the offloaded data does not match the table[/red]")
         return 1
     console.print(
-        "next: [bold]offload-assets dev[/bold] (the Dagster UI, this run included), "
-        '[bold]offload-assets query[/bold] "SELECT ..." (your own SQL), '
-        "[bold]offload-assets export status[/bold] (what is exported and published)"
+        f"next: [bold]{_command()} dev[/bold] (the Dagster UI, this run included), "
+        f'[bold]{_command()} query[/bold] "SELECT ..." (your own SQL), '
+        f"[bold]{_command()} export status[/bold] (what is exported and published)"
     )
     return 0
+
+
+def _command() -> str:
+    """``offload-assets`` when that is on PATH, else the path to the one in this environment (e.g. ``.venv/bin/...``)."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "offload-assets"
+    found = shutil.which("offload-assets")
+    if found and (not script.exists() or Path(found).resolve() == script.resolve()):
+        return "offload-assets"
+    try:
+        return os.path.relpath(script)
+    except ValueError:
+        return str(script)

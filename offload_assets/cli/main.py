@@ -143,13 +143,15 @@ def print_result(result, fmt: str) -> None:
         from rich import box
         from rich.table import Table
 
+        from offload_assets.sql.display import trino_text
+
         table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD)
         for i, col in enumerate(result.columns):
             values = [row[i] for row in result.rows if row[i] is not None]
             numeric = bool(values) and all(_is_number(v) for v in values)
             table.add_column(col, justify="right" if numeric else "left", overflow="fold")
         for row in result.rows:
-            table.add_row(*("NULL" if v is None else str(v) for v in row))
+            table.add_row(*(trino_text(v) for v in row))
         _console().print(table)
         scanned = f", {result.bytes_scanned:,} bytes scanned" if result.bytes_scanned is not None else ""
         _console(stderr=True).print(

@@ -26,6 +26,7 @@ from offload_assets.snapshot.checks import (
     key_attributes,
     newest_registered_partition,
     previous_published_snapshot,
+    published_export_time,
     published_snapshot,
     row_count_parity,
     schema_drift,
@@ -239,17 +240,28 @@ def build_snapshot_checks(
         asset=catalog_key,
         name=FRESHNESS_CHECK,
         description=f"The newest published partition is at most {spec.freshness_hours:g} h old (since its export time). "
-        "Evaluated with every publish and, between runs, by the table's freshness sensor.",
+        "Evaluated with every publish and, between runs, by the table's freshness sensor; passes with a note while "
+        "nothing is published yet.",
     )
-    def freshness_check(glue: GlueResource) -> dg.AssetCheckResult:
-        newest = newest_registered_partition(glue.get_client(), spec)
-        return check_result(freshness(spec, newest, now=dt.datetime.now(dt.UTC)))
+    def freshness_check(glue: GlueResource, s3: OffloadS3Resource) -> dg.AssetCheckResult:
+        return check_result(table_freshness(spec, glue.get_client(), s3.get_table_client(spec))[1])
 
     return [parquet_snapshot_checks, sql_row_count_parity_check, freshness_check]
 
 
+def table_freshness(spec: TableSpec, glue: Any, s3: Any) -> tuple[str | None, CheckOutcome]:
+    """The newest published partition (None before the first publish) and its freshness, aged from its export's time."""
+    newest = newest_registered_partition(glue, spec)
+    export_time = published_export_time(glue, s3, spec, newest) if newest else None
+    return newest, freshness(spec, newest, now=dt.datetime.now(dt.UTC), export_time=export_time)
+
+
 def build_freshness_sensor(spec: TableSpec, *, catalog_key: dg.AssetKey) -> dg.SensorDefinition:
-    """Re-evaluates ``newest_partition_fresh`` without a run, reporting only when its verdict changes."""
+    """Re-evaluates ``newest_partition_fresh`` without a run, reporting only when its verdict changes.
+
+    Before the first publish it reports nothing: a freshly added table shows its check as not yet
+    evaluated, never as failed.
+    """
 
     @dg.sensor(
         name=f"{spec.name}_freshness_sensor",
@@ -258,10 +270,13 @@ def build_freshness_sensor(spec: TableSpec, *, catalog_key: dg.AssetKey) -> dg.S
         description=f"Reports the freshness check of {spec.catalog_database}.{spec.catalog_table} when it changes "
         "(e.g. the night's partition did not arrive in time).",
     )
-    def freshness_sensor(context: dg.SensorEvaluationContext, glue: GlueResource) -> dg.SensorResult:
-        newest = newest_registered_partition(glue.get_client(), spec)
-        outcome = freshness(spec, newest, now=dt.datetime.now(dt.UTC))
+    def freshness_sensor(
+        context: dg.SensorEvaluationContext, glue: GlueResource, s3: OffloadS3Resource
+    ) -> dg.SensorResult:
+        newest, outcome = table_freshness(spec, glue.get_client(), s3.get_table_client(spec))
         state = json.dumps({"passed": outcome.passed, "newest": newest})
+        if newest is None:
+            return dg.SensorResult(skip_reason=dg.SkipReason(outcome.description), cursor=context.cursor)
         if state == context.cursor:
             return dg.SensorResult(skip_reason=dg.SkipReason(f"unchanged: {outcome.description}"), cursor=state)
         result = check_result(outcome)

@@ -20,6 +20,7 @@ from offload_assets.defs.resources import OffloadS3Resource
 from offload_assets.export.discovery import (
     ExportCursor,
     FoundExport,
+    PendingExport,
     QueueMessage,
     SkippedExport,
     acknowledge,
@@ -32,6 +33,7 @@ from offload_assets.export.discovery import (
     receive_messages,
     release,
     summary_object,
+    watched_locations,
 )
 from offload_assets.table_spec import TableSpec
 
@@ -95,9 +97,7 @@ def build_export_sensor(
     spec: TableSpec, *, export_key: dg.AssetKey, job: Any, asset_selection: list[dg.AssetKey]
 ) -> dg.SensorDefinition:
     name = f"{spec.name}_export_sensor"
-    locations = [f"s3://{spec.s3_bucket}/{spec.export_prefix_root}/"] + [
-        p if p.startswith("s3://") else f"s3://{spec.s3_bucket}/{p}/" for p in spec.external_export_prefixes
-    ]
+    locations = [location.uri for location in watched_locations(spec)]
 
     @dg.sensor(
         name=name,
@@ -114,8 +114,7 @@ def build_export_sensor(
         now = dt.datetime.now(dt.UTC)
         cursor = ExportCursor.from_json(context.cursor, now=now)
         discovery = discover_exports(client, spec, cursor, now=now)
-        for skipped in discovery.skipped:
-            context.log.info(f"{spec.dynamodb_table}: ignoring {skipped.summary.uri}: {skipped.reason}")
+        notes = _report(context, spec, discovery.skipped, discovery.pending)
         done, waiting = [s.summary for s in discovery.skipped], list(discovery.later)
         events, requests = [], []
         for found in discovery.found:
@@ -129,12 +128,34 @@ def build_export_sensor(
                 requests.append(request)
         new_cursor = cursor.advanced(done, waiting).to_json()
         if not requests:
-            return dg.SensorResult(
-                skip_reason=dg.SkipReason(f"no new complete export in {', '.join(locations)}"), cursor=new_cursor
-            )
+            reason = f"no new complete export in {', '.join(locations)}"
+            if notes:
+                reason = f"no export adopted from {', '.join(locations)}; " + "; ".join(notes)
+            return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=new_cursor)
         return dg.SensorResult(run_requests=requests, asset_events=events, cursor=new_cursor)
 
     return export_sensor
+
+
+def _report(
+    context: dg.SensorEvaluationContext,
+    spec: TableSpec,
+    skipped: list[SkippedExport],
+    pending: list[PendingExport],
+) -> list[str]:
+    """Log every export seen but not adopted with its reason; return the reasons for the tick's status."""
+    notes = []
+    for item in skipped:
+        if item.unusable:
+            context.log.warning(f"{spec.dynamodb_table}: cannot use {item.describe()}")
+            notes.append(f"cannot use {item.describe()}")
+        else:
+            context.log.info(f"{spec.dynamodb_table}: ignoring {item.describe()}")
+            notes.append(f"ignored {item.describe()}")
+    for item in pending:
+        context.log.info(f"{spec.dynamodb_table}: waiting for {item.describe()}")
+        notes.append(f"waiting for {item.describe()}")
+    return notes
 
 
 def build_notification_sensor(
@@ -158,11 +179,11 @@ def build_notification_sensor(
         # SQS through the S3 resource's connection: same target, endpoint and credentials.
         s3_client, sqs_client = s3.get_table_client(spec), s3.connection().client("sqs")
         now = dt.datetime.now(dt.UTC)
-        events, requests = [], []
+        events, requests, notes = [], [], []
         handled = 0
         for message in receive_messages(sqs_client, queue_url):
             verdict = _message_verdict(
-                context, spec, s3_client, export_key, message, name, events, requests, now, asset_selection
+                context, spec, s3_client, export_key, message, name, events, requests, now, asset_selection, notes
             )
             if verdict == "ack":
                 acknowledge(sqs_client, queue_url, message)
@@ -171,7 +192,8 @@ def build_notification_sensor(
                 release(sqs_client, queue_url, message)
             # "wait": leave it invisible; it comes back after the visibility timeout
         if not requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"no new export in {handled} handled message(s)"))
+            reason = f"no new export in {handled} handled message(s)"
+            return dg.SensorResult(skip_reason=dg.SkipReason("; ".join([reason, *notes])))
         return dg.SensorResult(run_requests=requests, asset_events=events)
 
     return notification_sensor
@@ -188,8 +210,12 @@ def _message_verdict(
     requests: list,
     now: dt.datetime,
     asset_selection: list[dg.AssetKey],
+    notes: list[str],
 ) -> str:
     notification = parse_export_notification(message.body, default_bucket=spec.s3_bucket)
+    if notification.test_event:
+        context.log.info(f"{spec.dynamodb_table}: message {message.message_id}: S3's test event, deleted")
+        return "ack"
     if notification.status and notification.status != "COMPLETED":
         context.log.info(
             f"{spec.dynamodb_table}: message {message.message_id}: export status {notification.status}, nothing to convert"
@@ -204,13 +230,15 @@ def _message_verdict(
     for bucket, key in notification.summaries:
         summary = summary_object(s3, bucket, key)
         if summary is None:
+            notes.append(f"waiting for s3://{bucket}/{key}: not written yet (the export is not complete)")
             verdicts.append("wait")  # the summary is written last: not complete yet
             continue
         outcome = inspect_export(s3, spec, summary, now=now)
-        if outcome is None:
+        if isinstance(outcome, PendingExport):
+            notes.extend(_report(context, spec, [], [outcome]))
             verdicts.append("wait")
         elif isinstance(outcome, SkippedExport):
-            context.log.info(f"{spec.dynamodb_table}: ignoring {summary.uri}: {outcome.reason}")
+            notes.extend(_report(context, spec, [outcome], []))
             verdicts.append("release" if outcome.other_table else "ack")
         else:
             state, event, request = _handle(context, spec, s3, export_key, outcome, sensor_name, asset_selection)

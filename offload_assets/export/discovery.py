@@ -7,7 +7,13 @@ watched per table:
 - the table's own export root ``<s3_prefix>/exports/<table>/``: an export given that root as
   its ``S3Prefix`` lands in ``AWSDynamoDB/<id>/`` right below it (the *landing* area), one given
   ``.../ddb_export_timestamp=<date>`` lands directly in that partition;
-- every ``external_export_prefixes`` entry of the table (e.g. AWS Backup's destination).
+- every ``external_export_prefixes`` entry of the table (e.g. AWS Backup's destination);
+  ``s3://bucket/`` (or ``s3://bucket/AWSDynamoDB``) watches the bucket root, where DynamoDB
+  writes ``AWSDynamoDB/<id>/`` when an export is requested without an S3 prefix.
+
+An export whose summary is there but whose manifests cannot be used (not JSON, counts or
+checksum files that disagree, data files missing) is skipped with the reason, which the
+sensors put in their tick's log and status: never silently.
 
 Only complete exports count: ``manifest-summary.json`` is written last, so an export without
 it (still being written, or failed) is never picked up. A found export belongs to a partition
@@ -40,11 +46,17 @@ from offload_assets.aws.s3_objects import delete_prefix, ensure_bucket
 from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.export.layout import (
     EXPORT_DIR,
+    MANIFEST_FILES,
     MANIFEST_SUMMARY,
+    STARTED_MARKER,
     ExportDataFile,
     ExportManifest,
+    ExportManifestError,
     delete_other_exports,
     export_dir_key,
+    export_side_files,
+    list_export_objects,
+    manifest_problems,
     parse_export_time,
     read_export_manifest,
     write_export_manifests,
@@ -70,7 +82,7 @@ _S3_URI_RE = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/([^\s\"'<>]+)
 
 @dataclass(frozen=True)
 class WatchedLocation:
-    """A bucket and key prefix (no trailing '/') searched for exports."""
+    """A bucket and key prefix (no trailing '/'; empty for the bucket root) searched for exports."""
 
     bucket: str
     prefix: str
@@ -78,25 +90,33 @@ class WatchedLocation:
 
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}/"
+        return f"s3://{self.bucket}/{self.prefix}/" if self.prefix else f"s3://{self.bucket}/"
+
+    @property
+    def list_prefix(self) -> str:
+        """What to list: ``<prefix>/``, or ``AWSDynamoDB/`` at the bucket root (not the whole bucket)."""
+        return f"{self.prefix}/" if self.prefix else f"{EXPORT_DIR}/"
 
 
 def watched_locations(spec: TableSpec) -> list[WatchedLocation]:
-    """The table's export root, then each configured extra prefix."""
+    """The table's export root, then each configured extra prefix (``.../AWSDynamoDB`` means its parent)."""
     locations = [WatchedLocation(spec.s3_bucket, spec.export_prefix_root, owned=True)]
     for entry in spec.external_export_prefixes:
         if entry.startswith("s3://"):
             bucket, _, prefix = entry.removeprefix("s3://").partition("/")
         else:
             bucket, prefix = spec.s3_bucket, entry
-        location = WatchedLocation(bucket, prefix.strip("/"), owned=False)
+        prefix = prefix.strip("/")
+        if prefix == EXPORT_DIR or prefix.endswith("/" + EXPORT_DIR):
+            prefix = prefix.removesuffix(EXPORT_DIR).rstrip("/")
+        location = WatchedLocation(bucket, prefix, owned=False)
         if location not in locations:
             locations.append(location)
     return locations
 
 
 def _inside(key: str, prefix: str) -> bool:
-    return key.startswith(prefix.rstrip("/") + "/")
+    return bool(prefix.strip("/")) and key.startswith(prefix.rstrip("/") + "/")
 
 
 def location_for(spec: TableSpec, bucket: str, export_prefix: str) -> WatchedLocation:
@@ -145,7 +165,7 @@ def list_export_summaries(
     found = []
     paginator = s3.get_paginator("list_objects_v2")
     try:
-        pages = list(paginator.paginate(Bucket=location.bucket, Prefix=location.prefix + "/"))
+        pages = list(paginator.paginate(Bucket=location.bucket, Prefix=location.list_prefix))
     except s3.exceptions.NoSuchBucket:
         return []
     for page in pages:
@@ -230,17 +250,38 @@ class SkippedExport:
     summary: SummaryObject
     reason: str
     other_table: bool = False  # an export of another DynamoDB table (a shared queue may have a reader for it)
+    unusable: bool = False  # of this table, but its manifests cannot be used: a warning, not a routine skip
+
+    def describe(self) -> str:
+        return f"{self.summary.uri}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class PendingExport:
+    """A summary whose export cannot be read yet (looked at again next tick), and why."""
+
+    summary: SummaryObject
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.summary.uri}: {self.reason}"
 
 
 def inspect_export(
     s3: Any, spec: TableSpec, summary: SummaryObject, *, now: dt.datetime
-) -> FoundExport | SkippedExport | None:
-    """Read one export's manifests and decide: adoptable, skipped for good, or None (not readable yet)."""
-    manifest = read_export_manifest(
-        s3, bucket=summary.bucket, export_prefix=summary.export_prefix, export_id=summary.export_id
-    )
+) -> FoundExport | SkippedExport | PendingExport:
+    """Read one export's manifests and decide: adoptable, skipped for good, or pending (not readable yet)."""
+    try:
+        manifest = read_export_manifest(
+            s3, bucket=summary.bucket, export_prefix=summary.export_prefix, export_id=summary.export_id
+        )
+    except ExportManifestError as err:
+        return SkippedExport(summary, f"manifests cannot be used: {err}", unusable=True)
     if manifest is None:  # summary present but manifest-files.json not (yet) readable
-        return None
+        return PendingExport(
+            summary,
+            f"{MANIFEST_FILES} ({manifest_files_key(summary)}) is not readable yet; looking again next tick",
+        )
     table = table_name_from_arn(manifest.summary.get("tableArn"))
     if table is not None and table != spec.dynamodb_table:
         return SkippedExport(summary, f"export of table {table!r}, not {spec.dynamodb_table!r}", other_table=True)
@@ -267,6 +308,9 @@ def inspect_export(
         return SkippedExport(summary, f"partition {partition_key} is before partitions_start {spec.partitions_start}")
     if partition_key > partition_for_export_time(spec, now):
         return SkippedExport(summary, f"partition {partition_key} is in the future")
+    problems = manifest_problems(s3, manifest, list_export_objects(s3, manifest))
+    if problems:
+        return SkippedExport(summary, "manifests are inconsistent: " + "; ".join(problems), unusable=True)
     return FoundExport(
         summary=summary,
         manifest=manifest,
@@ -274,6 +318,10 @@ def inspect_export(
         location=location_for(spec, summary.bucket, summary.export_prefix),
         in_partition_directory=in_directory is not None,
     )
+
+
+def manifest_files_key(summary: SummaryObject) -> str:
+    return f"s3://{summary.bucket}/{export_dir_key(summary.export_prefix, summary.export_id)}/{MANIFEST_FILES}"
 
 
 # --------------------------------------------------------------------------- the cursor
@@ -351,6 +399,7 @@ class Discovery:
     found: list[FoundExport]
     skipped: list[SkippedExport]
     later: list[SummaryObject]  # not readable yet, or over this tick's budget
+    pending: list[PendingExport] = field(default_factory=list)  # the not-readable-yet ones, with why
 
 
 def discover_exports(
@@ -366,14 +415,16 @@ def discover_exports(
     found: list[FoundExport] = []
     skipped: list[SkippedExport] = []
     later: list[SummaryObject] = []
+    pending: list[PendingExport] = []
     ids: set[str] = set()
     for summary in candidates:
         if len(found) >= max_exports:
             later.append(summary)
             continue
         outcome = inspect_export(s3, spec, summary, now=now)
-        if outcome is None:
+        if isinstance(outcome, PendingExport):
             later.append(summary)
+            pending.append(outcome)
         elif isinstance(outcome, SkippedExport):
             skipped.append(outcome)
         elif outcome.export_id in ids:
@@ -382,7 +433,7 @@ def discover_exports(
         else:
             ids.add(outcome.export_id)
             found.append(outcome)
-    return Discovery(found=found, skipped=skipped, later=later)
+    return Discovery(found=found, skipped=skipped, later=later, pending=pending)
 
 
 # --------------------------------------------------------------------------- adopting
@@ -415,7 +466,17 @@ def adopt_export(s3: Any, spec: TableSpec, found: FoundExport) -> ExportManifest
 
 
 def _copy_export(s3: Any, spec: TableSpec, source: ExportManifest, target_prefix: str) -> ExportManifest:
+    """Copy data files and ``_started``; rewrite the manifests (new keys, ``adoptedFrom``) with checksum files
+    of the same kind as the source's, so the adopted export is laid out like the one DynamoDB wrote."""
     target_dir = export_dir_key(target_prefix, source.export_id)
+    side_files = export_side_files(source, list_export_objects(s3, source))
+    if f"{source.export_dir}/{STARTED_MARKER}" in side_files:
+        s3.copy(
+            {"Bucket": source.bucket, "Key": f"{source.export_dir}/{STARTED_MARKER}"},
+            spec.s3_bucket,
+            f"{target_dir}/{STARTED_MARKER}",
+        )
+    suffix = next((f".{k.rsplit('.', 1)[1]}" for k in side_files if not k.endswith(STARTED_MARKER)), None)
     copied = []
     for data_file in source.data_files:
         relative = (
@@ -443,6 +504,7 @@ def _copy_export(s3: Any, spec: TableSpec, source: ExportManifest, target_prefix
         start_time=source.start_time or "",
         extra={**kept, "adoptedFrom": source.s3_uri},
         put_kwargs=s3_put_kwargs(spec),
+        checksum_suffix=suffix,
     )
 
 
@@ -487,6 +549,7 @@ class ExportNotification:
     summaries: tuple[tuple[str, str], ...] = ()  # (bucket, summary key)
     status: str | None = None  # an export's status when the message carries one (COMPLETED, FAILED, ...)
     recognised: bool = True
+    test_event: bool = False  # S3's "s3:TestEvent", sent when a bucket's notifications are set up: nothing to do
 
 
 def parse_export_notification(body: str, *, default_bucket: str | None = None) -> ExportNotification:
@@ -520,6 +583,8 @@ def _parse_notification(document: Any, default_bucket: str | None, depth: int) -
         return ExportNotification(recognised=False)
     if document.get("Type") == "Notification" and "Message" in document:
         return _parse_notification(document["Message"], default_bucket, depth + 1)
+    if document.get("Event") == "s3:TestEvent":
+        return ExportNotification(test_event=True)
     if isinstance(document.get("detail"), dict):
         return _parse_notification(document["detail"], default_bucket, depth + 1)
     if isinstance(document.get("Records"), list):

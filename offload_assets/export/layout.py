@@ -6,8 +6,12 @@ DynamoDB's native export writes, under the ``S3Prefix`` it is given::
     <prefix>/AWSDynamoDB/<export-id>/manifest-files.json        one JSON line per data file
     <prefix>/AWSDynamoDB/<export-id>/manifest-summary.json      written last: the export is complete
 
-Our own scan export writes exactly that, so conversion reads one format. An export without
-``manifest-summary.json`` is incomplete (still being written, or died) and is never used.
+Beside them DynamoDB writes an empty ``_started`` (written first) and a checksum file per
+manifest (``manifest-files.md5``/``manifest-summary.md5``; AWS's docs call them ``.checksum``).
+Without an ``S3Prefix`` the export lands at the bucket root (``AWSDynamoDB/<export-id>/``) and
+the summary says ``"s3Prefix": null``. Our own scan export writes the same layout, so conversion
+reads one format. An export without ``manifest-summary.json`` is incomplete (still being
+written, or died) and is never used.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ EXPORT_DIR = "AWSDynamoDB"
 MANIFEST_SUMMARY = "manifest-summary.json"
 MANIFEST_FILES = "manifest-files.json"
 MANIFEST_VERSION = "2020-06-30"
+STARTED_MARKER = "_started"
+#: Checksum files DynamoDB writes beside each manifest (seen in real exports / named in AWS's docs).
+CHECKSUM_SUFFIXES = (".md5", ".checksum")
 
 
 def new_export_id(now: float | None = None) -> str:
@@ -50,6 +57,25 @@ def utc_iso(ts: dt.datetime | float | None = None) -> str:
 
 def md5_base64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def file_md5_base64(stream: Any, *, chunk_size: int = 1024 * 1024) -> str:
+    """Base64 MD5 of a binary stream's bytes (as ``md5Checksum`` in ``manifest-files.json``), read in chunks."""
+    digest = hashlib.md5()
+    while chunk := stream.read(chunk_size):
+        digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def checksum_matches(recorded: str, data: bytes) -> bool:
+    """A checksum file's text (base64 or hex MD5, whitespace ignored) agrees with ``data``."""
+    text = recorded.strip()
+    digest = hashlib.md5(data)
+    return text == base64.b64encode(digest.digest()).decode() or text.lower() == digest.hexdigest()
+
+
+class ExportManifestError(ValueError):
+    """A complete export's manifests cannot be used (not JSON, missing fields, inconsistent); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +113,10 @@ class ExportManifest:
         return f"s3://{self.bucket}/{self.export_dir}/"
 
 
-def export_dir_key(export_prefix: str, export_id: str) -> str:
-    return f"{export_prefix.strip('/')}/{EXPORT_DIR}/{export_id}"
+def export_dir_key(export_prefix: str | None, export_id: str) -> str:
+    """``<prefix>/AWSDynamoDB/<id>``, or ``AWSDynamoDB/<id>`` for an export at the bucket root (no prefix)."""
+    prefix = (export_prefix or "").strip("/")
+    return f"{prefix}/{EXPORT_DIR}/{export_id}" if prefix else f"{EXPORT_DIR}/{export_id}"
 
 
 def write_export_manifests(
@@ -106,8 +134,13 @@ def write_export_manifests(
     export_type: str = "FULL_EXPORT",
     extra: dict[str, Any] | None = None,
     put_kwargs: dict[str, Any] | None = None,
+    checksum_suffix: str | None = None,
 ) -> ExportManifest:
-    """Write ``manifest-files.json`` then ``manifest-summary.json`` (the completion marker)."""
+    """Write ``manifest-files.json`` then ``manifest-summary.json`` (the completion marker).
+
+    With ``checksum_suffix`` (``.md5`` or ``.checksum``) each manifest gets its checksum file too,
+    as DynamoDB writes them (base64 MD5 of the manifest's bytes).
+    """
     base = export_dir_key(export_prefix, export_id)
     put_kwargs = put_kwargs or {}
     files_key = f"{base}/{MANIFEST_FILES}"
@@ -116,6 +149,8 @@ def write_export_manifests(
         for f in data_files
     )
     s3.put_object(Bucket=bucket, Key=files_key, Body=lines.encode(), ContentType="application/json", **put_kwargs)
+    if checksum_suffix:
+        _put_checksum(s3, bucket, f"{base}/{MANIFEST_FILES}", lines.encode(), checksum_suffix, put_kwargs)
     item_count = sum(f.item_count for f in data_files)
     summary = {
         "version": MANIFEST_VERSION,
@@ -126,7 +161,7 @@ def write_export_manifests(
         "tableId": None,
         "exportTime": export_time,
         "s3Bucket": bucket,
-        "s3Prefix": export_prefix,
+        "s3Prefix": export_prefix.strip("/") or None,
         "s3SseAlgorithm": put_kwargs.get("ServerSideEncryption", "AES256"),
         "s3SseKmsKeyId": put_kwargs.get("SSEKMSKeyId"),
         "manifestFilesS3Key": files_key,
@@ -136,14 +171,18 @@ def write_export_manifests(
         "exportType": export_type,
         **(extra or {}),
     }
+    summary_body = json.dumps(summary, indent=2).encode()
     s3.put_object(
-        Bucket=bucket,
-        Key=f"{base}/{MANIFEST_SUMMARY}",
-        Body=json.dumps(summary, indent=2).encode(),
-        ContentType="application/json",
-        **put_kwargs,
+        Bucket=bucket, Key=f"{base}/{MANIFEST_SUMMARY}", Body=summary_body, ContentType="application/json", **put_kwargs
     )
+    if checksum_suffix:
+        _put_checksum(s3, bucket, f"{base}/{MANIFEST_SUMMARY}", summary_body, checksum_suffix, put_kwargs)
     return _manifest_from(bucket, export_prefix, export_id, summary, data_files)
+
+
+def _put_checksum(s3: Any, bucket: str, manifest_key: str, body: bytes, suffix: str, put_kwargs: dict) -> None:
+    key = manifest_key.removesuffix(".json") + suffix
+    s3.put_object(Bucket=bucket, Key=key, Body=md5_base64(body).encode(), ContentType="text/plain", **put_kwargs)
 
 
 def _manifest_from(
@@ -179,7 +218,7 @@ def read_export_manifest(s3: Any, *, bucket: str, export_prefix: str, export_id:
     summary_text = _get_json_text(s3, bucket, f"{base}/{MANIFEST_SUMMARY}")
     if summary_text is None:
         return None
-    summary = json.loads(summary_text)
+    summary = _json_object(summary_text, f"s3://{bucket}/{base}/{MANIFEST_SUMMARY}")
     files_key = summary.get("manifestFilesS3Key") or f"{base}/{MANIFEST_FILES}"
     files_text = _get_json_text(s3, bucket, files_key)
     if files_text is None and files_key != f"{base}/{MANIFEST_FILES}":
@@ -188,15 +227,84 @@ def read_export_manifest(s3: Any, *, bucket: str, export_prefix: str, export_id:
     if files_text is None:
         return None
     files = []
-    for line in files_text.splitlines():
+    for number, line in enumerate(files_text.splitlines(), start=1):
         if line.strip():
-            entry = json.loads(line)
+            where = f"s3://{bucket}/{base}/{MANIFEST_FILES} line {number}"
+            entry = _json_object(line, where)
+            if not isinstance(entry.get("dataFileS3Key"), str) or not entry["dataFileS3Key"]:
+                raise ExportManifestError(f"{where}: no dataFileS3Key")
+            try:
+                item_count = int(entry.get("itemCount") or 0)
+            except (TypeError, ValueError):
+                raise ExportManifestError(f"{where}: itemCount {entry.get('itemCount')!r} is not a number") from None
             files.append(
-                ExportDataFile(
-                    key=entry["dataFileS3Key"], item_count=int(entry.get("itemCount", 0)), md5=entry.get("md5Checksum")
-                )
+                ExportDataFile(key=entry["dataFileS3Key"], item_count=item_count, md5=entry.get("md5Checksum"))
             )
     return _manifest_from(bucket, export_prefix, export_id, summary, files)
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ExportManifestError(f"{where} is not JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ExportManifestError(f"{where} is not a JSON object")
+    return value
+
+
+def list_export_objects(s3: Any, manifest: ExportManifest) -> dict[str, int]:
+    """Every object under the export's directory: key -> size."""
+    objects: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=manifest.bucket, Prefix=manifest.export_dir + "/"):
+        objects.update((o["Key"], o["Size"]) for o in page.get("Contents", []))
+    return objects
+
+
+def manifest_problems(s3: Any, manifest: ExportManifest, objects: dict[str, int]) -> list[str]:
+    """Why a complete export's manifests cannot be trusted (empty when they can).
+
+    The summary's item count is the sum of its files'; the export ARN names this directory's id;
+    every listed data file exists (``objects`` is the export directory's listing, see
+    :func:`list_export_objects`, or more); each manifest agrees with its checksum file when one is there.
+    """
+    problems = []
+    listed = sum(f.item_count for f in manifest.data_files)
+    recorded = manifest.summary.get("itemCount")
+    if recorded is not None and str(recorded).isdigit() and int(recorded) != listed:
+        problems.append(f"{MANIFEST_SUMMARY} says itemCount {recorded} but {MANIFEST_FILES} lists {listed} items")
+    arn = manifest.export_arn or ""
+    if "/export/" in arn and arn.rsplit("/export/", 1)[1] != manifest.export_id:
+        problems.append(f"exportArn {arn} is not the export in directory {manifest.export_id}")
+    missing = [f.key for f in manifest.data_files if f.key not in objects]
+    if missing:
+        problems.append(
+            f"{len(missing)} data file(s) listed in {MANIFEST_FILES} do not exist, e.g. s3://{manifest.bucket}/{missing[0]}"
+        )
+    for name in (MANIFEST_FILES, MANIFEST_SUMMARY):
+        stem = f"{manifest.export_dir}/{name.removesuffix('.json')}"
+        for suffix in CHECKSUM_SUFFIXES:
+            if stem + suffix not in objects:
+                continue
+            recorded_sum = (
+                s3.get_object(Bucket=manifest.bucket, Key=stem + suffix)["Body"].read().decode("utf-8", "replace")
+            )
+            content = s3.get_object(Bucket=manifest.bucket, Key=f"{manifest.export_dir}/{name}")["Body"].read()
+            if not checksum_matches(recorded_sum, content):
+                problems.append(
+                    f"{name} does not match its checksum file {stem.rsplit('/', 1)[1]}{suffix} ({recorded_sum.strip()!r})"
+                )
+    return problems
+
+
+def export_side_files(manifest: ExportManifest, objects: dict[str, int]) -> list[str]:
+    """The export's ``_started`` marker and manifest checksum files present in ``objects`` (keys)."""
+    names = [STARTED_MARKER] + [
+        f"{name.removesuffix('.json')}{suffix}"
+        for name in (MANIFEST_FILES, MANIFEST_SUMMARY)
+        for suffix in CHECKSUM_SUFFIXES
+    ]
+    return [f"{manifest.export_dir}/{n}" for n in names if f"{manifest.export_dir}/{n}" in objects]
 
 
 def list_export_ids(s3: Any, *, bucket: str, export_prefix: str) -> list[str]:

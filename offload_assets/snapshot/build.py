@@ -202,6 +202,7 @@ def build_snapshot(
         rescued_counts=dict(result.rescued_counts),
         extra={
             "export_item_count": export.item_count,
+            "export_time": export.export_time,  # what the freshness check measures the age from
             "input_bytes": result.input_bytes,
             "renamed_columns": dict(result.renamed_columns),
             "quarantined_lines": result.quarantined_lines,

@@ -25,6 +25,7 @@ from pyarrow import fs as pafs
 
 from offload_assets.catalog.glue_tables import ORIGINAL_NAME_KEY, get_catalog_table, list_partitions
 from offload_assets.catalog.glue_types import arrow_to_glue
+from offload_assets.export.layout import latest_completed_export, parse_export_time
 from offload_assets.snapshot.build import SnapshotManifest, read_snapshot_manifest
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
@@ -360,22 +361,50 @@ def newest_registered_partition(glue: Any, spec: TableSpec) -> str | None:
     return parts[-1].value if parts else None
 
 
+def published_export_time(glue: Any, s3: Any, spec: TableSpec, partition_key: str) -> dt.datetime | None:
+    """When the export behind a published partition was taken: its snapshot's record, else the export's manifest."""
+    snapshot = published_snapshot(glue, s3, spec, partition_key)
+    recorded = snapshot.extra.get("export_time") if snapshot is not None else None
+    if not recorded and snapshot is not None:  # snapshots written before the time was recorded
+        export = latest_completed_export(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(partition_key))
+        recorded = export.export_time if export is not None and export.export_id == snapshot.export_id else None
+    try:
+        return parse_export_time(recorded)
+    except ValueError:
+        return None
+
+
 def freshness(
-    spec: TableSpec, newest_partition: str | None, *, now: dt.datetime, max_age_hours: float | None = None
+    spec: TableSpec,
+    newest_partition: str | None,
+    *,
+    now: dt.datetime,
+    max_age_hours: float | None = None,
+    export_time: dt.datetime | None = None,
 ) -> CheckOutcome:
-    """The newest published partition's snapshot time is at most ``max_age_hours`` before ``now``."""
+    """The newest published partition's export is at most ``max_age_hours`` before ``now``.
+
+    The age runs from ``export_time`` (when the export was taken, e.g. an adopted export's
+    ``exportTime``), else from the partition's nominal time (its date at ``export_hour``). A
+    table with nothing published yet passes with a note: a freshly added table is not late.
+    """
     max_age = spec.freshness_hours if max_age_hours is None else max_age_hours
     where = f"table {spec.dynamodb_table!r}"
     metadata: dict[str, Any] = {"max_age_hours": max_age, "newest_partition": newest_partition}
     if newest_partition is None:
         return CheckOutcome(
-            False,
-            f"{where}: no partition is published in {spec.catalog_database}.{spec.catalog_table} yet.",
-            metadata=metadata,
+            True,
+            f"{where}: no partition is published in {spec.catalog_database}.{spec.catalog_table} yet "
+            "(nothing to be late: the age is measured from the first published export).",
+            metadata={**metadata, "published": False},
         )
-    snapshot_time = spec.export_time(newest_partition)
+    snapshot_time = export_time or spec.export_time(newest_partition)
     age_hours = (now - snapshot_time).total_seconds() / 3600
-    metadata.update(snapshot_time=snapshot_time.isoformat(), age_hours=round(age_hours, 2))
+    metadata.update(
+        snapshot_time=snapshot_time.isoformat(),
+        age_hours=round(age_hours, 2),
+        age_from="export time" if export_time else "partition time",
+    )
     if age_hours > max_age:
         return CheckOutcome(
             False,

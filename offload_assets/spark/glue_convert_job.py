@@ -98,6 +98,7 @@ def run_job(
         rescued_counts=dict(result.rescued_counts),
         extra={
             "export_item_count": snap.get("export_item_count"),
+            "export_time": snap.get("export_time"),
             "input_bytes": result.input_bytes,
             "renamed_columns": dict(result.renamed_columns),
             "quarantined_lines": 0,

@@ -181,6 +181,7 @@ def prepare_glue_conversion(
             "partition_key": partition_key,
             "export_id": export.export_id,
             "export_item_count": export.item_count,
+            "export_time": export.export_time,
         },
     }
     key = f"{spec.s3_prefix}/glue/requests/{spec.catalog_table}/{run_dir.rsplit('/', 1)[-1]}.json"

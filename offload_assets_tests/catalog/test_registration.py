@@ -193,3 +193,14 @@ def test_schema_merge_rules():
         SchemaConflictError, match=r"t, column 's'\.x: the snapshot has type bigint but the catalog table has string"
     ):
         merge_table_schema(base, pa.schema([("s", pa.struct([("x", pa.int64())]))]), where="t")
+
+
+def test_the_rescue_column_is_not_called_a_dynamodb_attribute(aws):
+    glue = aws.client("glue")
+    schema = NESTED.append(pa.field("_rescued_data", pa.string(), metadata={b"original_name": b"_rescued_data"}))
+    register_table(glue, database=DB, table="reviews", location=LOC, schema=schema)
+    columns = glue.get_table(DatabaseName=DB, Name="reviews")["Table"]["StorageDescriptor"]["Columns"]
+    rescue = next(c for c in columns if c["Name"] == "_rescued_data")
+    assert "DynamoDB attribute" not in rescue["Comment"] and "did not fit" in rescue["Comment"]
+    back = get_catalog_table(glue, DB, "reviews").schema
+    assert back.field("_rescued_data").metadata == {b"original_name": b"_rescued_data"}

@@ -10,6 +10,7 @@ from offload_assets.export.discovery import ExportCursor
 from offload_assets.export.layout import list_export_ids
 from offload_assets.sql.query import run_query
 from offload_assets_tests.defs.conftest import Project, check_results, drop_export, reviews
+from offload_assets_tests.export.dynamodb_layout import write_native_export
 
 COUNT_SQL = 'SELECT count(*) FROM "dynamodb-exports"."reviews" WHERE ddb_export_timestamp = \'{}\''
 
@@ -175,3 +176,90 @@ def test_sensors_are_on_by_default_and_target_the_conversion_steps(project: Proj
     assert project.defs.resolve_sensor_def("reviews_export_sensor").job_name == "reviews_offload_job"
     names = {s.name for s in project.defs.sensors}
     assert "reviews_export_notifications" not in names  # only with notification_queue_url
+
+
+# --------------------------------------------------------------------------- exports as DynamoDB writes them
+
+
+def _root_bucket_queue(aws, bucket: str) -> str:
+    """A queue receiving the bucket's S3 event notifications for new export summaries (as set up on AWS)."""
+    sqs, s3 = aws.client("sqs"), aws.client("s3")
+    queue_url = sqs.create_queue(QueueName=f"{bucket}-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": "manifest-summary.json"}]}},
+                }
+            ]
+        },
+    )
+    return queue_url
+
+
+def test_bucket_root_exports_are_adopted_by_both_sensors_and_published(tmp_path, emulator, aws):
+    bucket = "team-root-exports"
+    queue_url = _root_bucket_queue(aws, bucket)
+    project = Project(
+        tmp_path, emulator, aws, external_export_prefixes=[f"s3://{bucket}/"], notification_queue_url=queue_url
+    )
+    project.seed(reviews(70))
+    s3 = aws.client("s3")
+    today = dt.date.fromisoformat(project.today)
+    at = dt.datetime.combine(today, dt.time(0, 20), tzinfo=dt.UTC)
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+
+    # Tonight's export, requested without S3Prefix: found by polling the bucket root.
+    polled = write_native_export(s3, bucket=bucket, items=reviews(70), export_time=at, seed=1)
+    tick = project.tick("export_sensor")
+    assert [(r.run_key, r.partition_key) for r in tick.run_requests] == [(polled.export_id, project.today)]
+    runs = project.launch(tick)
+    # Yesterday's, announced by S3's own event notification on the queue: found by the notification sensor
+    # (which also hears about tonight's, already handled, and S3's test event: both deleted, nothing started).
+    announced = write_native_export(s3, bucket=bucket, items=reviews(33), export_time=at - dt.timedelta(days=1), seed=2)
+    heard = project.tick("export_notifications")
+    assert [(r.run_key, r.partition_key) for r in heard.run_requests] == [(announced.export_id, yesterday)]
+    assert heard.asset_events[0].metadata["found_at"].value == f"s3://{bucket}/AWSDynamoDB/{announced.export_id}/"
+    assert _queue_depth(aws.client("sqs"), queue_url) == (0, 0)
+
+    for run in runs + project.launch(heard):
+        assert run.success
+        assert all(c.passed for c in check_results(run).values()), {
+            k: c.description for k, c in check_results(run).items()
+        }
+    assert run_query(COUNT_SQL.format(project.today), connection=aws).scalar() == 70
+    assert run_query(COUNT_SQL.format(yesterday), connection=aws).scalar() == 33
+    for partition, export in ((project.today, polled), (yesterday, announced)):
+        kept = list_export_ids(s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(partition))
+        assert kept == [export.export_id]
+        adopted_dir = f"{project.spec.export_prefix(partition)}/AWSDynamoDB/{export.export_id}"
+        for name in ("_started", "manifest-files.md5", "manifest-summary.md5"):
+            project.aws.client("s3").head_object(Bucket=project.spec.s3_bucket, Key=f"{adopted_dir}/{name}")
+    # Freshness is aged from tonight's export (taken at 00:20), not from the partition window's start (00:00).
+    [fresh] = project.tick("freshness_sensor").asset_events
+    assert fresh.passed and fresh.metadata["snapshot_time"].value == at.isoformat()
+    assert abs(fresh.metadata["age_hours"].value - (dt.datetime.now(dt.UTC) - at).total_seconds() / 3600) < 0.05
+
+
+def test_sensors_say_why_a_complete_export_cannot_be_used(tmp_path, emulator, aws):
+    bucket = "team-root-exports"
+    queue_url = _root_bucket_queue(aws, bucket)
+    project = Project(
+        tmp_path, emulator, aws, external_export_prefixes=[f"s3://{bucket}/"], notification_queue_url=queue_url
+    )
+    s3 = aws.client("s3")
+    export = write_native_export(s3, bucket=bucket, items=reviews(12))
+    s3.delete_object(Bucket=bucket, Key=export.data_keys[1])
+
+    tick = project.tick("export_sensor")
+    assert not tick.run_requests
+    reason = tick.skip_reason.skip_message
+    assert "no new complete export" not in reason
+    assert f"cannot use s3://{bucket}/{export.summary_key}" in reason and export.data_keys[1] in reason, reason
+    heard = project.tick("export_notifications")
+    assert not heard.run_requests and export.data_keys[1] in heard.skip_reason.skip_message

@@ -129,7 +129,7 @@ def test_schema_drift_warns_with_the_new_columns_and_rescued_values(project: Pro
         ("2026-03-10", "2026-03-10T08:00:00+00:00", True),
         ("2026-03-09", "2026-03-10T05:59:00+00:00", True),  # 29.98 h old
         ("2026-03-09", "2026-03-10T06:01:00+00:00", False),  # the night's partition is late
-        (None, "2026-03-10T06:01:00+00:00", False),
+        (None, "2026-03-10T06:01:00+00:00", True),  # a table with nothing published yet is not late
     ],
 )
 def test_freshness_of_the_newest_partition(newest, now, passed):
@@ -137,19 +137,34 @@ def test_freshness_of_the_newest_partition(newest, now, passed):
     assert outcome.passed is passed
     if not passed and newest:
         assert "newest published partition 2026-03-09 is 30.0 h old (limit 30 h)" in outcome.description
+    if newest is None:
+        assert "no partition is published" in outcome.description and outcome.metadata["published"] is False
+
+
+def test_freshness_is_aged_from_the_exports_time():
+    # An export adopted at 04:30 into partition 2026-03-10 (window from 00:00), looked at at 06:48.
+    now = dt.datetime(2026, 3, 10, 6, 48, tzinfo=dt.UTC)
+    taken = dt.datetime(2026, 3, 10, 4, 30, tzinfo=dt.UTC)
+    outcome = freshness(make_spec(), "2026-03-10", now=now, export_time=taken)
+    assert "is 2.3 h old" in outcome.description and outcome.metadata["age_from"] == "export time"
+    assert "is 6.8 h old" in freshness(make_spec(), "2026-03-10", now=now).description  # nominal partition time
+    late = freshness(make_spec(freshness_hours=2), "2026-03-10", now=now, export_time=taken)
+    assert not late.passed
 
 
 def test_freshness_sensor_reports_only_when_the_verdict_changes(project: Project, aws):
     project.seed(reviews(20))
     first = project.tick("freshness_sensor")
-    [evaluation] = first.asset_events
-    assert isinstance(evaluation, dg.AssetCheckEvaluation) and evaluation.check_name == "newest_partition_fresh"
-    assert evaluation.passed is False and "no partition is published" in evaluation.description
-    assert not project.tick("freshness_sensor", cursor=first.cursor).asset_events  # unchanged: nothing reported
-
-    assert project.job("offload_job").execute_in_process(partition_key=project.today, instance=project.instance).success
+    # Before the first publish: nothing reported, so the UI shows the check as not evaluated (never failed).
+    assert not first.asset_events and "no partition is published" in first.skip_reason.skip_message
+    run = project.job("offload_job").execute_in_process(partition_key=project.today, instance=project.instance)
+    assert run.success
     fresh = project.tick("freshness_sensor", cursor=first.cursor)
-    assert [e.passed for e in fresh.asset_events] == [True]
+    [evaluation] = fresh.asset_events
+    assert isinstance(evaluation, dg.AssetCheckEvaluation) and evaluation.check_name == "newest_partition_fresh"
+    assert evaluation.passed is True and evaluation.metadata["age_from"].value == "export time"
+    assert evaluation.metadata["snapshot_time"].value == project.spec.export_time(project.today).isoformat()
+    assert not project.tick("freshness_sensor", cursor=fresh.cursor).asset_events  # unchanged: nothing reported
 
 
 def test_scan_refuses_a_past_partition_with_what_to_do(project: Project, aws):
