@@ -547,6 +547,30 @@ def find_export_data_files(filesystem: Any, base: str, shown: str) -> list[str]:
     return data
 
 
+def manifest_listed_files(filesystem: Any, files: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """When ``files`` are an export's ``data/*`` and the export has ``manifest-files.json``: the
+    files it lists (never what else lies in ``data/``) and, per file, its MD5 and item count."""
+    from offload_assets.conversion import ExpectedDataFile
+    from offload_assets.export.layout import MANIFEST_FILES
+
+    if not files or "/data/" not in files[0]:
+        return files, {}
+    export_dir = files[0].rsplit("/data/", 1)[0]
+    manifest = f"{export_dir}/{MANIFEST_FILES}"
+    if filesystem.get_file_info(manifest).type.name != "File":
+        return files, {}
+    with filesystem.open_input_stream(manifest) as f:
+        entries = [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+    listed, expected = [], {}
+    for entry in entries:
+        key = entry["dataFileS3Key"]
+        path = f"{export_dir}/data/{key.rsplit('/data/', 1)[-1]}"
+        listed.append(path)
+        count = entry.get("itemCount")
+        expected[path] = ExpectedDataFile(entry.get("md5Checksum"), int(count) if count is not None else None)
+    return listed, expected
+
+
 def cmd_iam_policy(args: argparse.Namespace) -> int:
     from offload_assets.aws.iam_policy import build_iam_policy, render_policy
 
@@ -565,7 +589,12 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from offload_assets.cli.progress import WorkSpinner, format_bytes
-    from offload_assets.conversion import ConversionOptions, ExportLineError, convert_export_to_parquet
+    from offload_assets.conversion import (
+        ConversionOptions,
+        DataFileMismatch,
+        ExportLineError,
+        convert_export_to_parquet,
+    )
 
     cache: dict[str, Any] = {}
     in_fs, in_path = _filesystem_and_path(args.input, cache)
@@ -580,16 +609,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
     elif args.sse_kms_key_id or args.expected_bucket_owner:
         raise UsageError("--sse-kms-key-id and --expected-bucket-owner apply to an s3:// --output only")
     files = find_export_data_files(in_fs, in_path, args.input)
+    files, expected = manifest_listed_files(in_fs, files)
+    if args.no_verify_manifest:
+        expected = {}
     if out_fs.get_file_info(out_path).type.name == "File":
         raise UsageError(f"{args.output}: is a file; --output must be a directory")
     table_name = args.table_name or Path(in_path.rstrip("/")).name
-    options = ConversionOptions(compression=args.compression, bad_lines=args.bad_lines)
+    keys = tuple(k.strip() for k in args.keys.split(",") if k.strip())
+    options = ConversionOptions(compression=args.compression, bad_lines=args.bad_lines, key_attributes=keys)
     input_bytes = sum(i.size or 0 for i in in_fs.get_file_info(files))
     with WorkSpinner(
         f"converting {len(files)} file(s), {format_bytes(input_bytes)}, to Parquet", console=_console(stderr=True)
     ) as spinner:
         try:
-            result = convert_export_to_parquet(files, in_fs, out_path, out_fs, table_name=table_name, options=options)
+            result = convert_export_to_parquet(
+                files, in_fs, out_path, out_fs, table_name=table_name, options=options, expected_files=expected
+            )
+        except DataFileMismatch as err:
+            _err(f"conversion failed: {err}\n(--no-verify-manifest converts without checking the manifest)")
+            return EXIT_FAILED
         except ExportLineError as err:
             _err(f"conversion failed: {err}\n(--bad-lines quarantine sets bad lines aside and converts the rest)")
             return EXIT_FAILED
@@ -852,6 +890,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fail", "quarantine"],
         default="fail",
         help="a line that is not a DynamoDB item: fail (default) or set it aside in _quarantine/",
+    )
+    convert.add_argument(
+        "--keys",
+        default="",
+        metavar="HASH[,RANGE]",
+        help="the table's key attributes: their columns come first (hash key, then range key)",
+    )
+    convert.add_argument(
+        "--no-verify-manifest",
+        action="store_true",
+        help="an export's manifest-files.json is read for its file list but MD5s and item counts are not checked",
     )
     convert.add_argument("--format", choices=["table", "json"], default="table", help="how to print the result")
     convert.set_defaults(func=cmd_convert)

@@ -1,7 +1,8 @@
 """DynamoDB export → Parquet conversion (pure: no Dagster, no AWS clients).
 
 Public API: :func:`convert_export_to_parquet` with :class:`ConversionOptions`, returning a
-:class:`ConversionResult`; :class:`ExportLineError` for bad input; readers for export lines
+:class:`ConversionResult`; :class:`ExportLineError` for bad input, :class:`DataFileMismatch` for a
+data file that is not what its manifest (:class:`ExpectedDataFile`) says; readers for export lines
 (:func:`iter_export_items`, :func:`iter_incremental_changes`, :func:`read_incremental_change`);
 and :func:`type_mapping_markdown` (the README's type-mapping table).
 """
@@ -26,6 +27,8 @@ from .options import (
     RESCUED_COLUMN,
     ConversionOptions,
     ConversionResult,
+    DataFileMismatch,
+    ExpectedDataFile,
     ExportLineError,
     WrittenFile,
 )
@@ -46,6 +49,8 @@ __all__ = [
     "RESCUED_COLUMN",
     "ConversionOptions",
     "ConversionResult",
+    "DataFileMismatch",
+    "ExpectedDataFile",
     "ExportItem",
     "ExportLineError",
     "IncrementalChange",

@@ -134,14 +134,24 @@ WRONG_PAYLOAD = (
 )
 
 
+#: The line's item is a JSON object (``{"Item": {``, any spacing).
+ITEM_IS_OBJECT = r'^\s*\{\s*"Item"\s*:\s*\{'
+
+
 def covered_rows(item: pa.Array, raw: pa.Array, root: ReadNode) -> pa.Array:
     """Per row: the typed ``item`` accounts for every key of the ``raw`` line ``{"Item":...}``,
     and every payload had the JSON type its tag wants."""
     present = pc.is_valid(item)
-    if not root.fields:
-        return pc.and_(present, pc.equal(_int(pc.count_substring(raw, '":')), 1))
+    if not root.fields:  # no attribute known: only an empty item ``{"Item":{}}`` is covered
+        empty = pc.equal(pc.utf8_trim_whitespace(item.cast(pa.string())), "{}")
+        return pc.fill_null(pc.and_(pc.and_(present, empty), pc.equal(_int(pc.count_substring(raw, '":')), 1)), False)
     expected = pc.add(object_size(item, root.fields), 9)  # {"Item": ... }
-    fast = pc.fill_null(pc.and_(present, pc.equal(expected, _int(pc.binary_length(raw)))), False)
+    # json_transform reads any JSON value as a struct (``{"Item": 12}`` gives all-null fields),
+    # so the line must also open an object for the item: compact here, any spacing below
+    fast = pc.fill_null(
+        pc.and_(pc.and_(present, pc.equal(expected, _int(pc.binary_length(raw)))), pc.starts_with(raw, '{"Item":{')),
+        False,
+    )
     if pc.all(fast).as_py():
         return fast
     # exact check for the others
@@ -164,4 +174,5 @@ def covered_rows(item: pa.Array, raw: pa.Array, root: ReadNode) -> pa.Array:
         pc.equal(_int(pc.count_substring(sub_raw, '":')), typed),
         pc.invert(pc.match_substring_regex(sub_raw, WRONG_PAYLOAD)),
     )
+    exact = pc.and_(exact, pc.match_substring_regex(sub_raw, ITEM_IS_OBJECT))
     return pc.replace_with_mask(fast, slow, pc.fill_null(exact, False))

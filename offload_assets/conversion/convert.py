@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -14,6 +14,7 @@ from .options import (
     QUARANTINE_DIR,
     ConversionOptions,
     ConversionResult,
+    ExpectedDataFile,
     WrittenFile,
 )
 from .parquet_output import ParquetPartsWriter, join_path
@@ -30,6 +31,7 @@ def convert_export_to_parquet(
     table_name: str,
     existing_schema: pa.Schema | None = None,
     options: ConversionOptions = ConversionOptions(),
+    expected_files: Mapping[str, ExpectedDataFile] | None = None,
 ) -> ConversionResult:
     """Convert the data files of one DynamoDB export into ``part-NNNNN.parquet`` files.
 
@@ -44,6 +46,12 @@ def convert_export_to_parquet(
     Bad lines raise :class:`ExportLineError` (table, file, line) or, with
     ``bad_lines="quarantine"``, are written to ``<output_dir>/_quarantine/bad-lines.jsonl``
     (JSON lines: table, file, line, reason, text) and counted.
+
+    ``expected_files`` (input path → what the export's ``manifest-files.json`` says of it): each
+    listed file's MD5 is computed from its bytes as they are read and its non-blank lines are
+    counted; a difference raises :class:`DataFileMismatch` (table, file, expected and actual) and
+    nothing is written. On both engines a line DuckDB or the reader cannot take, the last one
+    included, is a bad line: never dropped.
     """
     input_files = list(input_files)
     input_bytes = sum(info.size or 0 for info in input_filesystem.get_file_info(input_files)) if input_files else 0
@@ -55,13 +63,13 @@ def convert_export_to_parquet(
     try:
         if options.engine == "python":
             stats, _ = python_engine.collect_stats(
-                python_engine.iter_items(input_files, input_filesystem, options, bad_lines)
+                python_engine.iter_items(input_files, input_filesystem, options, bad_lines, expected_files)
             )
             plan = plan_schema(stats, existing_schema, options)
             writer = ParquetPartsWriter(output_filesystem, staging, plan.schema, options)
             rescued_counts: dict[str, int] = {}
             for batch, rescued_counts in python_engine.convert_items(  # noqa: B007 (the last counts are the totals)
-                python_engine.iter_items(input_files, input_filesystem, options, bad_lines), plan
+                python_engine.iter_items(input_files, input_filesystem, options, bad_lines, expected_files), plan
             ):
                 writer.write(batch)
             staged = writer.close()
@@ -77,6 +85,7 @@ def convert_export_to_parquet(
                 existing_schema,
                 options,
                 bad_lines,
+                expected_files or {},
             )
         files = _publish(output_filesystem, output_dir, staged)
         quarantine_files = bad_lines.publish(output_filesystem, output_dir)

@@ -1,23 +1,30 @@
 """The vectorised converter: DuckDB parses, Arrow compute converts, Python only orchestrates.
 
-Flow:
+Flow (each step a function or method below):
 
-1. **Sample**: the first ``SAMPLE_LINES`` lines of every file are read per item to guess the
-   *read structure* (every attribute, map key and DynamoDB type seen) and the schema plan.
-2. **Round 1**: DuckDB reads every line (``read_ndjson_objects``) and types it with
-   ``json_transform`` (:mod:`.duckdb_sql`); batches of Arrow data go to worker threads that
-   check coverage (:mod:`.arrow_coverage`) and validity, gather the full statistics and convert
-   (:mod:`.arrow_convert`); this thread writes Parquet. Rows DuckDB could not type completely
-   (attributes the sample missed, names equal but for case, numbers not in DynamoDB's canonical
-   form) take the per-item path (:mod:`.python_engine`), which adds them to the statistics; in
-   round 1 they are kept aside until the plan is final.
-3. The plan decided from the full statistics is compared with the sampled one: equal, round 1
-   stands; only new columns (attributes the sample missed), the written files are rewritten with
-   the new (null) columns; anything else, the files are dropped and **round 2** converts again
-   with the exact plan. So the result never depends on the sample, only the time does.
+1. **Sample** (:func:`_sample_plan`): the first ``SAMPLE_LINES`` lines of every file are read per
+   item to guess the *read structure* (every attribute, map key and DynamoDB type seen) and the
+   schema plan.
+2. **Round 1** (:meth:`_Engine.run_round`): per window of files, :meth:`~_Engine._scan_window`
+   has DuckDB read every line (``read_ndjson_objects``) and type it with ``json_transform``
+   (:mod:`.duckdb_sql`); batches of Arrow data go to worker threads that check coverage
+   (:mod:`.arrow_coverage`) and validity, gather the full statistics and convert
+   (:mod:`.arrow_convert`); this thread writes Parquet, in input order. Rows DuckDB could not type
+   completely (attributes the sample missed, names equal but for case, numbers not in DynamoDB's
+   canonical form) take the per-item path (:mod:`.python_engine`), which adds them to the
+   statistics; in round 1 they are kept aside until the plan is final. Then
+   :meth:`~_Engine._check_window` proves the window was read whole (:mod:`.duckdb_input`:
+   checksums, every line returned, item counts).
+3. :func:`_settle_plan`: the plan decided from the full statistics is compared with the sampled
+   one: equal, round 1 stands; only new columns (attributes the sample missed), the written files
+   are rewritten with the new (null) columns; anything else, the files are dropped and **round 2**
+   converts again with the exact plan. So the result never depends on the sample, only the time.
 
-Bad lines: the file is scanned per line to find them; ``fail`` raises :class:`ExportLineError`
-with file and line, ``quarantine`` sets them aside and the round restarts on cleaned copies.
+Bad lines: a file DuckDB refused (or did not read whole) is scanned per line to find them
+(:meth:`_Engine.handle_bad_files`); ``fail`` raises :class:`ExportLineError` with table, file and
+line, ``quarantine`` sets them aside and the round restarts on cleaned copies.
+Output is reproducible: DuckDB keeps insertion order, batches are written in the order read, so
+the same export gives the same rows in the same order and the same bytes.
 Memory stays bounded: DuckDB streams small Arrow batches (its own memory is capped), a few are in
 flight at a time, the writer holds at most one row group, and freed memory is handed back to the
 OS after each batch.
@@ -28,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -41,40 +49,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from . import python_engine
+from . import duckdb_input, python_engine
 from .arrow_convert import BatchConverter
 from .arrow_coverage import covered_rows
 from .arrow_values import clear_caches
+from .duckdb_input import InputFile, InputFiles, describe, sample, tally_batch
 from .duckdb_sql import ReadNode, build_query, read_fields
-from .export_lines import (
-    NotAnItem,
-    detect_line_format,
-    item_from_line,
-    iter_raw_lines,
-    parse_line,
-)
+from .export_lines import NotAnItem, item_from_line, iter_raw_lines, parse_line
 from .options import ConversionOptions, WrittenFile
 from .parquet_output import ParquetPartsWriter
 from .quarantine import BadLines
 from .schema_plan import SchemaPlan, plan_schema
 from .value_stats import ValueStats, add_item
 
-SAMPLE_LINES = 1000
+SAMPLE_LINES = duckdb_input.SAMPLE_LINES
 BATCH_ROWS = 16 * 1024  # small batches keep peak memory flat (measured: 64k rows +25%)
 WINDOW_BYTES = 512 * 1024 * 1024
-
-
-@dataclass
-class InputFile:
-    path: str  # the name reported in errors (path on the input filesystem)
-    local: str | None = None  # local copy DuckDB reads (None: not prepared yet)
-    temporary: bool = False  # the local copy is ours to delete
-    gzip: bool = False
-    format: str = "native"
-    size: int = 0
-
-
 CONVERT_WORKERS = 2
+#: What DuckDB could not read: located per line (a failure elsewhere is reported with its message).
+_READ_ERRORS = (duckdb.Error, OSError, pa.ArrowException)
+_ERROR_FILE = re.compile(r'in file "([^"]+)"')
 
 
 @dataclass
@@ -86,11 +80,13 @@ class _Processed:
     rescued: Counter = field(default_factory=Counter)
     per_item: list = field(default_factory=list)
     bad_files: set = field(default_factory=set)
+    tally: dict = field(default_factory=dict)
 
 
 class _BadFiles(Exception):
-    def __init__(self, files: list[InputFile]):
+    def __init__(self, files: list[InputFile], reason: str = ""):
         self.files = files
+        self.reason = reason
 
 
 def convert(
@@ -102,59 +98,96 @@ def convert(
     existing_schema: pa.Schema | None,
     options: ConversionOptions,
     bad_lines: BadLines,
+    expected_files=None,
 ):
     """Run the conversion; returns ``(plan, written files, rescued counts)``."""
     scratch = tempfile.mkdtemp(prefix="offload-convert-", dir=options.scratch_dir)
+    expected_files = expected_files or {}
+    files = [
+        describe(input_filesystem, p, i, options.input_format, expected_files.get(p)) for i, p in enumerate(input_files)
+    ]
+    inputs = InputFiles(input_filesystem, files, scratch, table_name)
     try:
-        files = [_describe(input_filesystem, p, options, table_name) for p in input_files]
-        sample = ValueStats()
-        for f in files:
-            _sample(input_filesystem, f, sample, table_name)
-        plan = plan_schema(sample, existing_schema, options)
-        root = ReadNode(tags=("M",), fields=read_fields(sample.fields))
-        engine = _Engine(input_filesystem, files, scratch, table_name, options, bad_lines)
+        plan, root = _sample_plan(input_filesystem, files, table_name, existing_schema, options)
+        engine = _Engine(inputs, table_name, options, bad_lines)
+        output = _Output(output_filesystem, output_dir, options)
         while True:
-            writer = ParquetPartsWriter(output_filesystem, output_dir, plan.schema, options)
-            engine.per_item = _PerItemRows(scratch)
             try:
-                stats, counts, rows = engine.run_round(plan, root, writer, with_stats=True)
-                full_plan = plan_schema(stats, existing_schema, options)
-                if full_plan == plan:
-                    counts = _add(counts, engine.per_item.convert_into(writer, plan))
-                    return plan, writer.close(), counts
-                if _extends(plan, full_plan) and engine.per_item.count <= max(10_000, rows // 20):
-                    # only attributes the sample missed: add their (null) columns to what is
-                    # written and convert the rows that hold them
-                    written = writer.close()
-                    writer = None
-                    files_out, more = _rewrite_with_plan(
-                        output_filesystem, output_dir, written, full_plan, options, engine.per_item
-                    )
-                    return full_plan, files_out, _add(counts, more)
+                return _first_round(engine, output, plan, root, existing_schema)
             except _BadFiles as bad:
-                if writer is not None:
-                    writer.abort()
-                engine.handle_bad_files(bad.files)  # raises, or quarantines and cleans
-                continue
-            except BaseException:
-                if writer is not None:
-                    writer.abort()
-                raise
-            finally:
-                engine.per_item.close()
-            writer.abort()
-            plan = full_plan
-            root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
-            writer = ParquetPartsWriter(output_filesystem, output_dir, plan.schema, options)
-            engine.per_item = None
-            try:
-                _, counts, _ = engine.run_round(plan, root, writer, with_stats=False)
-                return plan, writer.close(), counts
-            except BaseException:
-                writer.abort()
-                raise
+                engine.handle_bad_files(bad.files, bad.reason)  # raises, or quarantines and cleans
+            except _PlanChanged as changed:
+                return _exact_round(engine, output, changed.plan, changed.stats)
     finally:
+        inputs.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Output:
+    fs: pafs.FileSystem
+    dir: str
+    options: ConversionOptions
+
+    def writer(self, plan: SchemaPlan) -> ParquetPartsWriter:
+        return ParquetPartsWriter(self.fs, self.dir, plan.schema, self.options)
+
+
+class _PlanChanged(Exception):
+    def __init__(self, plan: SchemaPlan, stats: ValueStats):
+        self.plan = plan
+        self.stats = stats
+
+
+def _sample_plan(filesystem, files: list[InputFile], table: str, existing_schema, options):
+    """The plan and read structure guessed from the first lines of every file."""
+    stats = ValueStats()
+    for f in files:
+        sample(filesystem, f, stats, table)
+    return plan_schema(stats, existing_schema, options), ReadNode(tags=("M",), fields=read_fields(stats.fields))
+
+
+def _first_round(engine: _Engine, output: _Output, plan: SchemaPlan, root: ReadNode, existing_schema):
+    """Convert with the sampled plan, gathering the full statistics; keep the result when the
+    full plan agrees (or only adds columns), else raise :class:`_PlanChanged`."""
+    writer = output.writer(plan)
+    engine.per_item = _PerItemRows(engine.inputs.scratch)
+    try:
+        stats, counts, rows = engine.run_round(plan, root, writer, with_stats=True)
+        full_plan = plan_schema(stats, existing_schema, output.options)
+        if full_plan == plan:
+            counts = _add(counts, engine.per_item.convert_into(writer, plan))
+            return plan, writer.close(), counts
+        if _extends(plan, full_plan) and engine.per_item.count <= max(10_000, rows // 20):
+            # only attributes the sample missed: add their (null) columns to what is written and
+            # convert the rows that hold them
+            written = writer.close()
+            writer = None
+            files_out, more = _rewrite_with_plan(
+                output.fs, output.dir, written, full_plan, output.options, engine.per_item
+            )
+            return full_plan, files_out, _add(counts, more)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        engine.per_item.close()
+    writer.abort()
+    raise _PlanChanged(full_plan, stats)
+
+
+def _exact_round(engine: _Engine, output: _Output, plan: SchemaPlan, stats: ValueStats):
+    """Convert again with the plan decided from every value."""
+    root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+    writer = output.writer(plan)
+    engine.per_item = None
+    try:
+        _, counts, _ = engine.run_round(plan, root, writer, with_stats=False)
+        return plan, writer.close(), counts
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _add(a: dict, b: dict) -> dict:
@@ -244,56 +277,21 @@ def _rewrite_with_plan(fs, output_dir, written, plan: SchemaPlan, options, per_i
     return moved, counts
 
 
-def _describe(filesystem: pafs.FileSystem, path: str, options, table: str) -> InputFile:
-    info = filesystem.get_file_info(path)
-    with filesystem.open_input_stream(path, compression=None) as raw:
-        head = raw.read(2)
-    f = InputFile(path=path, gzip=head == b"\x1f\x8b", size=info.size or 0)
-    if isinstance(filesystem, pafs.LocalFileSystem):
-        f.local = path
-    f.format = options.input_format
-    return f
-
-
-def _sample(filesystem, f: InputFile, stats: ValueStats, table: str) -> None:
-    file_format = None if f.format == "auto" else f.format
-    try:
-        for n, (_, line) in enumerate(iter_raw_lines(filesystem, f.path, table=table)):
-            if n >= SAMPLE_LINES:
-                break
-            try:
-                obj = orjson.loads(line)  # a guess only: duplicate keys are found by the full pass
-                if file_format is None:
-                    file_format = detect_line_format(obj)
-                add_item(stats, item_from_line(obj, file_format))
-            except (orjson.JSONDecodeError, NotAnItem):
-                continue  # found and reported by the full pass
-    except Exception:  # noqa: BLE001 - corrupt files are reported by the full pass
-        pass
-    f.format = file_format or "native"
-
-
 class _Engine:
-    def __init__(
-        self,
-        filesystem,
-        files: list[InputFile],
-        scratch: str,
-        table: str,
-        options: ConversionOptions,
-        bad_lines: BadLines,
-    ) -> None:
-        self.fs = filesystem
-        self.files = files
-        self.scratch = scratch
+    """One conversion round at a time over the export's files (see the module docstring)."""
+
+    def __init__(self, inputs: InputFiles, table: str, options: ConversionOptions, bad_lines: BadLines) -> None:
+        self.inputs = inputs
+        self.files = inputs.files
         self.table = table
         self.options = options
         self.bad_lines = bad_lines
         self.per_item: _PerItemRows | None = None
         self.rows = 0
 
-    # -- input -----------------------------------------------------------------------------
     def _windows(self) -> list[list[InputFile]]:
+        if all(f.local is not None and f.format == "native" for f in self.files):
+            return [self.files]  # already local: one query, DuckDB spreads files over threads
         threads = self.options.threads or os.cpu_count() or 1
         windows, current, size = [], [], 0
         for f in self.files:
@@ -304,63 +302,46 @@ class _Engine:
             size += f.size
         if current:
             windows.append(current)
-        if all(f.local is not None and f.format == "native" for f in self.files):
-            return [self.files]  # already local: one query, DuckDB spreads files over threads
         return windows
-
-    def _prepare(self, window: list[InputFile]) -> None:
-        for f in window:
-            if f.local is not None and f.format == "native":
-                continue
-            target = os.path.join(
-                self.scratch, f"in-{self.files.index(f):05d}.json" + (".gz" if f.gzip and f.format == "native" else "")
-            )
-            if f.format == "native":
-                with self.fs.open_input_stream(f.path, compression=None) as src, open(target, "wb") as dst:
-                    while chunk := src.read(8 << 20):
-                        dst.write(chunk)
-            else:  # Data Pipeline lines: rewrite as native lines (legacy format, per line)
-                with open(target, "wb") as dst:
-                    for _, line in iter_raw_lines(self.fs, f.path, table=self.table):
-                        try:
-                            item = item_from_line(parse_line(line), f.format)
-                            dst.write(orjson.dumps({"Item": item}) + b"\n")
-                        except (orjson.JSONDecodeError, NotAnItem):
-                            dst.write(line.rstrip(b"\r\n") + b"\n")  # reported by the full pass
-                f.gzip = False
-            f.local, f.temporary = target, True
-
-    def _release(self, window: list[InputFile]) -> None:
-        for f in window:
-            if f.temporary and f.local and not f.local.startswith(os.path.join(self.scratch, "clean-")):
-                try:
-                    os.unlink(f.local)
-                except FileNotFoundError:
-                    pass
-                f.local, f.temporary = None, False
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return _database(self.options.threads or os.cpu_count() or 1, self.options.memory_limit).cursor()
 
-    # -- one round ---------------------------------------------------------------------------
     def run_round(self, plan: SchemaPlan, root: ReadNode, writer: ParquetPartsWriter, *, with_stats: bool):
+        """Convert every file with ``plan``; returns the statistics, rescued counts and rows."""
         stats = ValueStats()
         counts: Counter = Counter()
         bad_files: list[InputFile] = []
+        reasons: list[str] = []
         self.rows = 0
         for window in self._windows():
-            self._prepare(window)
+            self.inputs.prepare(window)
             try:
-                bad_files += self._run_window(window, plan, root, writer, stats, counts, with_stats)
-            except (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException):
-                bad_files += window  # located per line below
+                try:
+                    bad_files += self._scan_window(window, plan, root, writer, stats, counts, with_stats)
+                except _READ_ERRORS as exc:
+                    self.inputs.check_checksums(window)  # a changed file says so before DuckDB's error
+                    bad_files += _named_first(window, str(exc))  # located per line
+                    reasons.append(str(exc))
+                    continue
+                bad_files += self._check_window(window, bad_files)
             finally:
-                self._release(window)
+                self.inputs.release(window)
         if bad_files:
-            raise _BadFiles([f for f in self.files if any(f is b for b in bad_files)])
+            raise _BadFiles([f for f in self.files if any(f is b for b in bad_files)], "; ".join(reasons))
         return stats, dict(counts), self.rows
 
-    def _run_window(self, window, plan, root, writer, stats, counts, with_stats) -> list[InputFile]:
+    def _check_window(self, window: list[InputFile], bad_files: list[InputFile]) -> list[InputFile]:
+        """Checksums first, then every line returned, then the manifest's item counts."""
+        self.inputs.check_checksums(window)
+        incomplete = self.inputs.incomplete([f for f in window if not any(f is b for b in bad_files)])
+        if not incomplete and not bad_files:
+            self.inputs.check_item_counts(window)
+        return incomplete
+
+    def _scan_window(self, window, plan, root, writer, stats, counts, with_stats) -> list[InputFile]:
+        """DuckDB parses on its threads; ``CONVERT_WORKERS`` threads convert batches (Arrow
+        compute releases the GIL); this thread writes Parquet, in the order DuckDB read."""
         by_local = {f.local: f for f in window}
         groups: dict[bool, list[str]] = {}
         for f in window:
@@ -368,8 +349,6 @@ class _Engine:
         bad: list[InputFile] = []
         converter = BatchConverter(plan, root, with_stats)
         con = self._connect()
-        # DuckDB parses on its threads; CONVERT_WORKERS threads convert batches (Arrow compute
-        # releases the GIL); this thread writes Parquet, keeping results in order.
         pending: deque = deque()
 
         def collect(future) -> None:
@@ -381,6 +360,10 @@ class _Engine:
             counts.update(out.rescued)
             for item_obj in out.per_item:
                 self.per_item.add(item_obj)
+            for path, (rows, text_bytes) in out.tally.items():
+                tally = by_local[path].tally
+                tally[0] += rows
+                tally[1] += text_bytes
             bad.extend(by_local[p] for p in out.bad_files if p in by_local)
 
         try:
@@ -405,7 +388,9 @@ class _Engine:
     def _process(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan) -> _Processed:
         """Convert one batch (runs on a worker thread; touches no shared state)."""
         try:
-            return self._process_batch(batch, converter, plan)
+            out = self._process_batch(batch, converter, plan)
+            out.tally = tally_batch(batch)
+            return out
         finally:
             clear_caches()  # per-thread memo of this batch's arrays
 
@@ -418,12 +403,15 @@ class _Engine:
         if n_ok:
             converted, out.stats, out.rescued = converter.convert(item if n_ok == len(item) else item.filter(ok))
             out.batches.append(converted)
-        if n_ok == len(item):
-            return out
-        # the rest, per item from the line's text
-        rest = pc.invert(ok)
+        if n_ok < len(item):
+            self._per_item_rows(batch, pc.invert(ok), converter, plan, out)
+        return out
+
+    def _per_item_rows(self, batch, rest, converter: BatchConverter, plan: SchemaPlan, out: _Processed) -> None:
+        """The rows the vectorised path could not take, per item from the line's text."""
         items = []
-        for line, file in zip(raw.filter(rest).to_pylist(), batch.column("_file").filter(rest).to_pylist()):
+        lines = batch.column("_raw").filter(rest).to_pylist()
+        for line, file in zip(lines, batch.column("_file").filter(rest).to_pylist()):
             try:
                 item_obj = item_from_line(parse_line(line), "native")
             except (orjson.JSONDecodeError, NotAnItem, TypeError):
@@ -441,31 +429,48 @@ class _Engine:
             for b, local_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
                 out.batches.append(b)
             out.rescued.update(local_counts)
-        return out
 
-    # -- bad lines ---------------------------------------------------------------------------
-    def handle_bad_files(self, files: list[InputFile]) -> None:
+    def handle_bad_files(self, files: list[InputFile], reason: str = "") -> None:
         """Find the bad lines per line: raise for ``fail``, else quarantine them and let the next
-        round read a cleaned copy."""
+        round read a cleaned copy. A file without a bad line stays as it is; when no file has one,
+        DuckDB's error is raised with the table and files."""
+        found_any = False
         for f in files:
-            clean_path = os.path.join(self.scratch, f"clean-{self.files.index(f):05d}.json")
-            found = False
+            clean_path = os.path.join(self.inputs.scratch, f"clean-{f.index:05d}.json")
+            found = 0
             with open(clean_path, "wb") as clean:
-                for line_no, line in iter_raw_lines(self.fs, f.path, table=self.table):
+                for line_no, line in iter_raw_lines(self.inputs.fs, f.path, table=self.table):
                     try:
                         item = item_from_line(parse_line(line), f.format)
                     except orjson.JSONDecodeError as exc:
-                        found = True
+                        found += 1
                         self.bad_lines.add(f.path, line_no, f"not JSON: {exc}", line)
                         continue
                     except NotAnItem as exc:
-                        found = True
+                        found += 1
                         self.bad_lines.add(f.path, line_no, str(exc), line)
                         continue
                     clean.write(orjson.dumps({"Item": item}) + b"\n")
             if not found:
-                raise RuntimeError(f"table {self.table!r}: DuckDB could not read {f.path} but every line is valid")
+                os.unlink(clean_path)
+                continue
+            found_any = True
+            self.inputs.release([f])
             f.local, f.temporary, f.gzip, f.format = clean_path, True, False, "native"
+            f.content_bytes, f.quarantined = None, f.quarantined + found
+        if not found_any:
+            names = ", ".join(f.path for f in files)
+            raise RuntimeError(
+                f"table {self.table!r}: DuckDB could not read {names}, yet every line is an item"
+                + (f": {reason}" if reason else "")
+            )
+
+
+def _named_first(window: list[InputFile], message: str) -> list[InputFile]:
+    """The window's files, the one DuckDB's error names first (scanned first per line)."""
+    match = _ERROR_FILE.search(message)
+    named = match.group(1) if match else None
+    return sorted(window, key=lambda f: f.local != named)
 
 
 def _release_memory() -> None:
@@ -498,7 +503,7 @@ def _database(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
                 config={
                     "threads": threads,
                     "memory_limit": memory_limit,
-                    "preserve_insertion_order": False,
+                    "preserve_insertion_order": True,  # reproducible output
                     "temp_directory": os.path.join(tempfile.gettempdir(), f"offload-duckdb-{os.getpid()}"),
                 }
             )

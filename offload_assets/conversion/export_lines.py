@@ -34,7 +34,9 @@ from typing import Any
 import orjson
 import pyarrow.fs as pafs
 
-from .options import ExportLineError
+from offload_assets.export.layout import MD5Reader
+
+from .options import DataFileMismatch, ExpectedDataFile, ExportLineError
 
 NATIVE_TAGS = frozenset(("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"))
 DATA_PIPELINE_TAGS = {
@@ -79,7 +81,10 @@ class NotAnItem(ValueError):
 
 def open_export_file(filesystem: pafs.FileSystem, path: str) -> io.BufferedIOBase:
     """Binary stream of an export file's decompressed bytes (gzip detected by magic bytes)."""
-    raw = filesystem.open_input_stream(path, compression=None)
+    return _decompressed(filesystem.open_input_stream(path, compression=None))
+
+
+def _decompressed(raw) -> io.BufferedIOBase:
     head = raw.read(2)
     rest = _Prepend(head, raw)
     if head == b"\x1f\x8b":
@@ -110,27 +115,54 @@ class _Prepend(io.RawIOBase):
         super().close()
 
 
-def iter_raw_lines(filesystem: pafs.FileSystem, path: str, *, table: str = "?") -> Iterator[tuple[int, bytes]]:
+def iter_raw_lines(
+    filesystem: pafs.FileSystem, path: str, *, table: str = "?", expected: ExpectedDataFile | None = None
+) -> Iterator[tuple[int, bytes]]:
     """``(line_number, line)`` for every non-blank line (numbers start at 1).
 
     A corrupt or truncated gzip stream raises :class:`ExportLineError` at the line being read.
+    With ``expected`` (what the export's manifest says of the file), the file's MD5 is computed
+    from the bytes as they are read and, at the end, it and the count of non-blank lines are
+    compared with the manifest: a difference raises :class:`DataFileMismatch`.
     """
-    line_no = 0
-    stream = open_export_file(filesystem, path)
+    line_no = items = 0
+    raw = filesystem.open_input_stream(path, compression=None)
+    hashed = MD5Reader(raw) if expected is not None and expected.md5_checksum else None
+    stream = _decompressed(hashed or raw)
     try:
         reader = io.BufferedReader(stream, buffer_size=1 << 20) if not isinstance(stream, gzip.GzipFile) else stream
         while True:
             try:
                 line = reader.readline()
             except (OSError, EOFError, zlib.error) as exc:
+                if hashed is not None:
+                    _drain(hashed)
+                    check_md5(table, path, expected, hashed.md5_base64())  # a changed file says so first
                 raise ExportLineError(table, path, line_no + 1, f"cannot decompress: {exc}") from exc
             if not line:
-                return
+                break
             line_no += 1
             if line.strip():
+                items += 1
                 yield line_no, line
+        if hashed is not None:
+            _drain(hashed)
+            check_md5(table, path, expected, hashed.md5_base64())
+        if expected is not None and expected.item_count is not None and items != expected.item_count:
+            raise DataFileMismatch(table, path, "itemCount", expected.item_count, items)
     finally:
         stream.close()
+
+
+def _drain(stream) -> None:
+    while stream.read(1 << 20):
+        pass
+
+
+def check_md5(table: str, path: str, expected: ExpectedDataFile | None, actual: str) -> None:
+    """Raise :class:`DataFileMismatch` when the manifest's ``md5Checksum`` is not ``actual``."""
+    if expected is not None and expected.md5_checksum and expected.md5_checksum != actual:
+        raise DataFileMismatch(table, path, "md5Checksum", expected.md5_checksum, actual)
 
 
 # ---------------------------------------------------------------------------------------------

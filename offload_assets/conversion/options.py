@@ -47,6 +47,9 @@ class ConversionOptions:
     """DuckDB's memory limit; it spills beyond this."""
     scratch_dir: str | None = None
     """Local directory for temporary copies of remote input (``None``: the system temp dir)."""
+    key_attributes: tuple[str, ...] = ()
+    """The table's hash key then range key: their columns come first (then the other
+    attributes, ``_rescued_data`` last). Columns of an existing schema keep their places."""
 
     def __post_init__(self) -> None:
         if self.compression not in ("zstd", "snappy", "gzip", "none"):
@@ -106,3 +109,31 @@ class ExportLineError(ValueError):
 
     def __reduce__(self):  # keep it picklable (multiprocessing, Dagster)
         return (ExportLineError, (self.table, self.file, self.line, self.reason))
+
+
+@dataclass(frozen=True)
+class ExpectedDataFile:
+    """What an export's ``manifest-files.json`` says of one data file; ``None``: not checked."""
+
+    md5_checksum: str | None = None
+    """Base64 MD5 of the file's bytes as stored (``md5Checksum``)."""
+    item_count: int | None = None
+    """Items (non-blank lines) in the file (``itemCount``)."""
+
+
+class DataFileMismatch(ValueError):
+    """A data file is not what its export's manifest says (its MD5 or its item count)."""
+
+    def __init__(self, table: str, file: str, what: str, expected, actual):
+        self.table = table
+        self.file = file
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"table {table!r}: {file}: {what} is {actual!r} but the export's manifest says {expected!r}"
+            " (the file changed after the export, or is not the export's); nothing was published"
+        )
+
+    def __reduce__(self):
+        return (DataFileMismatch, (self.table, self.file, self.what, self.expected, self.actual))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import decimal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
 import orjson
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .export_lines import NotAnItem, detect_line_format, item_from_line, iter_raw_lines, parse_line
-from .options import RESCUED_COLUMN, ConversionOptions
+from .options import RESCUED_COLUMN, ConversionOptions, ExpectedDataFile
 from .quarantine import BadLines
 from .schema_plan import FieldPlan, Kind, SchemaPlan, decimal_fits
 from .value_stats import ValueStats, add_item, number_shape
@@ -28,12 +28,18 @@ class Misfit(Exception):
 
 
 def iter_items(
-    files, filesystem: pafs.FileSystem, options: ConversionOptions, bad_lines: BadLines
+    files,
+    filesystem: pafs.FileSystem,
+    options: ConversionOptions,
+    bad_lines: BadLines,
+    expected: Mapping[str, ExpectedDataFile] | None = None,
 ) -> Iterator[dict[str, dict]]:
-    """Items of all files in native form; bad lines go to ``bad_lines`` (raise or are skipped)."""
+    """Items of all files in native form; bad lines go to ``bad_lines`` (raise or are skipped).
+    Files in ``expected`` have their MD5 and line count checked as they are read."""
     for path in files:
         file_format = None if options.input_format == "auto" else options.input_format
-        for line_no, line in iter_raw_lines(filesystem, path, table=bad_lines.table):
+        check = (expected or {}).get(path)
+        for line_no, line in iter_raw_lines(filesystem, path, table=bad_lines.table, expected=check):
             if bad_lines.is_bad(path, line_no):
                 continue
             try:

@@ -281,8 +281,16 @@ def kind_from_arrow(
 # The plan
 
 
+def column_order_key(key_attributes: tuple[str, ...]):
+    """Sort key of new columns: the hash key, the range key, then the others by name."""
+    rank = {attr: i for i, attr in enumerate(key_attributes)}
+    return lambda p: (rank.get(p.original, len(rank)), p.name)
+
+
 def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: ConversionOptions) -> SchemaPlan:
-    """Columns for every attribute in ``stats`` (the root: an item's fields), existing first."""
+    """Columns for every attribute in ``stats`` (the root: an item's fields): existing columns
+    first in their order, then new ones (key attributes first, see :func:`column_order_key`),
+    ``_rescued_data`` last unless the existing schema already places it."""
     existing_fields = [f for f in (existing_schema or []) if f.name != RESCUED_COLUMN]
     taken = {f.name: _meta(f, ORIGINAL_NAME_KEY) for f in existing_fields}
     names = assign_column_names(stats.fields, taken, reserved=(RESCUED_COLUMN,))
@@ -297,7 +305,7 @@ def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: C
     new_names = assign_column_names(new_attrs, {c.name: c.original for c in columns}, (RESCUED_COLUMN,))
     new_plans = sorted(
         (FieldPlan(new_names[a], a, decide_kind(s, options)) for a, s in new_attrs.items()),
-        key=lambda p: p.name,
+        key=column_order_key(options.key_attributes),
     )
     columns.extend(new_plans)
 

@@ -59,7 +59,7 @@ def md5_base64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def file_md5_base64(stream: Any, *, chunk_size: int = 1024 * 1024) -> str:
+def stream_md5_base64(stream: Any, *, chunk_size: int = 1024 * 1024) -> str:
     """Base64 MD5 of a binary stream's bytes (as ``md5Checksum`` in ``manifest-files.json``), read in chunks."""
     digest = hashlib.md5()
     while chunk := stream.read(chunk_size):
@@ -76,6 +76,52 @@ def checksum_matches(recorded: str, data: bytes) -> bool:
 
 class ExportManifestError(ValueError):
     """A complete export's manifests cannot be used (not JSON, missing fields, inconsistent); the message says why."""
+
+
+class MD5Reader(io.RawIOBase):
+    """A binary stream that hashes (MD5) every byte read through it: a data file's
+    ``md5Checksum`` is checked while the file is read, never in a second pass.
+    ``md5_base64()`` is the checksum of what was read so far (of the whole file once at EOF)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._md5 = hashlib.md5()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self._md5.update(data)
+        self.bytes_read += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read() if size is None or size < 0 else self._stream.read(size)
+        self._md5.update(data)
+        self.bytes_read += len(data)
+        return data
+
+    def md5_base64(self) -> str:
+        return base64.b64encode(self._md5.digest()).decode()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            super().close()
+
+
+def file_md5_base64(filesystem: Any, path: str, chunk_bytes: int = 8 << 20) -> str:
+    """The base64 MD5 of a file on a pyarrow filesystem (the form of ``md5Checksum`` in
+    ``manifest-files.json``), read in chunks."""
+    with MD5Reader(filesystem.open_input_stream(path, compression=None)) as reader:
+        while reader.read(chunk_bytes):
+            pass
+        return reader.md5_base64()
 
 
 @dataclass(frozen=True)

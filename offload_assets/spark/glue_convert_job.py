@@ -60,7 +60,7 @@ def run_job(
     report: Callable[..., None] | None,
 ) -> dict[str, Any]:
     """Convert, write ``_snapshot.json`` and report; returns the reported metadata."""
-    from offload_assets.conversion import ConversionOptions
+    from offload_assets.conversion import ConversionOptions, ExpectedDataFile
     from offload_assets.conversion.schema_codec import schema_from_text
     from offload_assets.snapshot.build import write_snapshot_manifest
     from offload_assets.spark.spark_conversion import FilesystemSpec, convert_export_on_spark
@@ -83,6 +83,10 @@ def run_job(
         existing_schema=schema_from_text(request["existing_schema"]) if request.get("existing_schema") else None,
         options=ConversionOptions(compression=request.get("compression", "zstd")),
         log=log,
+        expected_files={
+            path: ExpectedDataFile(e.get("md5Checksum"), e.get("itemCount"))
+            for path, e in (request.get("expected_files") or {}).items()
+        },
     )
     bucket = snap["bucket"]
     files = [{"path": f.path, "rows": f.rows, "bytes": f.bytes} for f in result.files]

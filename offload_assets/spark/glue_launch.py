@@ -171,6 +171,10 @@ def prepare_glue_conversion(
     request = {
         "table_name": spec.dynamodb_table,
         "input_files": [f"{spec.s3_bucket}/{f.key}" for f in export.data_files],
+        # what manifest-files.json says of each file: the job checks MD5 and item count while reading
+        "expected_files": {
+            f"{spec.s3_bucket}/{f.key}": {"md5Checksum": f.md5, "itemCount": f.item_count} for f in export.data_files
+        },
         "output_dir": f"{spec.s3_bucket}/{run_dir}",
         "existing_schema": schema_to_text(existing_schema) if existing_schema is not None else None,
         "compression": spec.compression,

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from offload_assets.conversion import ConversionOptions, WrittenFile, python_engine
+from offload_assets.conversion import ConversionOptions, ExpectedDataFile, WrittenFile, python_engine
 from offload_assets.conversion.quarantine import BadLines
 from offload_assets.conversion.schema_plan import SchemaPlan, plan_schema
 from offload_assets.conversion.value_stats import ValueStats
@@ -70,12 +70,18 @@ class SparkConversionResult:
 
 
 def file_stats(
-    path: str, filesystem: pafs.FileSystem, table_name: str, options: ConversionOptions
+    path: str,
+    filesystem: pafs.FileSystem,
+    table_name: str,
+    options: ConversionOptions,
+    expected: ExpectedDataFile | None = None,
 ) -> tuple[ValueStats, int]:
-    """Pass 1 for one data file: the statistics tree and item count (bad lines raise, naming file and line)."""
+    """Pass 1 for one data file: the statistics tree and item count (bad lines raise, naming file
+    and line; with ``expected``, its MD5 and item count are checked while it is read)."""
     bad_lines = BadLines(table_name, "fail")
+    checks = {path: expected} if expected is not None else None
     try:
-        return python_engine.collect_stats(python_engine.iter_items([path], filesystem, options, bad_lines))
+        return python_engine.collect_stats(python_engine.iter_items([path], filesystem, options, bad_lines, checks))
     finally:
         bad_lines.cleanup()
 
@@ -179,11 +185,14 @@ def convert_export_on_spark(
     existing_schema: pa.Schema | None = None,
     options: ConversionOptions = ConversionOptions(),
     log: Any = None,
+    expected_files: dict[str, ExpectedDataFile] | None = None,
 ) -> SparkConversionResult:
     """Convert one export's data files with Spark; same schema, rows and rescued values as in process.
 
     ``input_files`` and ``output_dir`` are paths on ``filesystem`` (``bucket/key`` for S3).
     A failed conversion removes the files it wrote; nothing else is touched in ``output_dir``.
+    ``expected_files`` (path → manifest facts): pass 1 checks each file's MD5 and item count as
+    it reads it, so a changed file fails before anything is written.
     """
     if options.bad_lines != "fail":
         raise ValueError(f"table {table_name!r}: the Spark engine supports bad_lines='fail' only")
@@ -198,7 +207,7 @@ def convert_export_on_spark(
         task_fs = filesystem.open()
         for batch in batches:
             for index, path in zip(batch.column("file_index").to_pylist(), batch.column("path").to_pylist()):
-                stats, rows = file_stats(path, task_fs, table_name, options)
+                stats, rows = file_stats(path, task_fs, table_name, options, (expected_files or {}).get(path))
                 yield pa.RecordBatch.from_pydict(
                     {"file_index": [index], "stats": [pickle.dumps(stats)], "rows": [rows]},
                     schema=pa.schema([("file_index", pa.int64()), ("stats", pa.binary()), ("rows", pa.int64())]),

@@ -19,11 +19,11 @@ from offload_assets.export.discovery import (
 from offload_assets.export.layout import (
     checksum_matches,
     export_dir_key,
-    file_md5_base64,
     iter_export_lines,
     list_export_objects,
     md5_base64,
     read_export_manifest,
+    stream_md5_base64,
 )
 from offload_assets_tests.defs.conftest import make_spec, reviews
 from offload_assets_tests.export.dynamodb_layout import s3_event, write_native_export
@@ -64,7 +64,7 @@ def test_checksums_stream_and_accept_base64_or_hex():
     import io
 
     data = b"x" * (3 * 1024 * 1024 + 7)
-    assert file_md5_base64(io.BytesIO(data), chunk_size=1000) == md5_base64(data)
+    assert stream_md5_base64(io.BytesIO(data), chunk_size=1000) == md5_base64(data)
     assert checksum_matches(md5_base64(data) + "\n", data)
     assert checksum_matches(hashlib.md5(data).hexdigest().upper(), data)
     assert not checksum_matches(md5_base64(b"other"), data)
