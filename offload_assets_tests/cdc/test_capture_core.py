@@ -300,3 +300,51 @@ def test_the_nightly_snapshot_resets_the_start_to_its_export_time(stream):
     assert step.started_from == "snapshot" and step.read.skipped_before_since == 1
     assert_converged(stream, target)
     assert next(iter(target.rows.values()))["rating"] == 2
+
+
+def test_the_tables_file_refuses_change_capture_without_iceberg(tmp_path):
+    from offload_assets.table_spec import TablesFileError, parse_tables
+
+    entry = {"dynamodb_table": "Reviews", "s3_bucket": "my-bucket", "change_capture": "streams"}
+    with pytest.raises(TablesFileError, match="change_capture 'streams' needs table_format 'iceberg'"):
+        parse_tables({"tables": [entry]}, tmp_path / "tables.yaml")
+    spec = parse_tables({"tables": [{**entry, "change_capture": "off"}]}, tmp_path / "t.yaml").tables[0]
+    assert spec.change_capture_interval_seconds == 60 and spec.max_lag_minutes == 15
+
+
+@pytest.mark.parametrize(
+    ("stream_spec", "message"),
+    [
+        (None, "stream is off"),
+        ({"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}, "view type is KEYS_ONLY"),
+        ({"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}, None),
+    ],
+)
+def test_a_stream_that_cannot_feed_capture_says_which_view_type_is_needed(stream_spec, message):
+    from offload_assets.cdc.requirements import stream_problem
+
+    problem = stream_problem({"TableName": "Reviews", "StreamSpecification": stream_spec})
+    if message is None:
+        assert problem is None
+    else:
+        assert message in problem and "NEW_AND_OLD_IMAGES" in problem and "update-table" in problem
+
+
+def test_the_iam_policy_grants_the_stream_reads_for_a_capturing_table():
+    from dataclasses import replace
+
+    from offload_assets.aws.iam_policy import build_iam_policy
+    from offload_assets.table_spec import parse_tables
+
+    spec = parse_tables({"tables": [{"dynamodb_table": "Reviews", "s3_bucket": "my-bucket"}]}, None).tables[0]
+    policy = build_iam_policy([replace(spec, change_capture="streams")], region="us-east-1", account_id="1" * 12)
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ChangeCaptureStreams"]["Action"] == [
+        "dynamodb:DescribeStream",
+        "dynamodb:GetShardIterator",
+        "dynamodb:GetRecords",
+    ]
+    assert by_sid["ChangeCaptureStreams"]["Resource"] == [
+        "arn:aws:dynamodb:us-east-1:111111111111:table/Reviews/stream/*"
+    ]
+    assert "ChangeCaptureStreams" not in {s["Sid"] for s in build_iam_policy([spec])["Statement"]}
