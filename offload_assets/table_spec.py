@@ -107,6 +107,28 @@ class _TableEntry(BaseModel):
         description="12-digit account id that must own s3_bucket; sent as ExpectedBucketOwner on every S3 request.",
     )
 
+    # --- change capture from DynamoDB Streams (issue 18) ---
+    change_capture: Literal["off", "streams"] = Field(
+        "off", description="'streams': apply DynamoDB Streams changes to the Iceberg table (table_format: iceberg)."
+    )
+    change_capture_interval_seconds: int = Field(
+        60, ge=5, le=86_400, description="Seconds between change-capture sensor ticks (a run when records wait)."
+    )
+    change_capture_max_records: int = Field(
+        10_000, ge=1, le=1_000_000, description="Upper bound on stream records applied per commit."
+    )
+    max_lag_minutes: float = Field(
+        15, gt=0, description="The change-capture lag check fails when the oldest waiting change is older."
+    )
+
+    @model_validator(mode="after")
+    def _change_capture_needs_iceberg(self) -> _TableEntry:
+        if self.change_capture == "streams" and getattr(self, "table_format", "hive") != "iceberg":
+            raise ValueError(
+                "change_capture 'streams' needs table_format 'iceberg' (changes are merged into one current table)"
+            )
+        return self
+
     @field_validator("sse_kms_key_id")
     @classmethod
     def _kms_key(cls, v: str | None) -> str | None:
@@ -237,6 +259,11 @@ class TableSpec:
     glue_workers: int = 2
     sse_kms_key_id: str | None = None
     expected_bucket_owner: str | None = None
+    # change capture from DynamoDB Streams (issue 18)
+    change_capture: str = "off"
+    change_capture_interval_seconds: int = 60
+    change_capture_max_records: int = 10_000
+    max_lag_minutes: float = 15.0
 
     @property
     def name(self) -> str:

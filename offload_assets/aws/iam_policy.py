@@ -21,6 +21,9 @@ NATIVE_EXPORT_ACTIONS = [
     "dynamodb:DescribeExport",
     "dynamodb:ListExports",
 ]
+#: Change capture (issue 18): the four DynamoDB Streams calls of offload_assets.cdc.source.
+STREAM_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"]
+LIST_STREAMS_ACTIONS = ["dynamodb:ListStreams"]  # not resource-scoped by AWS
 S3_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
 GLUE_ACTIONS = [
     "glue:GetDatabase",
@@ -82,6 +85,18 @@ def build_iam_policy(
             resources += [arn, f"{arn}/export/*"]
         statements.append(
             {"Sid": "NativeExport", "Effect": "Allow", "Action": NATIVE_EXPORT_ACTIONS, "Resource": resources}
+        )
+    streams = [
+        ddb.format(r=region, a=account_id, t=s.dynamodb_table) + "/stream/*"
+        for s in specs
+        if getattr(s, "change_capture", "off") == "streams"
+    ]
+    if streams:
+        statements.append(
+            {"Sid": "ChangeCaptureStreams", "Effect": "Allow", "Action": STREAM_ACTIONS, "Resource": streams}
+        )
+        statements.append(
+            {"Sid": "ChangeCaptureListStreams", "Effect": "Allow", "Action": LIST_STREAMS_ACTIONS, "Resource": ["*"]}
         )
 
     for bucket in _dedupe(s.s3_bucket for s in specs):
