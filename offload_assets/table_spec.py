@@ -25,6 +25,7 @@ _DDB_TABLE_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _GLUE_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_\-]{0,254}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-=]+$")
+_SNS_TOPIC_RE = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
 _KMS_KEY_RE = re.compile(r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/)?(alias/)?[A-Za-z0-9/_\-]{1,256}$")
 
 
@@ -105,6 +106,18 @@ class _TableEntry(BaseModel):
         None,
         description="12-digit account id that must own s3_bucket; sent as ExpectedBucketOwner on every S3 request.",
     )
+    # --- deploy: notifications for downstream work (offload_assets/deploy/notifications.py) ---
+    notification_topic_arn: str | None = Field(
+        None,
+        description="SNS topic receiving export_finished / snapshot_published / snapshot_failed messages (see docs/notifications.md).",
+    )
+
+    @field_validator("notification_topic_arn")
+    @classmethod
+    def _topic_arn(cls, v: str | None) -> str | None:
+        if v is not None and not _SNS_TOPIC_RE.match(v):
+            raise ValueError("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return v
 
     @field_validator("sse_kms_key_id")
     @classmethod
@@ -231,6 +244,8 @@ class TableSpec:
     glue_workers: int = 2
     sse_kms_key_id: str | None = None
     expected_bucket_owner: str | None = None
+    # deploy: notifications for downstream work
+    notification_topic_arn: str | None = None
 
     @property
     def name(self) -> str:
