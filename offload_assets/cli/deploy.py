@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -35,9 +36,14 @@ def cmd_deploy_check(args: argparse.Namespace) -> int:
         workgroup = workgroup or outputs.get("AthenaWorkGroup")
         results_uri = results_uri or outputs.get("AthenaResultsLocation")
     region = connection.region_name or connection.session().region_name or "us-east-1"
+    once = dataclasses.replace(connection, max_attempts=1)  # the policy simulator may be missing: ask once
+
+    def client(service: str) -> Any:
+        return (once if service == "iam" else connection).client(service)
+
     results = run_preflight(
         specs,
-        connection.client,
+        client,
         region=region,
         workgroup=workgroup or DEFAULT_WORKGROUP,
         athena_results_uri=results_uri,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from offload_assets.aws.iam_policy import build_iam_policy
 from offload_assets.table_spec import TableSpec
@@ -264,7 +265,7 @@ def check_permissions(iam: Any, identity_arn: str, policy: dict[str, Any]) -> Ch
                     for r in page["EvaluationResults"]
                     if r["EvalDecision"] != "allowed"
                 ]
-    except (ClientError, BotoCoreError) as err:
+    except (ClientError, BotoCoreError, ResponseParserError) as err:  # an endpoint without the simulator answers 500
         return CheckResult(subject, "iam permissions", SKIP, f"policy simulation not possible here ({_why(err)[:160]})")
     if denied:
         return CheckResult(
