@@ -26,6 +26,7 @@ _DDB_TABLE_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _GLUE_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_\-]{0,254}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.\-=]+$")
+_SNS_TOPIC_RE = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[A-Za-z0-9_\-]{1,256}(\.fifo)?$")
 _KMS_KEY_RE = re.compile(r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/)?(alias/)?[A-Za-z0-9/_\-]{1,256}$")
 
 
@@ -106,6 +107,18 @@ class _TableEntry(BaseModel):
         None,
         description="12-digit account id that must own s3_bucket; sent as ExpectedBucketOwner on every S3 request.",
     )
+    # --- deploy: notifications for downstream work (offload_assets/deploy/notifications.py) ---
+    notification_topic_arn: str | None = Field(
+        None,
+        description="SNS topic receiving export_finished / snapshot_published / snapshot_failed messages (see docs/notifications.md).",
+    )
+
+    @field_validator("notification_topic_arn")
+    @classmethod
+    def _topic_arn(cls, v: str | None) -> str | None:
+        if v is not None and not _SNS_TOPIC_RE.match(v):
+            raise ValueError("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return v
 
     # --- change capture from DynamoDB Streams (issue 18) ---
     change_capture: Literal["off", "streams"] = Field(
@@ -264,6 +277,8 @@ class TableSpec:
     change_capture_interval_seconds: int = 60
     change_capture_max_records: int = 10_000
     max_lag_minutes: float = 15.0
+    # deploy: notifications for downstream work
+    notification_topic_arn: str | None = None
 
     @property
     def name(self) -> str:

@@ -211,6 +211,37 @@ def build_iam_policy(
                 "Resource": [queue_arn(url, region, account_id) for url in queues],
             }
         )
+    notified = [s for s in specs if getattr(s, "notification_topic_arn", None)]
+    if notified:  # offload_assets.deploy.notifications: SNS messages, de-duplicated by marker objects
+        from offload_assets.deploy.notifications import marker_prefix
+
+        statements.append(
+            {
+                "Sid": "PublishNotifications",
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": _dedupe(s.notification_topic_arn for s in notified),
+            }
+        )
+        for bucket in _dedupe(s.s3_bucket for s in notified):
+            prefixes = _dedupe(marker_prefix(s) for s in notified if s.s3_bucket == bucket)
+            statements.append(  # a missing marker must read as 404, not 403
+                {
+                    "Sid": f"ListNotificationMarkers{len(statements)}",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket"],
+                    "Resource": [f"arn:aws:s3:::{bucket}"],
+                    "Condition": {"StringLike": {"s3:prefix": _dedupe(q for p in prefixes for q in (p, f"{p}/*"))}},
+                }
+            )
+        statements.append(
+            {
+                "Sid": "NotificationMarkers",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": _dedupe(f"arn:aws:s3:::{s.s3_bucket}/{marker_prefix(s)}/*" for s in notified),
+            }
+        )
     glue_tables = [s for s in specs if getattr(s, "engine", "local") == "glue"]
     if glue_tables:
         from offload_assets.spark.glue_launch import glue_job_name

@@ -961,6 +961,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--workspace", default="workspace.yaml", help="workspace file (default: ./workspace.yaml)")
     dev.set_defaults(func=cmd_dev)
+
+    from offload_assets.cli.deploy import add_deploy_parser
+
+    add_deploy_parser(sub)
     return parser
 
 

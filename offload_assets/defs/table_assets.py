@@ -11,6 +11,7 @@ import time
 import dagster as dg
 
 from offload_assets.defs.metadata import snapshot_metadata
+from offload_assets.defs.notifications import notify_export_finished, notify_snapshot_failed, notify_snapshot_published
 from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.defs.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.export.partition_export import ExportRefusedError, export_partition
@@ -110,6 +111,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             )
         except ExportRefusedError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
+        notified = notify_export_finished(context, spec, s3, out)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": out.manifest.item_count,
@@ -122,6 +124,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
                 "duration_seconds": round(out.duration_seconds, 3),
                 "read_capacity_consumed": out.consumed_capacity,
                 **out.facts,
+                **notified,
             }
         )
 
@@ -180,7 +183,12 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         try:
             published = publish_snapshot(glue.get_client(), client, spec, context.partition_key, verify=verify)
         except PublishRefusedErrors as err:
+            notify_snapshot_failed(context, spec, s3, err)
             raise dg.Failure(description=str(err), allow_retries=False) from None
+        except Exception as err:
+            notify_snapshot_failed(context, spec, s3, err)
+            raise
+        notified = notify_snapshot_published(context, spec, s3, published)
         view, retention = published.latest_view, published.retention
         return dg.MaterializeResult(
             metadata={
@@ -201,6 +209,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
                 "latest_view_change": view.change if view else None,
                 "retention_removed": list(retention.removed_partitions) if retention else [],
                 "crawl": dg.MetadataValue.json(published.crawl.__dict__) if published.crawl else None,
+                **notified,
             }
         )
 
