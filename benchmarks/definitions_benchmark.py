@@ -101,7 +101,7 @@ def graphql(url: str, query: str, timeout: float = 60.0) -> dict:
 
 
 def measure_webserver(root: Path, tables: int, repeats: int) -> dict[str, float]:
-    from offload_assets.cli.main import prepare_dagster_home
+    from offload_assets.cli.common import prepare_dagster_home
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -72,7 +72,7 @@ def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Dagster instance directory for every Dagster process the tests start, telemetry off."""
     import os
 
-    from offload_assets.cli.main import prepare_dagster_home
+    from offload_assets.cli.common import prepare_dagster_home
 
     home = prepare_dagster_home(tmp_path_factory.mktemp("dagster_home"))
     previous = os.environ.get("DAGSTER_HOME")

@@ -11,10 +11,10 @@ DEFAULT_WORKGROUP = "offload-assets"  # the template's AthenaWorkGroupName defau
 
 
 def cmd_deploy_template(args: argparse.Namespace) -> int:
-    from offload_assets.cli.main import _load_tables
+    from offload_assets.cli.common import load_tables
     from offload_assets.deploy.template import build_template, render_template
 
-    print(render_template(build_template(_load_tables(args.tables).tables), args.format), end="")
+    print(render_template(build_template(load_tables(args.tables).tables), args.format), end="")
     return 0
 
 
@@ -25,10 +25,10 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
 
 def cmd_deploy_check(args: argparse.Namespace) -> int:
     from offload_assets.aws.connection import resolve_connection
-    from offload_assets.cli.main import _console, _load_tables
+    from offload_assets.cli.common import load_tables, make_console
     from offload_assets.deploy.preflight import FAIL, failed, run_preflight
 
-    specs = list(_load_tables(args.tables).tables)
+    specs = list(load_tables(args.tables).tables)
     connection = resolve_connection()
     workgroup, results_uri = args.workgroup, args.athena_results
     if args.stack:
@@ -60,7 +60,7 @@ def cmd_deploy_check(args: argparse.Namespace) -> int:
         colours = {"pass": "green", "fail": "red", "skip": "yellow"}
         for r in results:
             table.add_row(f"[{colours[r.status]}]{r.status.upper()}[/]", r.check, r.subject, r.detail, r.fix)
-        console = _console()
+        console = make_console()
         console.print(table)
         bad = failed(results)
         console.print(
@@ -70,9 +70,9 @@ def cmd_deploy_check(args: argparse.Namespace) -> int:
 
 
 def add_deploy_parser(sub: Any) -> None:
-    from offload_assets.cli.main import _sub, _tables_option
+    from offload_assets.cli.common import add_command, tables_option
 
-    deploy = _sub(
+    deploy = add_command(
         sub,
         "deploy",
         help="deploy to an AWS account: the CloudFormation template, then a read-only preflight check",
@@ -84,7 +84,7 @@ def add_deploy_parser(sub: Any) -> None:
         examples="  offload-assets deploy template | cfn-lint -\n  offload-assets deploy check --stack offload-assets",
     )
     actions = deploy.add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
-    template = _sub(
+    template = add_command(
         actions,
         "template",
         help="print the CloudFormation template for the tables file",
@@ -95,10 +95,10 @@ def add_deploy_parser(sub: Any) -> None:
         examples="  offload-assets deploy template > stack.yaml\n  offload-assets deploy template --format json | cfn-lint -",
     )
     template.add_argument("--format", choices=["yaml", "json"], default="yaml")
-    _tables_option(template)
+    tables_option(template)
     template.set_defaults(func=cmd_deploy_template)
 
-    check = _sub(
+    check = add_command(
         actions,
         "check",
         help="read-only preflight: is this account ready for the tables file? (exit 1 on any failure)",
@@ -117,5 +117,5 @@ def add_deploy_parser(sub: Any) -> None:
     )
     check.add_argument("--athena-results", default=None, metavar="S3_URI", help="Athena result location (s3://...)")
     check.add_argument("--format", choices=["table", "json"], default="table")
-    _tables_option(check)
+    tables_option(check)
     check.set_defaults(func=cmd_deploy_check)

@@ -73,6 +73,13 @@ def register_background_job_pickling() -> None:
 
     for cls in (TableExport, TableImport):
         copyreg.pickle(cls, reduce)
+    # Each SQS queue guards its messages with a threading.Condition (nobody waits on it across a
+    # save): a restored queue gets a fresh one.
+    copyreg.pickle(threading.Condition, _fresh_condition)
+
+
+def _fresh_condition(_condition):
+    return threading.Condition, ()
 
 
 def backdate_point_in_time_recovery(table_name: str, earliest_restorable: float, region: str | None = None) -> dict:

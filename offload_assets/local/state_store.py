@@ -196,4 +196,10 @@ def pickle_backends(services) -> dict[str, bytes]:
     """Pickle moto's backends of ``services`` now (the caller holds the emulator's request lock)."""
     from moto.backends import get_backend
 
-    return {name: pickle.dumps(get_backend(name), protocol=pickle.HIGHEST_PROTOCOL) for name in services}
+    out = {}
+    for name in services:
+        try:
+            out[name] = pickle.dumps(get_backend(name), protocol=pickle.HIGHEST_PROTOCOL)
+        except (TypeError, AttributeError, pickle.PicklingError) as err:
+            raise TypeError(f"moto's {name} state cannot be saved: {err}") from err
+    return out

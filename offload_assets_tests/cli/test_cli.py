@@ -14,14 +14,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from offload_assets.cli.main import (
+from offload_assets.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
     current_partition_key,
-    main,
 )
+from offload_assets.cli.main import main
 from offload_assets.export.layout import read_export_manifest
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.snapshot.build import build_snapshot

@@ -219,7 +219,7 @@ def write_code_location(directory: Path, tables_file: Path, endpoint_url: str, l
     import dagster as dg
     import yaml
 
-    from offload_assets.cli.main import prepare_dagster_home
+    from offload_assets.cli.common import prepare_dagster_home
 
     module = f"{location_name}_defs.py"
     (directory / module).write_text(

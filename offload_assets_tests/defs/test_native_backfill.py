@@ -46,7 +46,7 @@ DAYS = 7
 PITR_DAYS = 8  # the oldest of the 7 past partitions is less than 8 days old
 PARTITION_CHECKS = ("row_count_parity", "unique_primary_keys", "schema_drift")
 CATALOG_CHECKS = ("sql_row_count_parity",)
-EXPORT_POOL_LIMIT = 2  # offload_assets.cli.main.DAGSTER_YAML
+EXPORT_POOL_LIMIT = 2  # offload_assets.cli.common.DAGSTER_YAML
 
 # The UI's mutation (dagster-webserver's LaunchPartitionBackfill), with the answers the tests need.
 LAUNCH_PARTITION_BACKFILL = """

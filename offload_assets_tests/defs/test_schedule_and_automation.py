@@ -161,7 +161,7 @@ def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(proj
 
 
 def test_exports_share_a_pool_the_local_instance_limits(project: Project, tmp_path):
-    from offload_assets.cli.main import prepare_dagster_home
+    from offload_assets.cli.common import prepare_dagster_home
 
     assert project.defs.resolve_assets_def(project.keys["export"]).node_def.pool == "dynamodb_export"
     home = prepare_dagster_home(tmp_path / "home")
@@ -179,7 +179,7 @@ def test_an_export_waits_for_a_free_slot_in_the_pool(project: Project, aws, tmp_
     import threading
     import time
 
-    from offload_assets.cli.main import prepare_dagster_home
+    from offload_assets.cli.common import prepare_dagster_home
 
     project.seed(reviews(20))
     instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(tmp_path / "home")))

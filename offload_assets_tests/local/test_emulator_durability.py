@@ -57,6 +57,20 @@ def _keys(ddb, name="Durable") -> set[str]:
     return keys
 
 
+def _checkpoint(state) -> bool:
+    """Ask the running emulator to write a checkpoint now (its save endpoint)."""
+    import urllib.request
+
+    from offload_assets.local.emulator_server import SAVE_PATH
+
+    emu = emulator_status(state)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(
+        urllib.request.Request(f"{emu.endpoint_url}{SAVE_PATH}", method="POST", data=b""), timeout=300
+    ) as r:
+        return r.status == 200
+
+
 @pytest.fixture()
 def state(tmp_path):
     yield tmp_path / "state"
@@ -139,7 +153,6 @@ def test_the_old_single_file_state_is_read_and_rewritten(state):
 
 def test_journaled_updates_and_deletes_replay_on_the_last_checkpoint(state, monkeypatch):
     """Item writes after a checkpoint live in the journal: a restart replays them in order."""
-    from offload_assets.local.emulator import save_local_emulator
     from offload_assets.local.emulator_server import CHECKPOINT_ENV_VAR
     from offload_assets.local.state_store import StateStore
 
@@ -151,7 +164,7 @@ def test_journaled_updates_and_deletes_replay_on_the_last_checkpoint(state, monk
     ddb.batch_write_item(
         RequestItems={"Durable": [{"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, "n": {"N": "0"}}}} for i in range(20)]}
     )
-    assert save_local_emulator(state)  # a checkpoint: DynamoDB pickled, a new journal begins
+    assert _checkpoint(state)  # a checkpoint: DynamoDB pickled, a new journal begins
     ddb.update_item(
         TableName="Durable",
         Key={"pk": {"S": "k1"}},
@@ -181,3 +194,20 @@ def test_journaled_updates_and_deletes_replay_on_the_last_checkpoint(state, monk
     assert len(keys) == 20 - 1 + 30 and "k2" not in keys
     assert ddb.get_item(TableName="Durable", Key={"pk": {"S": "k1"}})["Item"]["n"] == {"N": "2"}
     assert "pk" in ddb.get_item(TableName="Durable", Key={"pk": {"S": "k3"}})["Item"]
+
+
+def test_an_sqs_message_survives_sigkill(state):
+    """moto's queues hold a threading.Condition: the state must still save (and a restored queue
+    serve its messages)."""
+    conn = resolve_connection(target="local", endpoint_url=ensure_local_emulator(state).endpoint_url)
+    sqs = conn.client("sqs")
+    url = sqs.create_queue(QueueName="durable-events")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="export finished")
+    _kill(state)
+
+    conn = resolve_connection(target="local", endpoint_url=ensure_local_emulator(state).endpoint_url)
+    sqs = conn.client("sqs")
+    url = sqs.get_queue_url(QueueName="durable-events")["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+    assert [m["Body"] for m in messages] == ["export finished"]
+    sqs.send_message(QueueUrl=url, MessageBody="and the restored queue takes more")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from offload_assets.aws.connection import AwsConnection, resolve_connection
-from offload_assets.cli.main import prepare_dagster_home
+from offload_assets.cli.common import prepare_dagster_home
 from offload_assets.defs.table_assets import partitions_for
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.sql.query import run_query
