@@ -51,7 +51,13 @@ def test_job_answers_the_blog_query_and_reruns_replace(reviews_project, aws):
     assert run_query(BLOG_QUERY, connection=aws).scalar() == expected  # replaced, not appended
     assert run_query('SELECT count(*) FROM "dynamodb-exports"."reviews"', connection=aws).scalar() == len(items)
     s3 = aws.client("s3")
-    assert len(list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition))) == 1
+    run_dirs = list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition))
+    assert len(run_dirs) == 2  # the committed snapshot and the one it replaced (docs/publish-protocol.md)
+
+    assert job.execute_in_process(partition_key=partition, instance=instance).success
+    after_third = list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition))
+    assert len(after_third) == 2 and run_dirs[0] not in after_third  # the superseded one is deleted
+    assert run_query(BLOG_QUERY, connection=aws).scalar() == expected
     exports = s3.list_objects_v2(
         Bucket=spec.s3_bucket, Prefix=spec.export_prefix(partition) + "/AWSDynamoDB/", Delimiter="/"
     )
