@@ -12,7 +12,8 @@ waits for that run to finish.
 """
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -21,21 +22,26 @@ from offload_assets.export.discovery import (
     ExportCursor,
     FoundExport,
     PendingExport,
-    QueueMessage,
     SkippedExport,
-    acknowledge,
     adopt_export,
     discover_exports,
     export_data_bytes,
     export_facts,
     inspect_export,
-    parse_export_notification,
-    receive_messages,
-    release,
     summary_object,
     watched_locations,
 )
+from offload_assets.export.sqs_notifications import (
+    MessageAction,
+    QueueMessage,
+    parse_export_notification,
+    receive_messages,
+    settle_message,
+)
 from offload_assets.table_spec import TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 EXPORT_ID_TAG = "offload_assets/export_id"
 KNOWN, BUSY, NEW = "known", "busy", "new"
@@ -60,10 +66,10 @@ def export_state(instance: dg.DagsterInstance, export_key: dg.AssetKey, partitio
     return NEW
 
 
-def _handle(
+def _adopt_if_new(
     context: dg.SensorEvaluationContext,
     spec: TableSpec,
-    s3: Any,
+    s3: "S3Client",
     export_key: dg.AssetKey,
     found: FoundExport,
     sensor_name: str,
@@ -118,7 +124,7 @@ def build_export_sensor(
         done, waiting = [s.summary for s in discovery.skipped], list(discovery.later)
         events, requests = [], []
         for found in discovery.found:
-            state, event, request = _handle(context, spec, client, export_key, found, name, asset_selection)
+            state, event, request = _adopt_if_new(context, spec, client, export_key, found, name, asset_selection)
             if state == BUSY:
                 waiting.append(found.summary)
                 continue
@@ -180,76 +186,91 @@ def build_notification_sensor(
         s3_client, sqs_client = s3.get_table_client(spec), s3.connection().client("sqs")
         now = dt.datetime.now(dt.UTC)
         events, requests, notes = [], [], []
-        handled = 0
+        deleted = 0
         for message in receive_messages(sqs_client, queue_url):
             verdict = _message_verdict(
-                context, spec, s3_client, export_key, message, name, events, requests, now, asset_selection, notes
+                context,
+                spec,
+                s3_client,
+                message,
+                now=now,
+                export_key=export_key,
+                sensor_name=name,
+                asset_selection=asset_selection,
             )
-            if verdict == "ack":
-                acknowledge(sqs_client, queue_url, message)
-                handled += 1
-            elif verdict == "release":
-                release(sqs_client, queue_url, message)
-            # "wait": leave it invisible; it comes back after the visibility timeout
+            settle_message(sqs_client, queue_url, message, verdict.action)
+            deleted += verdict.action is MessageAction.ACK
+            events.extend(verdict.events)
+            requests.extend(verdict.requests)
+            notes.extend(verdict.notes)
         if not requests:
-            reason = f"no new export in {handled} handled message(s)"
+            reason = f"no new export in {deleted} handled message(s)"
             return dg.SensorResult(skip_reason=dg.SkipReason("; ".join([reason, *notes])))
         return dg.SensorResult(run_requests=requests, asset_events=events)
 
     return notification_sensor
 
 
+@dataclass(frozen=True)
+class MessageVerdict:
+    """What one queue message comes to: what to do with it, and the adoptions and notes it produced."""
+
+    action: MessageAction
+    events: tuple[dg.AssetMaterialization, ...] = ()
+    requests: tuple[dg.RunRequest, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
 def _message_verdict(
     context: dg.SensorEvaluationContext,
     spec: TableSpec,
-    s3: Any,
-    export_key: dg.AssetKey,
+    s3: "S3Client",
     message: QueueMessage,
-    sensor_name: str,
-    events: list,
-    requests: list,
+    *,
     now: dt.datetime,
+    export_key: dg.AssetKey,
+    sensor_name: str,
     asset_selection: list[dg.AssetKey],
-    notes: list[str],
-) -> str:
+) -> MessageVerdict:
+    """Look at every export ``message`` names: adopt the new complete ones, and decide the message's fate."""
     notification = parse_export_notification(message.body, default_bucket=spec.s3_bucket)
     if notification.test_event:
         context.log.info(f"{spec.dynamodb_table}: message {message.message_id}: S3's test event, deleted")
-        return "ack"
+        return MessageVerdict(MessageAction.ACK)
     if notification.status and notification.status != "COMPLETED":
         context.log.info(
             f"{spec.dynamodb_table}: message {message.message_id}: export status {notification.status}, nothing to convert"
         )
-        return "ack"
+        return MessageVerdict(MessageAction.ACK)
     if not notification.recognised or not notification.summaries:
         context.log.warning(
             f"{spec.dynamodb_table}: message {message.message_id} does not name an export; left on the queue"
         )
-        return "release"
-    verdicts: list[str] = []
+        return MessageVerdict(MessageAction.RELEASE)
+    actions: list[MessageAction] = []
+    events: list[dg.AssetMaterialization] = []
+    requests: list[dg.RunRequest] = []
+    notes: list[str] = []
     for bucket, key in notification.summaries:
         summary = summary_object(s3, bucket, key)
-        if summary is None:
+        if summary is None:  # the summary is written last: the export is not complete yet
             notes.append(f"waiting for s3://{bucket}/{key}: not written yet (the export is not complete)")
-            verdicts.append("wait")  # the summary is written last: not complete yet
+            actions.append(MessageAction.WAIT)
             continue
         outcome = inspect_export(s3, spec, summary, now=now)
         if isinstance(outcome, PendingExport):
             notes.extend(_report(context, spec, [], [outcome]))
-            verdicts.append("wait")
+            actions.append(MessageAction.WAIT)
         elif isinstance(outcome, SkippedExport):
             notes.extend(_report(context, spec, [outcome], []))
-            verdicts.append("release" if outcome.other_table else "ack")
+            actions.append(MessageAction.RELEASE if outcome.other_table else MessageAction.ACK)
         else:
-            state, event, request = _handle(context, spec, s3, export_key, outcome, sensor_name, asset_selection)
+            state, event, request = _adopt_if_new(context, spec, s3, export_key, outcome, sensor_name, asset_selection)
             if state == BUSY:
-                verdicts.append("wait")
+                actions.append(MessageAction.WAIT)
                 continue
-            if event is not None:
+            if event is not None and request is not None:
                 events.append(event)
                 requests.append(request)
-            verdicts.append("ack")
-    for verdict in ("wait", "release"):
-        if verdict in verdicts:
-            return verdict
-    return "ack"
+            actions.append(MessageAction.ACK)
+    return MessageVerdict(MessageAction.combined(actions), tuple(events), tuple(requests), tuple(notes))

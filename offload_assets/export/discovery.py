@@ -25,8 +25,9 @@ exports, exactly as re-running the raw export would.
 
 The sensor's cursor (:class:`ExportCursor`) is JSON: the export ids already handled and a
 time horizon before which summaries are not looked at again. Notifications (SQS messages,
-possibly wrapping SNS, S3 event or DescribeExport documents) only say where to look: the
-export's own manifest is always what is trusted.
+possibly wrapping SNS, S3 event or DescribeExport documents; see
+:mod:`offload_assets.export.sqs_notifications`) only say where to look: the export's own
+manifest is always what is trusted.
 
 No Dagster here: the sensors in :mod:`offload_assets.defs.sensors` call these functions.
 """
@@ -36,7 +37,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import urllib.parse
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -72,9 +72,8 @@ KEEP_WINDOW = dt.timedelta(days=1)
 #: Adoptions per tick: copying is server-side but not free; the rest waits for the next tick.
 MAX_EXPORTS_PER_TICK = 10
 
-_SUMMARY_KEY_RE = re.compile(rf"^(?:(?P<prefix>.*)/)?{EXPORT_DIR}/(?P<id>[^/]+)/{re.escape(MANIFEST_SUMMARY)}$")
+SUMMARY_KEY_RE = re.compile(rf"^(?:(?P<prefix>.*)/)?{EXPORT_DIR}/(?P<id>[^/]+)/{re.escape(MANIFEST_SUMMARY)}$")
 _PARTITION_DIR_RE = re.compile(rf"^{PARTITION_COLUMN}=(\d{{4}}-\d{{2}}-\d{{2}})$")
-_S3_URI_RE = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/([^\s\"'<>]+)")
 
 
 # --------------------------------------------------------------------------- where to look
@@ -150,7 +149,7 @@ class SummaryObject:
 
 def parse_summary_key(key: str) -> tuple[str, str]:
     """``<prefix>/AWSDynamoDB/<id>/manifest-summary.json`` -> (prefix, id); ValueError otherwise."""
-    match = _SUMMARY_KEY_RE.match(key)
+    match = SUMMARY_KEY_RE.match(key)
     if not match:
         raise ValueError(
             f"{key!r} is not an export's {MANIFEST_SUMMARY} (expected <prefix>/{EXPORT_DIR}/<id>/{MANIFEST_SUMMARY})"
@@ -170,7 +169,7 @@ def list_export_summaries(
         return []
     for page in pages:
         for obj in page.get("Contents", []):
-            if not obj["Key"].endswith("/" + MANIFEST_SUMMARY) or not _SUMMARY_KEY_RE.match(obj["Key"]):
+            if not obj["Key"].endswith("/" + MANIFEST_SUMMARY) or not SUMMARY_KEY_RE.match(obj["Key"]):
                 continue
             modified = obj["LastModified"].astimezone(dt.UTC)
             if modified_since is None or modified >= modified_since:
@@ -537,130 +536,3 @@ def export_facts(manifest: ExportManifest, *, data_bytes: int, found: FoundExpor
         if manifest.summary.get(key) is not None:
             facts[name] = manifest.summary[key]
     return facts
-
-
-# --------------------------------------------------------------------------- notifications
-
-
-@dataclass(frozen=True)
-class ExportNotification:
-    """What one queue message says: where completed exports' summaries are, or that it is not about one."""
-
-    summaries: tuple[tuple[str, str], ...] = ()  # (bucket, summary key)
-    status: str | None = None  # an export's status when the message carries one (COMPLETED, FAILED, ...)
-    recognised: bool = True
-    test_event: bool = False  # S3's "s3:TestEvent", sent when a bucket's notifications are set up: nothing to do
-
-
-def parse_export_notification(body: str, *, default_bucket: str | None = None) -> ExportNotification:
-    """Locate the export(s) a message talks about.
-
-    Understood: an SNS envelope (``{"Type": "Notification", "Message": ...}``) around any of the
-    following; S3 event notifications for ``manifest-summary.json``; DescribeExport's
-    ``ExportDescription`` (or its fields at top level, or in an EventBridge ``detail``); any
-    text naming ``s3://bucket/.../AWSDynamoDB/<id>/`` (e.g. a Data Pipeline completion message).
-    """
-    document: Any
-    try:
-        document = json.loads(body)
-    except (ValueError, TypeError):
-        document = body
-    return _parse_notification(document, default_bucket, depth=0)
-
-
-def _parse_notification(document: Any, default_bucket: str | None, depth: int) -> ExportNotification:
-    if depth > 4:
-        return ExportNotification(recognised=False)
-    if isinstance(document, str):
-        try:
-            inner = json.loads(document)
-        except ValueError:
-            inner = None
-        if isinstance(inner, (dict, list)):
-            return _parse_notification(inner, default_bucket, depth + 1)
-        return _from_text(document)
-    if not isinstance(document, dict):
-        return ExportNotification(recognised=False)
-    if document.get("Type") == "Notification" and "Message" in document:
-        return _parse_notification(document["Message"], default_bucket, depth + 1)
-    if document.get("Event") == "s3:TestEvent":
-        return ExportNotification(test_event=True)
-    if isinstance(document.get("detail"), dict):
-        return _parse_notification(document["detail"], default_bucket, depth + 1)
-    if isinstance(document.get("Records"), list):
-        summaries = []
-        for record in document["Records"]:
-            s3_part = (record or {}).get("s3") or {}
-            bucket = (s3_part.get("bucket") or {}).get("name")
-            key = urllib.parse.unquote_plus((s3_part.get("object") or {}).get("key") or "")
-            if bucket and _SUMMARY_KEY_RE.match(key):
-                summaries.append((bucket, key))
-        return ExportNotification(summaries=tuple(summaries), recognised=bool(summaries) or "Event" in document)
-    description = document.get("ExportDescription", document)
-    if isinstance(description, dict) and ("ExportArn" in description or "ExportManifest" in description):
-        status = description.get("ExportStatus")
-        bucket = description.get("S3Bucket") or default_bucket
-        if status and status != "COMPLETED":
-            return ExportNotification(status=status)
-        key = description.get("ExportManifest")
-        prefix = (description.get("S3Prefix") or "").strip("/")
-        if key and prefix and not key.startswith(prefix + "/"):
-            key = f"{prefix}/{key.lstrip('/')}"
-        if not key and description.get("ExportArn") and "/export/" in description["ExportArn"]:
-            export_id = description["ExportArn"].rsplit("/export/", 1)[1]
-            key = f"{export_dir_key(description.get('S3Prefix') or '', export_id)}/{MANIFEST_SUMMARY}".lstrip("/")
-        if bucket and key and _SUMMARY_KEY_RE.match(key):
-            return ExportNotification(summaries=((bucket, key),), status=status)
-        return ExportNotification(status=status, recognised=False)
-    return _from_text(json.dumps(document))
-
-
-def _from_text(text: str) -> ExportNotification:
-    summaries = []
-    for bucket, rest in _S3_URI_RE.findall(text):
-        rest = rest.rstrip("/.,;)")
-        if rest.endswith("/" + MANIFEST_SUMMARY):
-            key = rest
-        else:
-            match = re.match(rf"^(.*?/?{EXPORT_DIR}/[^/]+)", rest)
-            if not match:
-                continue
-            key = f"{match.group(1)}/{MANIFEST_SUMMARY}"
-        if _SUMMARY_KEY_RE.match(key) and (bucket, key) not in summaries:
-            summaries.append((bucket, key))
-    return ExportNotification(summaries=tuple(summaries), recognised=bool(summaries))
-
-
-@dataclass(frozen=True)
-class QueueMessage:
-    message_id: str
-    receipt_handle: str
-    body: str
-
-
-def receive_messages(
-    sqs: Any, queue_url: str, *, max_batches: int = 5, visibility_timeout: int = 300
-) -> list[QueueMessage]:
-    """Up to ``10 * max_batches`` messages, without waiting (a sensor tick must stay short)."""
-    messages: list[QueueMessage] = []
-    for _ in range(max_batches):
-        reply = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=visibility_timeout
-        )
-        batch = reply.get("Messages", [])
-        messages.extend(QueueMessage(m["MessageId"], m["ReceiptHandle"], m.get("Body", "")) for m in batch)
-        if len(batch) < 10:
-            break
-    return messages
-
-
-def acknowledge(sqs: Any, queue_url: str, message: QueueMessage) -> None:
-    """Done with it: delete the message."""
-    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message.receipt_handle)
-
-
-def release(sqs: Any, queue_url: str, message: QueueMessage, *, delay_seconds: int = 0) -> None:
-    """Not ours or not ready: make the message visible again (its redrive policy counts the receives)."""
-    sqs.change_message_visibility(
-        QueueUrl=queue_url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=delay_seconds
-    )

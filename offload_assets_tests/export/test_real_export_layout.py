@@ -13,7 +13,6 @@ from offload_assets.export.discovery import (
     ExportCursor,
     adopt_export,
     discover_exports,
-    parse_export_notification,
     watched_locations,
 )
 from offload_assets.export.layout import (
@@ -25,6 +24,7 @@ from offload_assets.export.layout import (
     read_export_manifest,
     stream_md5_base64,
 )
+from offload_assets.export.sqs_notifications import parse_export_notification
 from offload_assets_tests.defs.conftest import make_spec, reviews
 from offload_assets_tests.export.dynamodb_layout import s3_event, write_native_export
 
