@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -58,6 +58,11 @@ from offload_assets.export.scan_checkpoints import (
     write_plan,
     write_segment_checkpoint,
 )
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import TableDescriptionTypeDef
+    from types_boto3_s3 import S3Client
 
 __all__ = ["ExportTimeoutError", "ScanExportResult", "ScanProgress", "export_table_scan", "encode_export_line"]
 
@@ -149,7 +154,7 @@ class _Cancelled(Exception):
 
 
 def _scan_page(
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     kwargs: dict[str, Any],
     limiter: ReadCapacityLimiter,
     deadline: ExportDeadline,
@@ -173,7 +178,7 @@ def _scan_page(
 
 
 def _await_dead_run(
-    s3: Any, bucket: str, export_prefix: str, found: ResumableScan, lease_seconds: float, table_name: str
+    s3: S3Client, bucket: str, export_prefix: str, found: ResumableScan, lease_seconds: float, table_name: str
 ) -> ResumableScan:
     """Continue only an export nobody is writing: its checkpoints must stay unchanged for ``lease_seconds``."""
     newest = found.newest_update or dt.datetime.fromisoformat(found.plan.start_time.replace("Z", "+00:00"))
@@ -191,9 +196,36 @@ def _await_dead_run(
     return ResumableScan(plan=found.plan, checkpoints=again)
 
 
+@dataclass(frozen=True)
+class ScanSettings:
+    """How one scan export runs: everything :func:`export_table_scan` takes besides the clients."""
+
+    table_name: str
+    bucket: str
+    export_prefix: str
+    export_time: str | None = None  # ISO text (UTC); None: the scan's own start time, and no resuming
+    total_segments: int | None = None
+    read_capacity_fraction: float = 0.5
+    on_demand_rcu_budget: float | None = None
+    rate_limit: float | None = None
+    capacity_source: str = "auto"
+    timeout_seconds: float | None = None
+    page_limit: int | None = None
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
+    resume: bool = True
+    resume_lease_seconds: float | None = None
+    max_workers: int = MAX_WORKERS
+    put_kwargs: dict[str, Any] | None = None
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a dead run's checkpoints must have been still before it is continued."""
+        return self.checkpoint_seconds + 60 if self.resume_lease_seconds is None else self.resume_lease_seconds
+
+
 def export_table_scan(
-    dynamodb: Any,
-    s3: Any,
+    dynamodb: DynamoDBClient,
+    s3: S3Client,
     *,
     table_name: str,
     bucket: str,
@@ -220,195 +252,308 @@ def export_table_scan(
     An incomplete export of the same table and export time under ``export_prefix`` is continued
     (``resume=False`` starts over); ``resume_lease_seconds`` (default ``checkpoint_seconds + 60``)
     is how long its checkpoints must have been still before it is taken to be dead.
+
+    The steps: :func:`plan_scan` (continue a dead run or write a new plan), :func:`scan_segments`
+    (one thread per segment, each a loop of :func:`_read_page` and :func:`_save_checkpoint`),
+    :func:`finish_scan` (manifests last, then the checkpoints go).
     """
+    settings = ScanSettings(
+        table_name=table_name,
+        bucket=bucket,
+        export_prefix=export_prefix,
+        export_time=utc_iso(export_time) if isinstance(export_time, dt.datetime) else export_time,
+        total_segments=total_segments,
+        read_capacity_fraction=read_capacity_fraction,
+        on_demand_rcu_budget=on_demand_rcu_budget,
+        rate_limit=rate_limit,
+        capacity_source=capacity_source,
+        timeout_seconds=timeout_seconds,
+        page_limit=page_limit,
+        checkpoint_seconds=checkpoint_seconds,
+        resume=resume,
+        resume_lease_seconds=resume_lease_seconds,
+        max_workers=max_workers,
+        put_kwargs=put_kwargs,
+    )
     deadline = ExportDeadline(timeout_seconds, what=f"scan export of DynamoDB table {table_name!r}")
     started = time.monotonic()
     table = dynamodb.describe_table(TableName=table_name)["Table"]
-    if isinstance(export_time, dt.datetime):
-        export_time = utc_iso(export_time)
+    start = plan_scan(s3, settings, table)
+    run = _ScanRun(dynamodb, s3, settings, table, start, deadline, started, on_progress)
+    finished = scan_segments(run)
+    deadline.check(_KEPT)
+    return finish_scan(run, finished)
+
+
+_KEPT = "Its checkpoints are kept: re-running the partition continues where it stopped"
+
+
+# --------------------------------------------------------------------------- step 1: plan
+
+
+@dataclass(frozen=True)
+class ScanStart:
+    """The export a run writes: a dead run's plan and checkpoints to continue, or a new plan."""
+
+    plan: ScanPlan
+    checkpoints: dict[int, SegmentCheckpoint]
+    resumed: bool
+    removed_unrecorded_files: int = 0
+
+
+def plan_scan(s3: S3Client, settings: ScanSettings, table: TableDescriptionTypeDef) -> ScanStart:
+    """Continue the incomplete export of this table and export time nobody is writing, else write a new plan."""
     found = None
-    if resume and export_time:  # without an export time there is no partition to match a dead run to
+    if settings.resume and settings.export_time:  # without an export time there is no partition to match a dead run to
         found = find_resumable_scan(
             s3,
-            bucket=bucket,
-            export_prefix=export_prefix,
+            bucket=settings.bucket,
+            export_prefix=settings.export_prefix,
             table=table,
-            export_time=export_time,
-            total_segments=total_segments,
+            export_time=settings.export_time,
+            total_segments=settings.total_segments,
         )
         if found is not None:
-            lease = checkpoint_seconds + 60 if resume_lease_seconds is None else resume_lease_seconds
-            found = _await_dead_run(s3, bucket, export_prefix, found, lease, table_name)
-    removed: list[str] = []
+            found = _await_dead_run(
+                s3, settings.bucket, settings.export_prefix, found, settings.lease_seconds, settings.table_name
+            )
     if found is not None:
-        plan, checkpoints = found.plan, found.checkpoints
-        recorded = {f.key for cp in checkpoints.values() for f in cp.files}
+        recorded = {f.key for cp in found.checkpoints.values() for f in cp.files}
         removed = delete_unrecorded_data_files(
-            s3, bucket=bucket, export_prefix=export_prefix, export_id=plan.export_id, recorded=recorded
-        )
-    else:
-        start_time = utc_iso()
-        plan = ScanPlan(
-            export_id=new_export_id(),
-            table_name=table_name,
-            table_arn=table.get("TableArn"),
-            table_created=table_created_text(table),
-            total_segments=total_segments
-            or choose_segment_count(table.get("TableSizeBytes", 0), table.get("ItemCount", 0)),
-            export_time=export_time or start_time,
-            start_time=start_time,
-        )
-        write_plan(s3, bucket=bucket, export_prefix=export_prefix, plan=plan, put_kwargs=put_kwargs)
-        checkpoints = {}
-    export_id, segments = plan.export_id, plan.total_segments
-    data_prefix = f"{export_dir_key(export_prefix, export_id)}/data"
-    budget = (
-        rate_limit if rate_limit is not None else read_rate_limit(table, read_capacity_fraction, on_demand_rcu_budget)
-    )
-    limiter = ReadCapacityLimiter(budget)
-    capacity = PageCapacity(capacity_source)
-    resumed_items = sum(cp.items for cp in checkpoints.values())
-    counters = {"items": 0, "capacity": 0.0, "throttled": 0}
-    lock = threading.Lock()
-    cancelled = threading.Event()
-    estimated_total = int(table.get("ItemCount") or 0)
-
-    def scan_segment(segment: int, tmpdir: str) -> SegmentCheckpoint:
-        cp = checkpoints.get(segment) or SegmentCheckpoint(segment=segment)
-        if cp.done:
-            return cp
-        writer = DataFileWriter(
             s3,
-            bucket=bucket,
-            data_prefix=data_prefix,
-            tmpdir=tmpdir,
-            name_prefix=f"s{segment:05d}-",
-            put_kwargs=put_kwargs,
+            bucket=settings.bucket,
+            export_prefix=settings.export_prefix,
+            export_id=found.plan.export_id,
+            recorded=recorded,
         )
-        kwargs: dict[str, Any] = {
-            "TableName": table_name,
-            "Segment": segment,
-            "TotalSegments": segments,
-            "ConsistentRead": False,
-            "ReturnConsumedCapacity": "TOTAL",
-        }
-        if cp.exclusive_start_key:
-            kwargs["ExclusiveStartKey"] = cp.exclusive_start_key
-        units_per_item: float | None = None
-        last_units = 0.5
-        last_checkpoint = time.monotonic()
-        pending_items, pending_units = 0, 0.0
-        try:
-            while True:
-                if cancelled.is_set():
-                    raise _Cancelled()
-                deadline.check("Its checkpoints are kept: re-running the partition continues where it stopped")
-                limit = page_limit or page_limit_for(budget, segments, units_per_item)
-                if limit:
-                    kwargs["Limit"] = limit
-                expected = max(0.5, units_per_item * limit) if (units_per_item and limit) else last_units
-                limiter.acquire(expected)
-                page = _scan_page(dynamodb, kwargs, limiter, deadline, counters, lock)
-                items = page.get("Items", [])
-                for item in items:
-                    writer.write_line(encode_export_line(item).encode("utf-8"))
-                estimated = estimate_read_units(items)
-                reported = (page.get("ConsumedCapacity") or {}).get("CapacityUnits")
-                units = capacity.units(None if reported is None else float(reported), estimated)
-                limiter.settle(units, expected)
-                last_units = units
-                if items:
-                    units_per_item = estimated / len(items)
-                pending_items += len(items)
-                pending_units += units
-                now = time.monotonic()
-                with lock:
-                    counters["items"] += len(items)
-                    counters["capacity"] += units
-                    progress = ScanProgress(
-                        items=resumed_items + counters["items"],
-                        consumed_capacity=counters["capacity"],
-                        elapsed_seconds=now - started,
-                        estimated_total_items=estimated_total,
-                        items_this_run=counters["items"],
-                        rate_limit=budget,
-                        page_units=units,
-                        at=now,
-                    )
-                if on_progress:
-                    on_progress(progress)
-                last_key = page.get("LastEvaluatedKey")
-                if last_key is None or writer.full or now - last_checkpoint >= checkpoint_seconds:
-                    uploaded = writer.roll()
-                    if uploaded:
-                        cp.files.append(uploaded)
-                    cp.exclusive_start_key, cp.done = last_key, last_key is None
-                    cp.items += pending_items
-                    cp.consumed_capacity += pending_units
-                    pending_items, pending_units = 0, 0.0
-                    write_segment_checkpoint(
-                        s3,
-                        bucket=bucket,
-                        export_prefix=export_prefix,
-                        export_id=export_id,
-                        checkpoint=cp,
-                        put_kwargs=put_kwargs,
-                    )
-                    last_checkpoint = time.monotonic()
-                if last_key is None:
-                    return cp
-                kwargs["ExclusiveStartKey"] = last_key
-        finally:
-            writer.discard()
+        return ScanStart(found.plan, found.checkpoints, resumed=True, removed_unrecorded_files=len(removed))
+    start_time = utc_iso()
+    plan = ScanPlan(
+        export_id=new_export_id(),
+        table_name=settings.table_name,
+        table_arn=table.get("TableArn"),
+        table_created=table_created_text(table),
+        total_segments=settings.total_segments
+        or choose_segment_count(table.get("TableSizeBytes", 0), table.get("ItemCount", 0)),
+        export_time=settings.export_time or start_time,
+        start_time=start_time,
+    )
+    write_plan(
+        s3, bucket=settings.bucket, export_prefix=settings.export_prefix, plan=plan, put_kwargs=settings.put_kwargs
+    )
+    return ScanStart(plan, {}, resumed=False)
 
+
+# --------------------------------------------------------------------------- step 2: scan the segments
+
+
+class _ScanRun:
+    """What the segments of one run share: clients, the read budget and limiter, counters, cancellation."""
+
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        s3: S3Client,
+        settings: ScanSettings,
+        table: TableDescriptionTypeDef,
+        start: ScanStart,
+        deadline: ExportDeadline,
+        started: float,
+        on_progress: Callable[[ScanProgress], None] | None,
+    ) -> None:
+        self.dynamodb, self.s3, self.settings, self.table, self.start = dynamodb, s3, settings, table, start
+        self.deadline, self.started, self.on_progress = deadline, started, on_progress
+        self.segments = start.plan.total_segments
+        self.data_prefix = f"{export_dir_key(settings.export_prefix, start.plan.export_id)}/data"
+        self.budget = (
+            settings.rate_limit
+            if settings.rate_limit is not None
+            else read_rate_limit(table, settings.read_capacity_fraction, settings.on_demand_rcu_budget)
+        )
+        self.limiter = ReadCapacityLimiter(self.budget)
+        self.capacity = PageCapacity(settings.capacity_source)
+        self.resumed_items = sum(cp.items for cp in start.checkpoints.values())
+        self.estimated_total = int(table.get("ItemCount") or 0)
+        self.counters = {"items": 0, "capacity": 0.0, "throttled": 0}
+        self.lock = threading.Lock()
+        self.cancelled = threading.Event()
+
+    def count_page(self, items: int, units: float, now: float) -> ScanProgress:
+        """Add one page to the run's totals; the progress report for it."""
+        with self.lock:
+            self.counters["items"] += items
+            self.counters["capacity"] += units
+            return ScanProgress(
+                items=self.resumed_items + self.counters["items"],
+                consumed_capacity=self.counters["capacity"],
+                elapsed_seconds=now - self.started,
+                estimated_total_items=self.estimated_total,
+                items_this_run=self.counters["items"],
+                rate_limit=self.budget,
+                page_units=units,
+                at=now,
+            )
+
+
+def scan_segments(run: _ScanRun) -> list[SegmentCheckpoint]:
+    """Every segment in its own thread; the first failure cancels the others and is raised."""
     with tempfile.TemporaryDirectory(prefix="offload-scan-") as tmpdir:
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(segments, max_workers)), thread_name_prefix="scan-segment"
-        ) as pool:
-            futures = [pool.submit(scan_segment, seg, tmpdir) for seg in range(segments)]
+        workers = max(1, min(run.segments, run.settings.max_workers))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan-segment") as pool:
+            futures = [pool.submit(_scan_segment, run, seg, tmpdir) for seg in range(run.segments)]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             errors = [f.exception() for f in done if f.exception() is not None]
             if errors:
-                cancelled.set()
+                run.cancelled.set()
                 wait(futures)
                 raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
-            finished = sorted((f.result() for f in futures), key=lambda cp: cp.segment)
-    deadline.check("Its checkpoints are kept: re-running the partition continues where it stopped")
+            return sorted((f.result() for f in futures), key=lambda cp: cp.segment)
+
+
+@dataclass
+class _PageSizing:
+    """What a segment learnt of its pages' cost, to size the next page and its read-unit reservation."""
+
+    units_per_item: float | None = None
+    last_units: float = 0.5
+
+
+def _scan_segment(run: _ScanRun, segment: int, tmpdir: str) -> SegmentCheckpoint:
+    """Scan one segment from its checkpoint to its end, saving a checkpoint every ``checkpoint_seconds``."""
+    cp = run.start.checkpoints.get(segment) or SegmentCheckpoint(segment=segment)
+    if cp.done:
+        return cp
+    writer = DataFileWriter(
+        run.s3,
+        bucket=run.settings.bucket,
+        data_prefix=run.data_prefix,
+        tmpdir=tmpdir,
+        name_prefix=f"s{segment:05d}-",
+        put_kwargs=run.settings.put_kwargs,
+    )
+    kwargs: dict[str, Any] = {
+        "TableName": run.settings.table_name,
+        "Segment": segment,
+        "TotalSegments": run.segments,
+        "ConsistentRead": False,
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    if cp.exclusive_start_key:
+        kwargs["ExclusiveStartKey"] = cp.exclusive_start_key
+    sizing = _PageSizing()
+    last_checkpoint = time.monotonic()
+    pending_items, pending_units = 0, 0.0
+    try:
+        while True:
+            if run.cancelled.is_set():
+                raise _Cancelled()
+            run.deadline.check(_KEPT)
+            page, units = _read_page(run, kwargs, sizing)
+            items = page.get("Items", [])
+            for item in items:
+                writer.write_line(encode_export_line(item).encode("utf-8"))
+            pending_items += len(items)
+            pending_units += units
+            now = time.monotonic()
+            progress = run.count_page(len(items), units, now)
+            if run.on_progress:
+                run.on_progress(progress)
+            last_key = page.get("LastEvaluatedKey")
+            if last_key is None or writer.full or now - last_checkpoint >= run.settings.checkpoint_seconds:
+                _save_checkpoint(run, writer, cp, last_key, pending_items, pending_units)
+                pending_items, pending_units = 0, 0.0
+                last_checkpoint = time.monotonic()
+            if last_key is None:
+                return cp
+            kwargs["ExclusiveStartKey"] = last_key
+    finally:
+        writer.discard()
+
+
+def _read_page(run: _ScanRun, kwargs: dict[str, Any], sizing: _PageSizing) -> tuple[dict[str, Any], float]:
+    """One page within the read budget: reserve its expected units, scan, settle with what it really cost."""
+    limit = run.settings.page_limit or page_limit_for(run.budget, run.segments, sizing.units_per_item)
+    if limit:
+        kwargs["Limit"] = limit
+    expected = max(0.5, sizing.units_per_item * limit) if (sizing.units_per_item and limit) else sizing.last_units
+    run.limiter.acquire(expected)
+    page = _scan_page(run.dynamodb, kwargs, run.limiter, run.deadline, run.counters, run.lock)
+    items = page.get("Items", [])
+    estimated = estimate_read_units(items)
+    reported = (page.get("ConsumedCapacity") or {}).get("CapacityUnits")
+    units = run.capacity.units(None if reported is None else float(reported), estimated)
+    run.limiter.settle(units, expected)
+    sizing.last_units = units
+    if items:
+        sizing.units_per_item = estimated / len(items)
+    return page, units
+
+
+def _save_checkpoint(
+    run: _ScanRun,
+    writer: DataFileWriter,
+    cp: SegmentCheckpoint,
+    last_key: dict[str, Any] | None,
+    items: int,
+    units: float,
+) -> None:
+    """Close the segment's data file and record it, with where to continue, in the segment's checkpoint."""
+    uploaded = writer.roll()
+    if uploaded:
+        cp.files.append(uploaded)
+    cp.exclusive_start_key, cp.done = last_key, last_key is None
+    cp.items += items
+    cp.consumed_capacity += units
+    write_segment_checkpoint(
+        run.s3,
+        bucket=run.settings.bucket,
+        export_prefix=run.settings.export_prefix,
+        export_id=run.start.plan.export_id,
+        checkpoint=cp,
+        put_kwargs=run.settings.put_kwargs,
+    )
+
+
+# --------------------------------------------------------------------------- step 3: finish
+
+
+def finish_scan(run: _ScanRun, finished: list[SegmentCheckpoint]) -> ScanExportResult:
+    """Write the manifests (last: only now is the export complete), then delete the checkpoints."""
+    settings, plan = run.settings, run.start.plan
     files = [f for cp in finished for f in cp.files]
-    consumed_total = sum(cp.consumed_capacity for cp in finished)
     manifest = write_export_manifests(
-        s3,
-        bucket=bucket,
-        export_prefix=export_prefix,
-        export_id=export_id,
+        run.s3,
+        bucket=settings.bucket,
+        export_prefix=settings.export_prefix,
+        export_id=plan.export_id,
         data_files=files,
-        table_arn=table.get("TableArn"),
+        table_arn=run.table.get("TableArn"),
         export_time=plan.export_time,
         start_time=plan.start_time,
         extra={
             "exportMethod": "scan",
-            "totalSegments": segments,
-            "consumedReadCapacityUnits": consumed_total,
-            "readCapacityBudget": budget,
-            "resumed": found is not None,
+            "totalSegments": run.segments,
+            "consumedReadCapacityUnits": sum(cp.consumed_capacity for cp in finished),
+            "readCapacityBudget": run.budget,
+            "resumed": run.start.resumed,
         },
-        put_kwargs=put_kwargs,
+        put_kwargs=settings.put_kwargs,
     )
-    delete_checkpoints(s3, bucket=bucket, export_prefix=export_prefix, export_id=export_id)
+    delete_checkpoints(run.s3, bucket=settings.bucket, export_prefix=settings.export_prefix, export_id=plan.export_id)
     return ScanExportResult(
         manifest=manifest,
         items=manifest.item_count,
-        consumed_capacity=counters["capacity"],
-        duration_seconds=time.monotonic() - started,
-        segments=segments,
+        consumed_capacity=run.counters["capacity"],
+        duration_seconds=time.monotonic() - run.started,
+        segments=run.segments,
         data_bytes=sum(f.size_bytes or 0 for f in files),
-        items_scanned=counters["items"],
-        resumed=found is not None,
-        rate_limit=budget,
-        capacity_source=capacity.using,
-        reported_capacity=capacity.reported_total,
-        estimated_capacity=capacity.estimated_total,
-        throttled_requests=counters["throttled"],
-        limiter_wait_seconds=limiter.waited_seconds,
-        removed_unrecorded_files=len(removed),
+        items_scanned=run.counters["items"],
+        resumed=run.start.resumed,
+        rate_limit=run.budget,
+        capacity_source=run.capacity.using,
+        reported_capacity=run.capacity.reported_total,
+        estimated_capacity=run.capacity.estimated_total,
+        throttled_requests=run.counters["throttled"],
+        limiter_wait_seconds=run.limiter.waited_seconds,
+        removed_unrecorded_files=run.start.removed_unrecorded_files,
     )
