@@ -86,10 +86,14 @@ def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --------------------------------------------------------------------------- tiers as markers
 # Each test gets exactly one tier, from where it lives and what it uses, so `-m core` runs the
-# pure core (no emulator, no Dagster run) in seconds. Registered in pyproject.toml.
+# pure core (no emulator, no Dagster run, no JVM, no property search) in seconds. Registered in
+# pyproject.toml; the README's "Tests" table lists them.
 _FOLDER_TIERS = {"ui": "ui", "e2e": "e2e"}
 _EMULATOR_FIXTURES = {"emulator", "aws"}
 _DAGSTER_FIXTURES = {"project"}
+_SPARK_FIXTURES = {"spark"}
+#: tests that start (and stop, or kill) emulators of their own, without the shared fixture
+_OWN_EMULATOR = "ensure_local_emulator("
 
 
 def _tier(item: pytest.Item) -> str:
@@ -100,8 +104,12 @@ def _tier(item: pytest.Item) -> str:
     source = Path(str(item.fspath)).read_text()
     if parts[0] == "defs" or fixtures & _DAGSTER_FIXTURES or "dg.materialize" in source or "import dagster" in source:
         return "dagster"
-    if fixtures & _EMULATOR_FIXTURES:
+    if fixtures & _EMULATOR_FIXTURES or _OWN_EMULATOR in source:
         return "emulator"
+    if fixtures & _SPARK_FIXTURES:
+        return "spark"
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        return "property"
     return "core"
 
 
