@@ -285,9 +285,5 @@ def queue_arn(url: str, region: str, account_id: str) -> str:
     return f"arn:aws:sqs:{queue_region}:{account}:{parts[-1]}"
 
 
-def policy_actions(policy: dict[str, Any]) -> set[str]:
-    return {a for st in policy["Statement"] for a in st["Action"]}
-
-
 def render_policy(policy: dict[str, Any]) -> str:
     return json.dumps(policy, indent=2)

@@ -59,14 +59,6 @@ def md5_base64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def stream_md5_base64(stream: Any, *, chunk_size: int = 1024 * 1024) -> str:
-    """Base64 MD5 of a binary stream's bytes (as ``md5Checksum`` in ``manifest-files.json``), read in chunks."""
-    digest = hashlib.md5()
-    while chunk := stream.read(chunk_size):
-        digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
-
-
 def checksum_matches(recorded: str, data: bytes) -> bool:
     """A checksum file's text (base64 or hex MD5, whitespace ignored) agrees with ``data``."""
     text = recorded.strip()

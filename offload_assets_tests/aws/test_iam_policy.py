@@ -4,12 +4,17 @@ import fnmatch
 
 import dagster as dg
 
-from offload_assets.aws.iam_policy import build_iam_policy, policy_actions
+from offload_assets.aws.iam_policy import build_iam_policy
 from offload_assets.definitions import build_definitions
 from offload_assets.defs.table_assets import partitions_for
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
+
+
+def policy_actions(policy: dict) -> set[str]:
+    return {a for st in policy["Statement"] for a in st["Action"]}
+
 
 # botocore operation -> the IAM action that authorises it, where the names differ.
 S3_ACTIONS = {
