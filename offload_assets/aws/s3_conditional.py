@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 LOST_RACE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
@@ -28,7 +31,7 @@ class VersionedJson:
     etag: str
 
 
-def read_json(s3: Any, *, bucket: str, key: str) -> VersionedJson | None:
+def read_json(s3: S3Client, *, bucket: str, key: str) -> VersionedJson | None:
     """The object's JSON body and ETag, or None when there is no such object."""
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
@@ -38,7 +41,7 @@ def read_json(s3: Any, *, bucket: str, key: str) -> VersionedJson | None:
 
 
 def put_json_if(
-    s3: Any, *, bucket: str, key: str, body: dict[str, Any], expected: VersionedJson | None
+    s3: S3Client, *, bucket: str, key: str, body: dict[str, Any], expected: VersionedJson | None
 ) -> VersionedJson | None:
     """Write ``body`` only if the object is still ``expected`` (None: only if it does not exist).
 

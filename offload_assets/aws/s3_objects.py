@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 
-def ensure_bucket(s3: Any, bucket: str, *, prefix: str = "") -> bool:
+def ensure_bucket(s3: S3Client, bucket: str, *, prefix: str = "") -> bool:
     """Create the bucket when it is missing (the local emulator starts empty); True if created.
 
     Probes with a ListObjectsV2 under ``prefix`` rather than HeadBucket, so a least-privilege
@@ -20,7 +23,7 @@ def ensure_bucket(s3: Any, bucket: str, *, prefix: str = "") -> bool:
     return True
 
 
-def delete_prefix(s3: Any, *, bucket: str, prefix: str) -> int:
+def delete_prefix(s3: S3Client, *, bucket: str, prefix: str) -> int:
     """Delete every object under ``prefix`` (which must end with '/'); returns how many."""
     if not prefix.endswith("/") or prefix.strip("/") == "":
         raise ValueError(f"refusing to delete a prefix that is empty or does not end with '/': {prefix!r}")

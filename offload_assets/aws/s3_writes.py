@@ -23,10 +23,15 @@ Three pieces, all pure (no Dagster):
 from __future__ import annotations
 
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+    from offload_assets.table_spec import TableSpec
 
 #: S3 operations that create an object (UploadPart inherits the encryption of its upload).
 WRITE_OPERATIONS = frozenset({"PutObject", "CreateMultipartUpload", "CopyObject"})
@@ -56,7 +61,7 @@ def native_export_kwargs(put_kwargs: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def enforce_s3_settings(s3: Any, spec: Any) -> Any:
+def enforce_s3_settings(s3: S3Client, spec: TableSpec) -> S3Client:
     """Make ``s3`` (a boto3 S3 client) apply ``spec``'s write settings on ``spec.s3_bucket``; returns ``s3``.
 
     Several tables may share a client: the settings are kept per bucket (the last spec
@@ -85,7 +90,7 @@ def enforce_s3_settings(s3: Any, spec: Any) -> Any:
 class _UploadOnClose:
     """A writable local temporary file that is uploaded to S3 (with the put arguments) when closed."""
 
-    def __init__(self, s3: Any, bucket: str, key: str, put_kwargs: dict[str, Any]) -> None:
+    def __init__(self, s3: S3Client, bucket: str, key: str, put_kwargs: dict[str, Any]) -> None:
         self._s3, self._bucket, self._key, self._kwargs = s3, bucket, key, put_kwargs
         self._file = tempfile.TemporaryFile(prefix="offload-upload-")
         self.closed = False
@@ -132,7 +137,7 @@ class EncryptedS3Output(pafs.FileSystemHandler):
     zero-byte marker).
     """
 
-    def __init__(self, s3: Any, native: pafs.FileSystem, put_kwargs: dict[str, Any]) -> None:
+    def __init__(self, s3: S3Client, native: pafs.FileSystem, put_kwargs: dict[str, Any]) -> None:
         self.s3, self.native, self.put_kwargs = s3, native, dict(put_kwargs)
 
     def __eq__(self, other: object) -> bool:
@@ -212,7 +217,7 @@ class EncryptedS3Output(pafs.FileSystemHandler):
         raise NotImplementedError("S3 objects cannot be appended to")
 
 
-def encrypted_output_filesystem(s3: Any, native: pafs.FileSystem, put_kwargs: dict[str, Any]) -> pafs.FileSystem:
+def encrypted_output_filesystem(s3: S3Client, native: pafs.FileSystem, put_kwargs: dict[str, Any]) -> pafs.FileSystem:
     """A pyarrow filesystem writing ``bucket/key`` paths through ``s3`` with ``put_kwargs`` (SSE, owner)."""
     return pafs.PyFileSystem(EncryptedS3Output(s3, native, put_kwargs))
 

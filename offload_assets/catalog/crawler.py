@@ -19,10 +19,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload_assets.catalog.glue_tables import ensure_database
 from offload_assets.table_spec import TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
 
 CRAWLER_CONFIGURATION = {
     "Version": 1.0,
@@ -70,7 +73,7 @@ def crawler_definition(spec: TableSpec) -> dict[str, Any]:
     }
 
 
-def ensure_crawler(glue: Any, spec: TableSpec) -> str:
+def ensure_crawler(glue: GlueClient, spec: TableSpec) -> str:
     """Create the table's crawler or bring its settings up to date; ``created``/``updated``/``unchanged``."""
     if not spec.crawler_role:
         raise ValueError(f"table {spec.dynamodb_table!r}: catalog_mode 'crawler' needs crawler_role")
@@ -91,13 +94,13 @@ def ensure_crawler(glue: Any, spec: TableSpec) -> str:
     return "updated"
 
 
-def _state(glue: Any, name: str) -> tuple[str, dict[str, Any]]:
+def _state(glue: GlueClient, name: str) -> tuple[str, dict[str, Any]]:
     crawler = glue.get_crawler(Name=name)["Crawler"]
     return crawler.get("State", "READY"), crawler.get("LastCrawl") or {}
 
 
 def _wait_ready(
-    glue: Any,
+    glue: GlueClient,
     name: str,
     deadline: float,
     poll_seconds: float,
@@ -126,7 +129,7 @@ def _wait_ready(
 
 
 def run_crawler(
-    glue: Any,
+    glue: GlueClient,
     spec: TableSpec,
     *,
     timeout_minutes: float | None = None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -25,6 +25,9 @@ from offload_assets.catalog.glue_types import GlueTypeError, arrow_to_glue, arro
 from offload_assets.conversion.options import ORIGINAL_NAME_KEY
 from offload_assets.conversion.schema_codec import schema_from_text, schema_to_text
 from offload_assets.table_spec import PARTITION_COLUMN
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
 
 PARQUET_INPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
@@ -109,7 +112,9 @@ def _same_columns(current: list[dict[str, Any]], wanted: list[dict[str, str]]) -
     return norm(current) == norm(wanted)
 
 
-def ensure_database(glue: Any, database: str, description: str = "DynamoDB tables offloaded by offload_assets") -> bool:
+def ensure_database(
+    glue: GlueClient, database: str, description: str = "DynamoDB tables offloaded by offload_assets"
+) -> bool:
     try:
         glue.get_database(Name=database)
         return False
@@ -121,7 +126,7 @@ def ensure_database(glue: Any, database: str, description: str = "DynamoDB table
         return True
 
 
-def _get_table(glue: Any, database: str, name: str) -> dict[str, Any] | None:
+def _get_table(glue: GlueClient, database: str, name: str) -> dict[str, Any] | None:
     try:
         return glue.get_table(DatabaseName=database, Name=name.lower())["Table"]
     except glue.exceptions.EntityNotFoundException:
@@ -156,7 +161,7 @@ def _schema_of(database: str, name: str, t: dict[str, Any]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def get_catalog_table(glue: Any, database: str, table: str) -> CatalogTable | None:
+def get_catalog_table(glue: GlueClient, database: str, table: str) -> CatalogTable | None:
     """The catalog table (schema with original names and DynamoDB types), or None if absent.
 
     A view of that name is not a table: this returns None for it (see :func:`get_catalog_relation`).
@@ -175,7 +180,7 @@ def get_catalog_table(glue: Any, database: str, table: str) -> CatalogTable | No
     )
 
 
-def get_catalog_relation(glue: Any, database: str, name: str) -> CatalogTable | CatalogView | None:
+def get_catalog_relation(glue: GlueClient, database: str, name: str) -> CatalogTable | CatalogView | None:
     """A table or an Athena view, as Athena would resolve ``"database"."name"``."""
     t = _get_table(glue, database, name)
     if t is None:
@@ -250,7 +255,7 @@ def _owned(key: str) -> bool:
     return key.startswith(OWNED_PARAM_PREFIXES)
 
 
-def _current_or_create(glue: Any, database: str, table_input: dict[str, Any]) -> dict[str, Any] | None:
+def _current_or_create(glue: GlueClient, database: str, table_input: dict[str, Any]) -> dict[str, Any] | None:
     """The catalog entry as it is now, or None after creating it from ``table_input``.
 
     Refuses to replace a view with a table or a table with a view: either belongs to someone else."""
@@ -269,7 +274,7 @@ def _current_or_create(glue: Any, database: str, table_input: dict[str, Any]) ->
 
 
 def register_table(
-    glue: Any,
+    glue: GlueClient,
     *,
     database: str,
     table: str,
@@ -333,7 +338,7 @@ def register_table(
 
 
 def register_partition(
-    glue: Any,
+    glue: GlueClient,
     *,
     database: str,
     table: str,
@@ -366,7 +371,7 @@ def register_partition(
     return "updated"
 
 
-def _partition_pages(glue: Any, database: str, table: str, expression: str | None):
+def _partition_pages(glue: GlueClient, database: str, table: str, expression: str | None):
     kwargs: dict[str, Any] = {"DatabaseName": database, "TableName": table}
     if expression:
         kwargs["Expression"] = expression
@@ -374,7 +379,9 @@ def _partition_pages(glue: Any, database: str, table: str, expression: str | Non
         yield from page.get("Partitions", [])
 
 
-def list_partitions(glue: Any, *, database: str, table: str, expression: str | None = None) -> list[CatalogPartition]:
+def list_partitions(
+    glue: GlueClient, *, database: str, table: str, expression: str | None = None
+) -> list[CatalogPartition]:
     """Registered partitions, sorted by value."""
     out = [
         CatalogPartition(
@@ -385,7 +392,7 @@ def list_partitions(glue: Any, *, database: str, table: str, expression: str | N
     return sorted(out, key=lambda p: p.value)
 
 
-def sync_partition_columns(glue: Any, *, database: str, table: str, schema: pa.Schema) -> int:
+def sync_partition_columns(glue: GlueClient, *, database: str, table: str, schema: pa.Schema) -> int:
     """Give every partition the table's column list (after the table gained columns); returns how many changed."""
     columns = _columns(schema)
     entries = []
@@ -416,7 +423,7 @@ def sync_partition_columns(glue: Any, *, database: str, table: str, schema: pa.S
     return len(entries)
 
 
-def delete_partition(glue: Any, *, database: str, table: str, value: str) -> bool:
+def delete_partition(glue: GlueClient, *, database: str, table: str, value: str) -> bool:
     try:
         glue.delete_partition(DatabaseName=database, TableName=table, PartitionValues=[value])
         return True
@@ -424,7 +431,7 @@ def delete_partition(glue: Any, *, database: str, table: str, value: str) -> boo
         return False
 
 
-def delete_partitions(glue: Any, *, database: str, table: str, values: list[str]) -> int:
+def delete_partitions(glue: GlueClient, *, database: str, table: str, values: list[str]) -> int:
     """Delete partitions by value (missing ones are ignored); returns how many were deleted."""
     deleted = 0
     for i in range(0, len(values), _BATCH_DELETE):
@@ -478,7 +485,7 @@ def decode_presto_view(text: str, *, where: str = "view") -> dict[str, Any]:
 
 
 def register_view(
-    glue: Any,
+    glue: GlueClient,
     *,
     database: str,
     name: str,
@@ -522,7 +529,7 @@ def register_view(
     return "updated"
 
 
-def delete_table(glue: Any, *, database: str, name: str) -> bool:
+def delete_table(glue: GlueClient, *, database: str, name: str) -> bool:
     try:
         glue.delete_table(DatabaseName=database, Name=name)
         return True

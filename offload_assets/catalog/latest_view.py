@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from offload_assets.catalog.glue_tables import delete_table, register_view
 from offload_assets.table_spec import PARTITION_COLUMN
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
 
 LATEST_SUFFIX = "_latest"
 _PARTITION_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -64,7 +67,7 @@ def view_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([*fields, pa.field(PARTITION_COLUMN, pa.string())])
 
 
-def _shown_partition(glue: Any, database: str, name: str) -> str | None:
+def _shown_partition(glue: GlueClient, database: str, name: str) -> str | None:
     try:
         view = glue.get_table(DatabaseName=database, Name=name)["Table"]
     except glue.exceptions.EntityNotFoundException:
@@ -72,7 +75,7 @@ def _shown_partition(glue: Any, database: str, name: str) -> str | None:
     return view.get("Parameters", {}).get("offload_assets.latest_partition")
 
 
-def _partition_exists(glue: Any, database: str, table: str, value: str) -> bool:
+def _partition_exists(glue: GlueClient, database: str, table: str, value: str) -> bool:
     try:
         glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=[value])
         return True
@@ -81,7 +84,7 @@ def _partition_exists(glue: Any, database: str, table: str, value: str) -> bool:
 
 
 def publish_latest_view(
-    glue: Any, *, database: str, table: str, schema: pa.Schema, partition_values: list[str], source_table: str
+    glue: GlueClient, *, database: str, table: str, schema: pa.Schema, partition_values: list[str], source_table: str
 ) -> LatestViewOutcome:
     """Point ``<table>_latest`` at the newest of ``partition_values`` (drop it when there is none)."""
     name = latest_view_name(table)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.catalog.glue_tables import delete_partitions, list_partitions
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
+    from types_boto3_s3 import S3Client
 
 _DATE_DIR = re.compile(rf"^{PARTITION_COLUMN}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 
@@ -53,7 +57,7 @@ def check_retention_admits(spec: TableSpec, partition_key: str, registered: list
         )
 
 
-def _date_dirs(s3: Any, bucket: str, root: str) -> list[str]:
+def _date_dirs(s3: S3Client, bucket: str, root: str) -> list[str]:
     prefix = root.rstrip("/") + "/"
     dates = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
@@ -64,7 +68,7 @@ def _date_dirs(s3: Any, bucket: str, root: str) -> list[str]:
     return sorted(dates)
 
 
-def apply_retention(glue: Any, s3: Any, spec: TableSpec, keep: int | None = None) -> RetentionOutcome:
+def apply_retention(glue: GlueClient, s3: S3Client, spec: TableSpec, keep: int | None = None) -> RetentionOutcome:
     """Remove every snapshot beyond the newest ``keep`` (default: ``spec.retention_snapshots``)."""
     keep = keep if keep is not None else spec.retention_snapshots
     registered = [p.value for p in list_partitions(glue, database=spec.catalog_database, table=spec.catalog_table)]

@@ -40,7 +40,7 @@ import re
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload_assets.aws.s3_objects import delete_prefix, ensure_bucket
 from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
@@ -62,6 +62,9 @@ from offload_assets.export.layout import (
     write_export_manifests,
 )
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 CURSOR_VERSION = 1
 #: On the first tick (no cursor), summaries older than this are history, not news.
@@ -158,7 +161,7 @@ def parse_summary_key(key: str) -> tuple[str, str]:
 
 
 def list_export_summaries(
-    s3: Any, location: WatchedLocation, *, modified_since: dt.datetime | None = None
+    s3: S3Client, location: WatchedLocation, *, modified_since: dt.datetime | None = None
 ) -> list[SummaryObject]:
     """Every export summary below a location (oldest first), skipping those older than ``modified_since``."""
     found = []
@@ -177,7 +180,7 @@ def list_export_summaries(
     return sorted(found, key=lambda s: (s.last_modified, s.key))
 
 
-def summary_object(s3: Any, bucket: str, key: str) -> SummaryObject | None:
+def summary_object(s3: S3Client, bucket: str, key: str) -> SummaryObject | None:
     """The summary at ``bucket/key`` if it exists (the export is complete), else None."""
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
@@ -267,7 +270,7 @@ class PendingExport:
 
 
 def inspect_export(
-    s3: Any, spec: TableSpec, summary: SummaryObject, *, now: dt.datetime
+    s3: S3Client, spec: TableSpec, summary: SummaryObject, *, now: dt.datetime
 ) -> FoundExport | SkippedExport | PendingExport:
     """Read one export's manifests and decide: adoptable, skipped for good, or pending (not readable yet)."""
     try:
@@ -402,7 +405,7 @@ class Discovery:
 
 
 def discover_exports(
-    s3: Any, spec: TableSpec, cursor: ExportCursor, *, now: dt.datetime, max_exports: int = MAX_EXPORTS_PER_TICK
+    s3: S3Client, spec: TableSpec, cursor: ExportCursor, *, now: dt.datetime, max_exports: int = MAX_EXPORTS_PER_TICK
 ) -> Discovery:
     """Complete exports of ``spec``'s table in its watched locations that the cursor has not handled."""
     candidates: list[SummaryObject] = []
@@ -438,7 +441,7 @@ def discover_exports(
 # --------------------------------------------------------------------------- adopting
 
 
-def adopt_export(s3: Any, spec: TableSpec, found: FoundExport) -> ExportManifest:
+def adopt_export(s3: S3Client, spec: TableSpec, found: FoundExport) -> ExportManifest:
     """Make ``found`` the raw export of its partition and return the partition's manifest.
 
     Data files are copied server-side into ``spec.export_prefix(partition)/AWSDynamoDB/<id>/``,
@@ -464,7 +467,7 @@ def adopt_export(s3: Any, spec: TableSpec, found: FoundExport) -> ExportManifest
     return source
 
 
-def _copy_export(s3: Any, spec: TableSpec, source: ExportManifest, target_prefix: str) -> ExportManifest:
+def _copy_export(s3: S3Client, spec: TableSpec, source: ExportManifest, target_prefix: str) -> ExportManifest:
     """Copy data files and ``_started``; rewrite the manifests (new keys, ``adoptedFrom``) with checksum files
     of the same kind as the source's, so the adopted export is laid out like the one DynamoDB wrote."""
     target_dir = export_dir_key(target_prefix, source.export_id)
@@ -507,7 +510,7 @@ def _copy_export(s3: Any, spec: TableSpec, source: ExportManifest, target_prefix
     )
 
 
-def export_data_bytes(s3: Any, manifest: ExportManifest) -> int:
+def export_data_bytes(s3: S3Client, manifest: ExportManifest) -> int:
     """Total size of an export's data files (listed, since manifests do not carry sizes)."""
     wanted = {f.key for f in manifest.data_files}
     total = 0

@@ -19,7 +19,7 @@ import datetime as dt
 import tempfile
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -36,6 +36,9 @@ from offload_assets.export.layout import (
     utc_iso,
     write_export_manifests,
 )
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 
 def key_names_of(table: dict[str, Any]) -> tuple[str, ...]:
@@ -89,7 +92,7 @@ class ChangeSet:
     full_dump: bool  # the export held ``{"Item": ...}`` lines: a complete state, not changes
 
 
-def read_change_set(s3: Any, incremental: ExportManifest, key_names: tuple[str, ...]) -> ChangeSet:
+def read_change_set(s3: S3Client, incremental: ExportManifest, key_names: tuple[str, ...]) -> ChangeSet:
     """Every change of an incremental export, the latest per key (by WriteTimestampMicros)."""
     changes: dict[bytes, Change] = {}
     lines = 0
@@ -148,7 +151,7 @@ def _item_line(image: dict[str, Any]) -> bytes:
 
 
 def apply_incremental_export(
-    s3: Any,
+    s3: S3Client,
     *,
     base: ExportManifest,
     incremental: ExportManifest,
@@ -251,7 +254,7 @@ def _same_instant(text: str | None, instant: dt.datetime) -> bool:
 
 
 def find_incremental_export(
-    s3: Any, *, bucket: str, export_prefix: str, from_time: dt.datetime, to_time: dt.datetime
+    s3: S3Client, *, bucket: str, export_prefix: str, from_time: dt.datetime, to_time: dt.datetime
 ) -> ExportManifest | None:
     """A complete incremental export of exactly this window under ``export_prefix`` (newest first), if any."""
     for manifest in reversed(list_completed_exports(s3, bucket=bucket, export_prefix=export_prefix)):

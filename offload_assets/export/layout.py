@@ -28,9 +28,12 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload_assets.aws.s3_objects import delete_prefix
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 EXPORT_DIR = "AWSDynamoDB"
 MANIFEST_SUMMARY = "manifest-summary.json"
@@ -158,7 +161,7 @@ def export_dir_key(export_prefix: str | None, export_id: str) -> str:
 
 
 def write_export_manifests(
-    s3: Any,
+    s3: S3Client,
     *,
     bucket: str,
     export_prefix: str,
@@ -218,7 +221,7 @@ def write_export_manifests(
     return _manifest_from(bucket, export_prefix, export_id, summary, data_files)
 
 
-def _put_checksum(s3: Any, bucket: str, manifest_key: str, body: bytes, suffix: str, put_kwargs: dict) -> None:
+def _put_checksum(s3: S3Client, bucket: str, manifest_key: str, body: bytes, suffix: str, put_kwargs: dict) -> None:
     key = manifest_key.removesuffix(".json") + suffix
     s3.put_object(Bucket=bucket, Key=key, Body=md5_base64(body).encode(), ContentType="text/plain", **put_kwargs)
 
@@ -243,14 +246,14 @@ def _manifest_from(
     )
 
 
-def _get_json_text(s3: Any, bucket: str, key: str) -> str | None:
+def _get_json_text(s3: S3Client, bucket: str, key: str) -> str | None:
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except s3.exceptions.NoSuchKey:
         return None
 
 
-def read_export_manifest(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> ExportManifest | None:
+def read_export_manifest(s3: S3Client, *, bucket: str, export_prefix: str, export_id: str) -> ExportManifest | None:
     """The manifest of one export, or None while it is incomplete (no summary yet)."""
     base = export_dir_key(export_prefix, export_id)
     summary_text = _get_json_text(s3, bucket, f"{base}/{MANIFEST_SUMMARY}")
@@ -291,7 +294,7 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
     return value
 
 
-def list_export_objects(s3: Any, manifest: ExportManifest) -> dict[str, int]:
+def list_export_objects(s3: S3Client, manifest: ExportManifest) -> dict[str, int]:
     """Every object under the export's directory: key -> size."""
     objects: dict[str, int] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=manifest.bucket, Prefix=manifest.export_dir + "/"):
@@ -299,7 +302,7 @@ def list_export_objects(s3: Any, manifest: ExportManifest) -> dict[str, int]:
     return objects
 
 
-def manifest_problems(s3: Any, manifest: ExportManifest, objects: dict[str, int]) -> list[str]:
+def manifest_problems(s3: S3Client, manifest: ExportManifest, objects: dict[str, int]) -> list[str]:
     """Why a complete export's manifests cannot be trusted (empty when they can).
 
     The summary's item count is the sum of its files'; the export ARN names this directory's id;
@@ -345,7 +348,7 @@ def export_side_files(manifest: ExportManifest, objects: dict[str, int]) -> list
     return [f"{manifest.export_dir}/{n}" for n in names if f"{manifest.export_dir}/{n}" in objects]
 
 
-def list_export_ids(s3: Any, *, bucket: str, export_prefix: str) -> list[str]:
+def list_export_ids(s3: S3Client, *, bucket: str, export_prefix: str) -> list[str]:
     """Ids of every export (complete or not) under a prefix, oldest first."""
     prefix = f"{export_prefix.strip('/')}/{EXPORT_DIR}/"
     ids = []
@@ -355,7 +358,7 @@ def list_export_ids(s3: Any, *, bucket: str, export_prefix: str) -> list[str]:
     return sorted(ids)
 
 
-def list_completed_exports(s3: Any, *, bucket: str, export_prefix: str) -> list[ExportManifest]:
+def list_completed_exports(s3: S3Client, *, bucket: str, export_prefix: str) -> list[ExportManifest]:
     """Complete exports under a prefix, newest (by end time) last."""
     manifests = [
         m
@@ -365,12 +368,12 @@ def list_completed_exports(s3: Any, *, bucket: str, export_prefix: str) -> list[
     return sorted(manifests, key=lambda m: (m.end_time or "", m.export_id))
 
 
-def latest_completed_export(s3: Any, *, bucket: str, export_prefix: str) -> ExportManifest | None:
+def latest_completed_export(s3: S3Client, *, bucket: str, export_prefix: str) -> ExportManifest | None:
     exports = list_completed_exports(s3, bucket=bucket, export_prefix=export_prefix)
     return exports[-1] if exports else None
 
 
-def delete_other_exports(s3: Any, *, bucket: str, export_prefix: str, keep_export_id: str) -> list[str]:
+def delete_other_exports(s3: S3Client, *, bucket: str, export_prefix: str, keep_export_id: str) -> list[str]:
     """Remove every other export of the same partition, so re-running a partition replaces it."""
     removed = []
     for export_id in list_export_ids(s3, bucket=bucket, export_prefix=export_prefix):
@@ -402,7 +405,7 @@ class DataFileWriter:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         *,
         bucket: str,
         data_prefix: str,
@@ -503,19 +506,19 @@ def iter_stream_lines(body: Any) -> Iterator[bytes]:
         yield pending
 
 
-def iter_data_file_lines(s3: Any, *, bucket: str, key: str) -> Iterator[bytes]:
+def iter_data_file_lines(s3: S3Client, *, bucket: str, key: str) -> Iterator[bytes]:
     """The non-empty lines of one export data file in S3, streamed."""
     yield from iter_stream_lines(s3.get_object(Bucket=bucket, Key=key)["Body"])
 
 
-def iter_export_lines(s3: Any, manifest: ExportManifest) -> Iterator[tuple[ExportDataFile, bytes]]:
+def iter_export_lines(s3: S3Client, manifest: ExportManifest) -> Iterator[tuple[ExportDataFile, bytes]]:
     """Every line of a complete export, with the data file it came from."""
     for data_file in manifest.data_files:
         for line in iter_data_file_lines(s3, bucket=manifest.bucket, key=data_file.key):
             yield data_file, line
 
 
-def describe_data_file(s3: Any, *, bucket: str, key: str) -> ExportDataFile:
+def describe_data_file(s3: S3Client, *, bucket: str, key: str) -> ExportDataFile:
     """A data file as a manifest lists it: item count (its lines), md5 and size, read from the file itself."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     count = sum(1 for _ in iter_stream_lines(io.BytesIO(body)))

@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -36,6 +36,10 @@ from offload_assets.export.layout import (
     write_export_manifests,
 )
 
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_s3 import S3Client
+
 PITR_MAX_DAYS = 35  # DynamoDB's longest point-in-time recovery period
 MIN_INCREMENTAL_WINDOW = dt.timedelta(minutes=15)
 MAX_INCREMENTAL_WINDOW = dt.timedelta(hours=24)
@@ -48,7 +52,7 @@ def enable_pitr_command(table_name: str) -> str:
     )
 
 
-def _local_hint(dynamodb: Any, table_name: str) -> str:
+def _local_hint(dynamodb: DynamoDBClient, table_name: str) -> str:
     """On the project's local emulator (a loopback endpoint), how to give a table PITR history."""
     endpoint = str(getattr(getattr(dynamodb, "meta", None), "endpoint_url", "") or "")
     if endpoint.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
@@ -67,7 +71,7 @@ def _aware(value: Any) -> dt.datetime | None:
 
 
 def check_point_in_time_window(
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     table_name: str,
     instants: list[dt.datetime],
     *,
@@ -136,7 +140,7 @@ class PointInTimeExport:
 
 
 def _poll(
-    dynamodb: Any, export_arn: str, deadline: ExportDeadline, poll_seconds: float, max_poll_seconds: float
+    dynamodb: DynamoDBClient, export_arn: str, deadline: ExportDeadline, poll_seconds: float, max_poll_seconds: float
 ) -> dict[str, Any]:
     delay = poll_seconds
     while True:
@@ -157,7 +161,7 @@ def _poll(
 
 
 def _manifest_of_completed(
-    s3: Any,
+    s3: S3Client,
     description: dict[str, Any],
     *,
     bucket: str,
@@ -236,7 +240,7 @@ def _wait_for_recovery_log(instant: dt.datetime, now: dt.datetime | None, deadli
         deadline.check(f"It was waiting for point-in-time recovery to reach {utc_iso(instant)}")
 
 
-def _stored_bytes(s3: Any, bucket: str, prefix: str) -> int:
+def _stored_bytes(s3: S3Client, bucket: str, prefix: str) -> int:
     return sum(
         o["Size"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -245,8 +249,8 @@ def _stored_bytes(s3: Any, bucket: str, prefix: str) -> int:
 
 
 def run_point_in_time_export(
-    dynamodb: Any,
-    s3: Any,
+    dynamodb: DynamoDBClient,
+    s3: S3Client,
     *,
     table_name: str,
     bucket: str,

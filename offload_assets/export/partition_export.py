@@ -19,7 +19,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload_assets.aws.s3_objects import ensure_bucket
 from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
@@ -40,6 +40,10 @@ from offload_assets.export.native import (
 )
 from offload_assets.export.scan import ScanProgress, export_table_scan
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_s3 import S3Client
 
 __all__ = [
     "ExportFailedError",
@@ -87,7 +91,9 @@ def previous_partition_key(partition_key: str) -> str:
     return (dt.date.fromisoformat(partition_key) - dt.timedelta(days=1)).isoformat()
 
 
-def _scan(spec: TableSpec, partition_key: str, dynamodb: Any, s3: Any, on_progress, now, scan_options) -> ExportOutcome:
+def _scan(
+    spec: TableSpec, partition_key: str, dynamodb: DynamoDBClient, s3: S3Client, on_progress, now, scan_options
+) -> ExportOutcome:
     check_scan_partition(spec, partition_key, now)
     result = export_table_scan(
         dynamodb,
@@ -233,8 +239,8 @@ def export_partition(
     spec: TableSpec,
     partition_key: str,
     *,
-    dynamodb: Any,
-    s3: Any,
+    dynamodb: DynamoDBClient,
+    s3: S3Client,
     on_progress: Callable[[ScanProgress], None] | None = None,
     now: dt.datetime | None = None,
     scan_options: dict[str, Any] | None = None,

@@ -18,7 +18,7 @@ import base64
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.export.layout import (
@@ -28,6 +28,9 @@ from offload_assets.export.layout import (
     list_export_ids,
     utc_iso,
 )
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 CHECKPOINT_DIR = "_checkpoints"
 PLAN_NAME = "scan.json"
@@ -116,7 +119,7 @@ def segment_checkpoint_key(export_prefix: str, export_id: str, segment: int) -> 
 
 
 def write_plan(
-    s3: Any, *, bucket: str, export_prefix: str, plan: ScanPlan, put_kwargs: dict[str, Any] | None = None
+    s3: S3Client, *, bucket: str, export_prefix: str, plan: ScanPlan, put_kwargs: dict[str, Any] | None = None
 ) -> None:
     key = checkpoint_prefix(export_prefix, plan.export_id) + PLAN_NAME
     s3.put_object(
@@ -128,7 +131,7 @@ def write_plan(
     )
 
 
-def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> ScanPlan | None:
+def read_plan(s3: S3Client, *, bucket: str, export_prefix: str, export_id: str) -> ScanPlan | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=checkpoint_prefix(export_prefix, export_id) + PLAN_NAME)["Body"].read()
     except s3.exceptions.NoSuchKey:
@@ -137,7 +140,7 @@ def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> Sc
 
 
 def write_segment_checkpoint(
-    s3: Any,
+    s3: S3Client,
     *,
     bucket: str,
     export_prefix: str,
@@ -156,7 +159,7 @@ def write_segment_checkpoint(
 
 
 def read_segment_checkpoints(
-    s3: Any, *, bucket: str, export_prefix: str, export_id: str
+    s3: S3Client, *, bucket: str, export_prefix: str, export_id: str
 ) -> dict[int, SegmentCheckpoint]:
     out: dict[int, SegmentCheckpoint] = {}
     prefix = checkpoint_prefix(export_prefix, export_id)
@@ -167,11 +170,11 @@ def read_segment_checkpoints(
     return out
 
 
-def delete_checkpoints(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> int:
+def delete_checkpoints(s3: S3Client, *, bucket: str, export_prefix: str, export_id: str) -> int:
     return delete_prefix(s3, bucket=bucket, prefix=checkpoint_prefix(export_prefix, export_id))
 
 
-def _has_summary(s3: Any, bucket: str, export_prefix: str, export_id: str) -> bool:
+def _has_summary(s3: S3Client, bucket: str, export_prefix: str, export_id: str) -> bool:
     key = f"{export_dir_key(export_prefix, export_id)}/{MANIFEST_SUMMARY}"
     return bool(s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"))
 
@@ -194,7 +197,7 @@ class ResumableScan:
 
 
 def find_resumable_scan(
-    s3: Any,
+    s3: S3Client,
     *,
     bucket: str,
     export_prefix: str,
@@ -228,7 +231,7 @@ def find_resumable_scan(
 
 
 def delete_unrecorded_data_files(
-    s3: Any, *, bucket: str, export_prefix: str, export_id: str, recorded: set[str]
+    s3: S3Client, *, bucket: str, export_prefix: str, export_id: str, recorded: set[str]
 ) -> list[str]:
     """Remove data files a dead run uploaded but never recorded in a checkpoint; returns their keys."""
     prefix = f"{export_dir_key(export_prefix, export_id)}/data/"

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -26,6 +26,10 @@ from offload_assets.catalog.glue_tables import (
 from offload_assets.conversion.schema_codec import schema_from_text, schema_to_text
 from offload_assets.export.layout import ExportManifest, latest_completed_export
 from offload_assets.table_spec import TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
+    from types_boto3_s3 import S3Client
 
 SNAPSHOT_MANIFEST = "_snapshot.json"
 _RUN_DIR_RE = re.compile(r"^run-\d{8}T\d{6}\d*Z-[A-Za-z0-9]+$")
@@ -67,7 +71,7 @@ def new_run_dir(spec: TableSpec, partition_key: str, run_id: str, now: dt.dateti
     return f"{spec.parquet_partition_prefix(partition_key)}/run-{now.strftime('%Y%m%dT%H%M%S%f')}Z-{token}"
 
 
-def find_export_for_partition(s3: Any, spec: TableSpec, partition_key: str) -> ExportManifest:
+def find_export_for_partition(s3: S3Client, spec: TableSpec, partition_key: str) -> ExportManifest:
     manifest = latest_completed_export(s3, bucket=spec.s3_bucket, export_prefix=spec.export_prefix(partition_key))
     if manifest is None:
         raise MissingExportError(
@@ -79,7 +83,7 @@ def find_export_for_partition(s3: Any, spec: TableSpec, partition_key: str) -> E
 
 
 def write_snapshot_manifest(
-    s3: Any,
+    s3: S3Client,
     *,
     bucket: str,
     run_dir: str,
@@ -126,7 +130,7 @@ def _snapshot_from(bucket: str, run_dir: str, body: dict[str, Any]) -> SnapshotM
     )
 
 
-def list_run_dirs(s3: Any, *, bucket: str, partition_prefix: str) -> list[str]:
+def list_run_dirs(s3: S3Client, *, bucket: str, partition_prefix: str) -> list[str]:
     """Run directories (complete or not) of one partition, oldest first."""
     prefix = partition_prefix.rstrip("/") + "/"
     out = []
@@ -138,7 +142,7 @@ def list_run_dirs(s3: Any, *, bucket: str, partition_prefix: str) -> list[str]:
     return sorted(out)
 
 
-def read_snapshot_manifest(s3: Any, *, bucket: str, run_dir: str) -> SnapshotManifest | None:
+def read_snapshot_manifest(s3: S3Client, *, bucket: str, run_dir: str) -> SnapshotManifest | None:
     try:
         body = json.loads(s3.get_object(Bucket=bucket, Key=f"{run_dir}/{SNAPSHOT_MANIFEST}")["Body"].read())
     except s3.exceptions.NoSuchKey:
@@ -146,7 +150,7 @@ def read_snapshot_manifest(s3: Any, *, bucket: str, run_dir: str) -> SnapshotMan
     return _snapshot_from(bucket, run_dir, body)
 
 
-def latest_complete_snapshot(s3: Any, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
+def latest_complete_snapshot(s3: S3Client, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
     for run_dir in reversed(
         list_run_dirs(s3, bucket=spec.s3_bucket, partition_prefix=spec.parquet_partition_prefix(partition_key))
     ):
@@ -157,9 +161,9 @@ def latest_complete_snapshot(s3: Any, spec: TableSpec, partition_key: str) -> Sn
 
 
 def build_snapshot(
-    s3: Any,
+    s3: S3Client,
     filesystem: Any,
-    glue: Any,
+    glue: GlueClient,
     spec: TableSpec,
     partition_key: str,
     *,

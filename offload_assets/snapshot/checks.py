@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +28,11 @@ from offload_assets.catalog.glue_types import arrow_to_glue
 from offload_assets.export.layout import latest_completed_export, parse_export_time
 from offload_assets.snapshot.build import SnapshotManifest, read_snapshot_manifest
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_glue import GlueClient
+    from types_boto3_s3 import S3Client
 
 ERROR, WARN = "ERROR", "WARN"
 MAX_EXAMPLES = 5
@@ -163,7 +168,7 @@ def sql_row_count_parity(
     )
 
 
-def published_snapshot(glue: Any, s3: Any, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
+def published_snapshot(glue: GlueClient, s3: S3Client, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
     """The snapshot the catalog partition points at (None when the partition is not registered)."""
     expression = f"{PARTITION_COLUMN} = {_sql_string(partition_key)}"
     try:
@@ -176,7 +181,7 @@ def published_snapshot(glue: Any, s3: Any, spec: TableSpec, partition_key: str) 
     return None
 
 
-def snapshot_at(s3: Any, location: str) -> SnapshotManifest | None:
+def snapshot_at(s3: S3Client, location: str) -> SnapshotManifest | None:
     bucket, _, run_dir = location.removeprefix("s3://").partition("/")
     if not bucket or not run_dir.strip("/"):
         return None
@@ -186,7 +191,7 @@ def snapshot_at(s3: Any, location: str) -> SnapshotManifest | None:
 # --------------------------------------------------------------------------- primary keys
 
 
-def key_attributes(dynamodb: Any, table_name: str) -> list[str]:
+def key_attributes(dynamodb: DynamoDBClient, table_name: str) -> list[str]:
     """The table's key attribute names, partition key first (DescribeTable)."""
     schema = dynamodb.describe_table(TableName=table_name)["Table"]["KeySchema"]
     return [k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH")]
@@ -279,7 +284,9 @@ def unique_primary_keys(
 # --------------------------------------------------------------------------- schema drift
 
 
-def previous_published_snapshot(glue: Any, s3: Any, spec: TableSpec, partition_key: str) -> SnapshotManifest | None:
+def previous_published_snapshot(
+    glue: GlueClient, s3: S3Client, spec: TableSpec, partition_key: str
+) -> SnapshotManifest | None:
     """The newest published snapshot of an earlier partition (the baseline for drift)."""
     try:
         parts = list_partitions(glue, database=spec.catalog_database, table=spec.catalog_table)
@@ -353,7 +360,7 @@ def schema_drift(
 # --------------------------------------------------------------------------- freshness
 
 
-def newest_registered_partition(glue: Any, spec: TableSpec) -> str | None:
+def newest_registered_partition(glue: GlueClient, spec: TableSpec) -> str | None:
     """The newest partition value registered for the table (what SQL sees), or None."""
     if get_catalog_table(glue, spec.catalog_database, spec.catalog_table) is None:
         return None
@@ -361,7 +368,7 @@ def newest_registered_partition(glue: Any, spec: TableSpec) -> str | None:
     return parts[-1].value if parts else None
 
 
-def published_export_time(glue: Any, s3: Any, spec: TableSpec, partition_key: str) -> dt.datetime | None:
+def published_export_time(glue: GlueClient, s3: S3Client, spec: TableSpec, partition_key: str) -> dt.datetime | None:
     """When the export behind a published partition was taken: its snapshot's record, else the export's manifest."""
     snapshot = published_snapshot(glue, s3, spec, partition_key)
     recorded = snapshot.extra.get("export_time") if snapshot is not None else None

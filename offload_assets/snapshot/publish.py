@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -48,6 +48,10 @@ from offload_assets.snapshot.build import (
 )
 from offload_assets.snapshot.verdict import SnapshotVerifier, read_check_verdict
 from offload_assets.table_spec import TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
+    from types_boto3_s3 import S3Client
 
 _PUBLISH_ATTEMPTS = 5
 
@@ -177,13 +181,13 @@ def commit_marker_key(spec: TableSpec, partition_key: str) -> str:
     return f"{spec.parquet_partition_prefix(partition_key)}/{COMMIT_MARKER}"
 
 
-def read_commit_marker(s3: Any, spec: TableSpec, partition_key: str) -> CommitMarker | None:
+def read_commit_marker(s3: S3Client, spec: TableSpec, partition_key: str) -> CommitMarker | None:
     found = read_json(s3, bucket=spec.s3_bucket, key=commit_marker_key(spec, partition_key))
     return CommitMarker.from_json(found) if found else None
 
 
 def write_commit_marker(
-    s3: Any,
+    s3: S3Client,
     spec: TableSpec,
     partition_key: str,
     snapshot: SnapshotManifest,
@@ -212,7 +216,7 @@ def write_commit_marker(
 
 
 def newest_publishable_snapshot(
-    s3: Any, spec: TableSpec, partition_key: str, *, newer_than: str | None, verify: SnapshotVerifier | None
+    s3: S3Client, spec: TableSpec, partition_key: str, *, newer_than: str | None, verify: SnapshotVerifier | None
 ) -> tuple[SnapshotManifest | None, list[tuple[str, str]]]:
     """The newest complete snapshot newer than ``newer_than`` whose blocking checks passed.
 
@@ -238,7 +242,7 @@ def newest_publishable_snapshot(
 
 
 def commit_snapshot(
-    s3: Any, spec: TableSpec, partition_key: str, *, publisher: str, verify: SnapshotVerifier | None = None
+    s3: S3Client, spec: TableSpec, partition_key: str, *, publisher: str, verify: SnapshotVerifier | None = None
 ) -> Commit:
     """THE commit point: switch ``_commit.json`` to the newest publishable snapshot, by compare-and-swap.
 
@@ -283,7 +287,9 @@ def _listed(run_dirs: list[tuple[str, str]]) -> str:
     return "; ".join(f"{d.rsplit('/', 1)[-1]}: {why}" for d, why in run_dirs[:3])
 
 
-def clean_up_run_dirs(glue: Any, s3: Any, spec: TableSpec, partition_key: str, marker: CommitMarker) -> list[str]:
+def clean_up_run_dirs(
+    glue: GlueClient, s3: S3Client, spec: TableSpec, partition_key: str, marker: CommitMarker
+) -> list[str]:
     """Delete the run dirs older than the committed one: failed, abandoned and superseded snapshots.
 
     Kept: the committed snapshot, the one it replaced (a publisher that committed it and has not
@@ -304,7 +310,7 @@ def clean_up_run_dirs(glue: Any, s3: Any, spec: TableSpec, partition_key: str, m
     return removed
 
 
-def _glue_run_dir(glue: Any, spec: TableSpec, partition_key: str) -> str | None:
+def _glue_run_dir(glue: GlueClient, spec: TableSpec, partition_key: str) -> str | None:
     try:
         part = glue.get_partition(
             DatabaseName=spec.catalog_database, TableName=spec.catalog_table, PartitionValues=[partition_key]
@@ -319,8 +325,8 @@ def _glue_run_dir(glue: Any, spec: TableSpec, partition_key: str) -> str | None:
 
 
 def publish_snapshot(
-    glue: Any,
-    s3: Any,
+    glue: GlueClient,
+    s3: S3Client,
     spec: TableSpec,
     partition_key: str,
     *,
@@ -391,7 +397,11 @@ def publish_snapshot(
 
 
 def _register_table_for(
-    glue: Any, spec: TableSpec, partition_key: str, snapshot: SnapshotManifest, table_parameters: dict[str, str] | None
+    glue: GlueClient,
+    spec: TableSpec,
+    partition_key: str,
+    snapshot: SnapshotManifest,
+    table_parameters: dict[str, str] | None,
 ) -> tuple[str, CatalogTable | None, pa.Schema]:
     """Merge the snapshot into the table schema and write it, safe against concurrent publishers.
 
@@ -436,7 +446,7 @@ def _register_table_for(
 
 
 def _publish_with_crawler(
-    glue: Any, s3: Any, spec: TableSpec, partition_key: str, commit: Commit, poll_seconds: float
+    glue: GlueClient, s3: S3Client, spec: TableSpec, partition_key: str, commit: Commit, poll_seconds: float
 ) -> PublishResult:
     """Crawler mode: leave only the committed run of the day on S3, let the crawler register it."""
     snapshot = commit.snapshot

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload_assets.aws.s3_conditional import put_json_if, read_json
 from offload_assets.snapshot.build import SnapshotManifest
@@ -28,6 +28,10 @@ from offload_assets.snapshot.checks import (
     unique_primary_keys,
 )
 from offload_assets.table_spec import TableSpec
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_s3 import S3Client
 
 CHECKS_FILE = "_checks.json"
 BLOCKING_CHECKS = ("row_count_parity", "unique_primary_keys")
@@ -72,12 +76,12 @@ def verdict_key(snapshot: SnapshotManifest) -> str:
     return f"{snapshot.run_dir}/{CHECKS_FILE}"
 
 
-def read_check_verdict(s3: Any, snapshot: SnapshotManifest) -> CheckVerdict | None:
+def read_check_verdict(s3: S3Client, snapshot: SnapshotManifest) -> CheckVerdict | None:
     found = read_json(s3, bucket=snapshot.bucket, key=verdict_key(snapshot))
     return CheckVerdict(snapshot.run_dir, dict(found.body.get("checks", {}))) if found else None
 
 
-def record_check_results(s3: Any, snapshot: SnapshotManifest, outcomes: dict[str, CheckOutcome]) -> CheckVerdict:
+def record_check_results(s3: S3Client, snapshot: SnapshotManifest, outcomes: dict[str, CheckOutcome]) -> CheckVerdict:
     """Merge these check results into the snapshot's verdict; a recorded blocking failure is never overwritten."""
     now = dt.datetime.now(dt.UTC).isoformat()
     new = {
@@ -102,7 +106,7 @@ def export_items_of(snapshot: SnapshotManifest) -> int | None:
 
 
 def run_blocking_checks(
-    s3: Any, filesystem: Any, dynamodb: Any, spec: TableSpec, snapshot: SnapshotManifest
+    s3: S3Client, filesystem: Any, dynamodb: DynamoDBClient, spec: TableSpec, snapshot: SnapshotManifest
 ) -> CheckVerdict:
     """Run ``row_count_parity`` and ``unique_primary_keys`` on ``snapshot`` and record their verdict."""
     present = snapshot_parquet_rows(filesystem, snapshot)
@@ -115,6 +119,8 @@ def run_blocking_checks(
     return record_check_results(s3, snapshot, outcomes)
 
 
-def blocking_checks_verifier(s3: Any, filesystem: Any, dynamodb: Any, spec: TableSpec) -> SnapshotVerifier:
+def blocking_checks_verifier(
+    s3: S3Client, filesystem: Any, dynamodb: DynamoDBClient, spec: TableSpec
+) -> SnapshotVerifier:
     """A :data:`SnapshotVerifier` for publishers (the catalog step, catalog-only runs)."""
     return lambda snapshot: run_blocking_checks(s3, filesystem, dynamodb, spec, snapshot)

@@ -24,9 +24,12 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload_assets.sql.results import QueryError, QueryResult
+
+if TYPE_CHECKING:
+    from types_boto3_athena import AthenaClient
 
 _INTEGER_TYPES = {"tinyint", "smallint", "integer", "int", "bigint"}
 _FLOAT_TYPES = {"float", "double", "real"}
@@ -153,7 +156,7 @@ class AthenaSqlEngine:
     def __init__(
         self,
         *,
-        athena: Any,
+        athena: AthenaClient,
         settings: AthenaSettings | None = None,
         workgroup: str | None = None,
         output_location: str | None = None,

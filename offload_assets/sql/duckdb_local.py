@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -43,6 +43,9 @@ from offload_assets.sql.trino_to_duckdb import (
     table_references,
     to_duckdb,
 )
+
+if TYPE_CHECKING:
+    from types_boto3_glue import GlueClient
 
 
 def _quote(identifier: str) -> str:
@@ -82,7 +85,7 @@ def _confine(con: duckdb.DuckDBPyConnection, duck_sql: str) -> None:
 
 
 class LocalSqlEngine:
-    def __init__(self, *, glue: Any, filesystem: pafs.FileSystem, today: dt.date | None = None) -> None:
+    def __init__(self, *, glue: GlueClient, filesystem: pafs.FileSystem, today: dt.date | None = None) -> None:
         self.glue = glue
         self.filesystem = filesystem
         self.today = today
