@@ -99,21 +99,29 @@ def _adopt_if_new(
     return NEW, event, request
 
 
+def _table_sensor(spec: TableSpec, name: str, job: Any, description: str) -> Any:
+    """Both sensors tick at the table's ``sensor_interval_seconds`` and start running."""
+    return dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=spec.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+
+
 def build_export_sensor(
     spec: TableSpec, *, export_key: dg.AssetKey, job: Any, asset_selection: list[dg.AssetKey]
 ) -> dg.SensorDefinition:
     name = f"{spec.name}_export_sensor"
     locations = [location.uri for location in watched_locations(spec)]
 
-    @dg.sensor(
-        name=name,
-        job=job,
-        minimum_interval_seconds=spec.sensor_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            f"Finds complete DynamoDB exports of `{spec.dynamodb_table}` started outside Dagster (console, CLI, AWS Backup) "
-            f"in {', '.join(locations)}, records them as the raw export of their partition and converts and registers them."
-        ),
+    @_table_sensor(
+        spec,
+        name,
+        job,
+        f"Finds complete DynamoDB exports of `{spec.dynamodb_table}` started outside Dagster (console, CLI, AWS Backup) "
+        f"in {', '.join(locations)}, records them as the raw export of their partition and converts and registers them.",
     )
     def export_sensor(context: dg.SensorEvaluationContext, s3: OffloadS3Resource) -> dg.SensorResult:
         client = s3.get_table_client(spec)
@@ -171,15 +179,12 @@ def build_notification_sensor(
     name = f"{spec.name}_export_notifications"
     queue_url = spec.notification_queue_url
 
-    @dg.sensor(
-        name=name,
-        job=job,
-        minimum_interval_seconds=spec.sensor_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            f"Export-finished notifications for `{spec.dynamodb_table}` from SQS queue {queue_url} (SNS envelope, S3 event "
-            "or DescribeExport document): the export they name is recorded and converted like the export sensor does."
-        ),
+    @_table_sensor(
+        spec,
+        name,
+        job,
+        f"Export-finished notifications for `{spec.dynamodb_table}` from SQS queue {queue_url} (SNS envelope, S3 event "
+        "or DescribeExport document): the export they name is recorded and converted like the export sensor does.",
     )
     def notification_sensor(context: dg.SensorEvaluationContext, s3: OffloadS3Resource) -> dg.SensorResult:
         # SQS through the S3 resource's connection: same target, endpoint and credentials.

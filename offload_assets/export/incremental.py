@@ -177,14 +177,18 @@ def apply_incremental_export(
             tmpdir=tmpdir,
             put_kwargs=put_kwargs,
         )
+
+        def keep(line: bytes, outcome: str) -> None:
+            writer.write_line(line)
+            counts[outcome] += 1
+            if writer.full:
+                writer.roll()
+
         try:
             if change_set.full_dump:
                 for data_file in incremental.data_files:
                     for line in iter_data_file_lines(s3, bucket=incremental.bucket, key=data_file.key):
-                        writer.write_line(line)
-                        counts["unchanged"] += 1
-                        if writer.full:
-                            writer.roll()
+                        keep(line, "unchanged")
             else:
                 for data_file in base.data_files:
                     if deadline:
@@ -199,23 +203,16 @@ def apply_incremental_export(
                             raise ExportFailedError(f'{where}: not a full-export line ({{"Item": ...}})') from None
                         change = changes.pop(item_key(item, key_names, where), None)
                         if change is None:
-                            writer.write_line(line)  # unchanged: copied byte for byte
-                            counts["unchanged"] += 1
+                            keep(line, "unchanged")  # copied byte for byte
                         elif change.new_image is None:
                             counts["deleted"] += 1
                         else:
-                            writer.write_line(_item_line(change.new_image))
-                            counts["updated"] += 1
-                        if writer.full:
-                            writer.roll()
+                            keep(_item_line(change.new_image), "updated")
                 for change in changes.values():
                     if change.new_image is None:
                         counts["deletes_of_absent_items"] += 1
                     else:
-                        writer.write_line(_item_line(change.new_image))
-                        counts["inserted"] += 1
-                        if writer.full:
-                            writer.roll()
+                        keep(_item_line(change.new_image), "inserted")
             writer.roll()
         finally:
             writer.discard()

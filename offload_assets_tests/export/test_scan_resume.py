@@ -29,6 +29,27 @@ def table_1500(aws):
     return seed_reviews_table(aws, "Resumable", 1500, seed=5, bucket=BUCKET)
 
 
+def _scan(ddb, s3, **options):
+    """This file's scan export of ``Resumable`` into ``PREFIX`` for ``EXPORT_TIME``, with ``options``."""
+    return export_table_scan(
+        ddb, s3, table_name="Resumable", bucket=BUCKET, export_prefix=PREFIX, export_time=EXPORT_TIME, **options
+    )
+
+
+def _slow_scan(ddb, s3, *, timeout_seconds: float) -> None:
+    """A run that checkpoints every page at 20 RCU/s and times out, leaving its checkpoints behind."""
+    _scan(
+        ddb,
+        s3,
+        total_segments=2,
+        page_limit=50,
+        rate_limit=20,
+        capacity_source="estimated",
+        checkpoint_seconds=0,
+        timeout_seconds=timeout_seconds,
+    )
+
+
 def _recorded_items(s3) -> tuple[str | None, int]:
     ids = list_export_ids(s3, bucket=BUCKET, export_prefix=PREFIX)
     if not ids:
@@ -80,13 +101,9 @@ def test_sigkilled_scan_resumes_and_holds_every_item_exactly_once(table_1500, em
         Bucket=BUCKET, Key=orphan, Body=gzip.compress(b'{"Item":{"User":{"S":"Alice"},"Book":{"S":"dup"}}}\n')
     )
 
-    result = export_table_scan(
+    result = _scan(
         ddb,
         s3,
-        table_name="Resumable",
-        bucket=BUCKET,
-        export_prefix=PREFIX,
-        export_time=EXPORT_TIME,
         page_limit=100,
         resume_lease_seconds=0,
     )
@@ -106,30 +123,13 @@ def test_sigkilled_scan_resumes_and_holds_every_item_exactly_once(table_1500, em
 def test_timed_out_scan_publishes_nothing_and_a_rerun_finishes_it(table_1500):
     ddb, s3, items = table_1500
     with pytest.raises(ExportTimeoutError, match="'Resumable' exceeded its timeout.*nothing was published.*continues"):
-        export_table_scan(
-            ddb,
-            s3,
-            table_name="Resumable",
-            bucket=BUCKET,
-            export_prefix=PREFIX,
-            export_time=EXPORT_TIME,
-            total_segments=2,
-            page_limit=50,
-            rate_limit=20,
-            capacity_source="estimated",
-            checkpoint_seconds=0,
-            timeout_seconds=1.0,
-        )
+        _slow_scan(ddb, s3, timeout_seconds=1.0)
     assert latest_completed_export(s3, bucket=BUCKET, export_prefix=PREFIX) is None
     assert [k for k in list_keys(s3, PREFIX + "/") if "/_checkpoints/segment-" in k]
 
-    result = export_table_scan(
+    result = _scan(
         ddb,
         s3,
-        table_name="Resumable",
-        bucket=BUCKET,
-        export_prefix=PREFIX,
-        export_time=EXPORT_TIME,
         total_segments=2,
         page_limit=200,
         resume_lease_seconds=0,
@@ -141,20 +141,7 @@ def test_timed_out_scan_publishes_nothing_and_a_rerun_finishes_it(table_1500):
 def test_resume_refuses_while_another_run_is_still_writing(table_1500):
     ddb, s3, _ = table_1500
     with pytest.raises(ExportTimeoutError):
-        export_table_scan(
-            ddb,
-            s3,
-            table_name="Resumable",
-            bucket=BUCKET,
-            export_prefix=PREFIX,
-            export_time=EXPORT_TIME,
-            total_segments=2,
-            page_limit=50,
-            rate_limit=20,
-            capacity_source="estimated",
-            checkpoint_seconds=0,
-            timeout_seconds=0.5,
-        )
+        _slow_scan(ddb, s3, timeout_seconds=0.5)
     export_id = list_export_ids(s3, bucket=BUCKET, export_prefix=PREFIX)[-1]
     checkpoint = read_segment_checkpoints(s3, bucket=BUCKET, export_prefix=PREFIX, export_id=export_id)[0]
 
@@ -165,13 +152,9 @@ def test_resume_refuses_while_another_run_is_still_writing(table_1500):
     toucher = threading.Thread(target=live_run_touches_its_checkpoint)
     toucher.start()
     with pytest.raises(ExportRefusedError, match="another run is still writing scan export"):
-        export_table_scan(
+        _scan(
             ddb,
             s3,
-            table_name="Resumable",
-            bucket=BUCKET,
-            export_prefix=PREFIX,
-            export_time=EXPORT_TIME,
             total_segments=2,
             resume_lease_seconds=1.5,
         )
@@ -182,28 +165,11 @@ def test_resume_refuses_while_another_run_is_still_writing(table_1500):
 def test_a_different_export_time_or_segment_count_starts_over(table_1500):
     ddb, s3, items = table_1500
     with pytest.raises(ExportTimeoutError):
-        export_table_scan(
-            ddb,
-            s3,
-            table_name="Resumable",
-            bucket=BUCKET,
-            export_prefix=PREFIX,
-            export_time=EXPORT_TIME,
-            total_segments=2,
-            page_limit=50,
-            rate_limit=20,
-            capacity_source="estimated",
-            checkpoint_seconds=0,
-            timeout_seconds=0.5,
-        )
+        _slow_scan(ddb, s3, timeout_seconds=0.5)
     stale = list_export_ids(s3, bucket=BUCKET, export_prefix=PREFIX)
-    result = export_table_scan(
+    result = _scan(
         ddb,
         s3,
-        table_name="Resumable",
-        bucket=BUCKET,
-        export_prefix=PREFIX,
-        export_time=EXPORT_TIME,
         total_segments=3,
         resume_lease_seconds=0,
     )
