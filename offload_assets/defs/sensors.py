@@ -204,7 +204,8 @@ def build_notification_sensor(
                 asset_selection=asset_selection,
             )
             settle_message(sqs_client, queue_url, message, verdict.action)
-            deleted += verdict.action is MessageAction.ACK
+            if verdict.action is MessageAction.ACK:
+                deleted += 1
             events.extend(verdict.events)
             requests.extend(verdict.requests)
             notes.extend(verdict.notes)
