@@ -38,7 +38,13 @@ def read_json(s3: Any, *, bucket: str, key: str) -> VersionedJson | None:
 
 
 def put_json_if(
-    s3: Any, *, bucket: str, key: str, body: dict[str, Any], expected: VersionedJson | None
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    body: dict[str, Any],
+    expected: VersionedJson | None,
+    put_kwargs: dict[str, Any] | None = None,
 ) -> VersionedJson | None:
     """Write ``body`` only if the object is still ``expected`` (None: only if it does not exist).
 
@@ -53,6 +59,7 @@ def put_json_if(
             Body=json.dumps(body, indent=2).encode(),
             ContentType="application/json",
             **condition,
+            **(put_kwargs or {}),
         )
     except ClientError as err:
         code = err.response.get("Error", {}).get("Code")

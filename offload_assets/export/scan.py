@@ -30,7 +30,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from offload_assets.export.errors import ExportDeadline, ExportRefusedError, ExportTimeoutError
+from offload_assets.export.errors import ExportDeadline, ExportOwnershipError, ExportTimeoutError
+from offload_assets.export.export_lease import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    LeaseKeeper,
+    create_owned_plan,
+    new_owner_id,
+    take_over_unfinished_export,
+)
 from offload_assets.export.layout import (
     DataFileWriter,
     ExportManifest,
@@ -47,7 +54,6 @@ from offload_assets.export.rate_limiter import (
     read_rate_limit,
 )
 from offload_assets.export.scan_checkpoints import (
-    ResumableScan,
     ScanPlan,
     SegmentCheckpoint,
     delete_checkpoints,
@@ -55,9 +61,9 @@ from offload_assets.export.scan_checkpoints import (
     find_resumable_scan,
     read_segment_checkpoints,
     table_created_text,
-    write_plan,
     write_segment_checkpoint,
 )
+from offload_assets.table_spec import PARTITION_COLUMN
 
 __all__ = ["ExportTimeoutError", "ScanExportResult", "ScanProgress", "export_table_scan", "encode_export_line"]
 
@@ -124,6 +130,7 @@ class ScanExportResult:
     throttled_requests: int = 0
     limiter_wait_seconds: float = 0.0
     removed_unrecorded_files: int = 0
+    owner: str = ""  # the run id that owned (and finished) the export
 
 
 def _json_default(value: Any) -> str:
@@ -172,23 +179,12 @@ def _scan_page(
     raise AssertionError("unreachable")
 
 
-def _await_dead_run(
-    s3: Any, bucket: str, export_prefix: str, found: ResumableScan, lease_seconds: float, table_name: str
-) -> ResumableScan:
-    """Continue only an export nobody is writing: its checkpoints must stay unchanged for ``lease_seconds``."""
-    newest = found.newest_update or dt.datetime.fromisoformat(found.plan.start_time.replace("Z", "+00:00"))
-    age = (dt.datetime.now(dt.UTC) - newest).total_seconds()
-    if age >= lease_seconds:
-        return found
-    time.sleep(lease_seconds - age)
-    again = read_segment_checkpoints(s3, bucket=bucket, export_prefix=export_prefix, export_id=found.plan.export_id)
-    if {seg: cp.updated_at for seg, cp in again.items()} != found.fingerprint:
-        raise ExportRefusedError(
-            f"table {table_name!r}: another run is still writing scan export {found.plan.export_id} under "
-            f"s3://{bucket}/{export_prefix}/ (its checkpoints changed in the last {lease_seconds:.0f} s); "
-            "wait for it to finish instead of starting a second one"
-        )
-    return ResumableScan(plan=found.plan, checkpoints=again)
+def _where(table_name: str, export_prefix: str, partition_key: str | None) -> str:
+    partition = partition_key or next(
+        (part.split("=", 1)[1] for part in export_prefix.split("/") if part.startswith(f"{PARTITION_COLUMN}=")),
+        export_prefix,
+    )
+    return f"table {table_name!r}, partition {partition}"
 
 
 def export_table_scan(
@@ -212,6 +208,9 @@ def export_table_scan(
     max_workers: int = MAX_WORKERS,
     put_kwargs: dict[str, Any] | None = None,
     on_progress: Callable[[ScanProgress], None] | None = None,
+    owner: str | None = None,
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+    partition_key: str | None = None,
 ) -> ScanExportResult:
     """Scan ``table_name`` in parallel and write it to ``s3://bucket/export_prefix/AWSDynamoDB/<id>/``.
 
@@ -219,7 +218,12 @@ def export_table_scan(
     provisioned read capacity, else (on-demand) ``on_demand_rcu_budget``, else unlimited.
     An incomplete export of the same table and export time under ``export_prefix`` is continued
     (``resume=False`` starts over); ``resume_lease_seconds`` (default ``checkpoint_seconds + 60``)
-    is how long its checkpoints must have been still before it is taken to be dead.
+    is how long its owner's heartbeat must have been still before it is taken to be dead.
+
+    The export has one owner at a time (:mod:`offload_assets.export.export_lease`): this run
+    (``owner``, a generated id by default) renews its heartbeat every ``heartbeat_seconds``, takes
+    over only a dead owner's unfinished export, and raises :class:`ExportOwnershipError` naming the
+    table, the partition and the other run when it may not.
     """
     deadline = ExportDeadline(timeout_seconds, what=f"scan export of DynamoDB table {table_name!r}")
     started = time.monotonic()
@@ -236,12 +240,29 @@ def export_table_scan(
             export_time=export_time,
             total_segments=total_segments,
         )
-        if found is not None:
-            lease = checkpoint_seconds + 60 if resume_lease_seconds is None else resume_lease_seconds
-            found = _await_dead_run(s3, bucket, export_prefix, found, lease, table_name)
+    owner = owner or new_owner_id()
+    where = _where(table_name, export_prefix, partition_key)
     removed: list[str] = []
     if found is not None:
-        plan, checkpoints = found.plan, found.checkpoints
+        lease_seconds = (
+            max(checkpoint_seconds + 60, 3 * heartbeat_seconds)
+            if resume_lease_seconds is None
+            else resume_lease_seconds
+        )
+        lease = take_over_unfinished_export(
+            s3,
+            bucket=bucket,
+            export_prefix=export_prefix,
+            export_id=found.plan.export_id,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            where=where,
+            put_kwargs=put_kwargs,
+        )
+        # Only the owner reads the checkpoints it continues from and removes what they do not name.
+        plan = lease.plan
+        checkpoints = read_segment_checkpoints(s3, bucket=bucket, export_prefix=export_prefix, export_id=plan.export_id)
         recorded = {f.key for cp in checkpoints.values() for f in cp.files}
         removed = delete_unrecorded_data_files(
             s3, bucket=bucket, export_prefix=export_prefix, export_id=plan.export_id, recorded=recorded
@@ -258,7 +279,15 @@ def export_table_scan(
             export_time=export_time or start_time,
             start_time=start_time,
         )
-        write_plan(s3, bucket=bucket, export_prefix=export_prefix, plan=plan, put_kwargs=put_kwargs)
+        lease = create_owned_plan(
+            s3,
+            bucket=bucket,
+            export_prefix=export_prefix,
+            plan=plan,
+            owner=owner,
+            heartbeat_seconds=heartbeat_seconds,
+            put_kwargs=put_kwargs,
+        )
         checkpoints = {}
     export_id, segments = plan.export_id, plan.total_segments
     data_prefix = f"{export_dir_key(export_prefix, export_id)}/data"
@@ -346,6 +375,8 @@ def export_table_scan(
                     cp.items += pending_items
                     cp.consumed_capacity += pending_units
                     pending_items, pending_units = 0, 0.0
+                    if cancelled.is_set():  # the lease was lost: the new owner decides what is recorded
+                        raise _Cancelled()
                     write_segment_checkpoint(
                         s3,
                         bucket=bucket,
@@ -361,19 +392,42 @@ def export_table_scan(
         finally:
             writer.discard()
 
-    with tempfile.TemporaryDirectory(prefix="offload-scan-") as tmpdir:
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(segments, max_workers)), thread_name_prefix="scan-segment"
-        ) as pool:
-            futures = [pool.submit(scan_segment, seg, tmpdir) for seg in range(segments)]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            errors = [f.exception() for f in done if f.exception() is not None]
-            if errors:
-                cancelled.set()
-                wait(futures)
-                raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
-            finished = sorted((f.result() for f in futures), key=lambda cp: cp.segment)
-    deadline.check("Its checkpoints are kept: re-running the partition continues where it stopped")
+    keeper = LeaseKeeper(
+        s3, bucket=bucket, export_prefix=export_prefix, lease=lease, on_lost=cancelled.set, put_kwargs=put_kwargs
+    )
+
+    def lost_lease() -> ExportOwnershipError:
+        return ExportOwnershipError(
+            f"{where}: run {owner} lost scan export {export_id} under s3://{bucket}/{export_prefix}/ to another "
+            "run (its heartbeat was late and the other run took the export over); this run stopped"
+        )
+
+    try:
+        with keeper:
+            with tempfile.TemporaryDirectory(prefix="offload-scan-") as tmpdir:
+                with ThreadPoolExecutor(
+                    max_workers=max(1, min(segments, max_workers)), thread_name_prefix="scan-segment"
+                ) as pool:
+                    futures = [pool.submit(scan_segment, seg, tmpdir) for seg in range(segments)]
+                    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                    errors = [f.exception() for f in done if f.exception() is not None]
+                    if errors:
+                        cancelled.set()
+                        wait(futures)
+                        if keeper.lost.is_set():
+                            raise lost_lease()
+                        raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
+                    finished = sorted((f.result() for f in futures), key=lambda cp: cp.segment)
+        deadline.check("Its checkpoints are kept: re-running the partition continues where it stopped")
+        if not keeper.renew(strict=True):  # still the owner right before finishing it
+            raise lost_lease()
+    except BaseException:
+        if not keeper.lost.is_set():
+            try:  # let a re-run take over at once instead of waiting the lease out
+                keeper.renew(released=True)
+            except Exception:
+                pass
+        raise
     files = [f for cp in finished for f in cp.files]
     consumed_total = sum(cp.consumed_capacity for cp in finished)
     manifest = write_export_manifests(
@@ -411,4 +465,5 @@ def export_table_scan(
         throttled_requests=counters["throttled"],
         limiter_wait_seconds=limiter.waited_seconds,
         removed_unrecorded_files=len(removed),
+        owner=owner,
     )

@@ -2,7 +2,8 @@
 
 They live inside the in-progress export, next to its data files::
 
-    <prefix>/AWSDynamoDB/<export-id>/_checkpoints/scan.json            the plan: table, segments, export time
+    <prefix>/AWSDynamoDB/<export-id>/_checkpoints/scan.json            the plan: table, segments, export time,
+                                                                       and the owner's lease (export_lease.py)
     <prefix>/AWSDynamoDB/<export-id>/_checkpoints/segment-00003.json   per segment: files written, where to go on
 
 A segment uploads a data file first and only then records it, with the ``LastEvaluatedKey`` of
@@ -17,7 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from offload_assets.aws.s3_objects import delete_prefix
@@ -133,7 +134,8 @@ def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> Sc
         body = s3.get_object(Bucket=bucket, Key=checkpoint_prefix(export_prefix, export_id) + PLAN_NAME)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
-    return ScanPlan(**json.loads(body))
+    known = {f.name for f in fields(ScanPlan)}  # the plan also carries its owner's lease (export_lease)
+    return ScanPlan(**{k: v for k, v in json.loads(body).items() if k in known})
 
 
 def write_segment_checkpoint(
