@@ -75,7 +75,5 @@ def test_a_glue_schema_that_already_has_the_clash_is_repaired_by_the_next_run(pr
     table = get_catalog_table(glue, db, name)
     assert "ddb_export_timestamp" not in table.schema.names
     assert _sql(project, aws, "count(*)").scalar() == len(items)
-    upper = next(
-        f.name for f in table.schema if (f.metadata or {}).get(b"original_name") == b"Ddb_Export_Timestamp"
-    )
+    upper = next(f.name for f in table.schema if (f.metadata or {}).get(b"original_name") == b"Ddb_Export_Timestamp")
     assert _sql(project, aws, f"count({upper})").scalar() == 15
