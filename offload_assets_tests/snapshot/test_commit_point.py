@@ -122,6 +122,7 @@ def test_a_paused_publisher_racing_a_second_one_re_decides(aws, spec):
 
     p1_result = results["p1"]
     assert not p1_result.committed and p1_result.snapshot.run_dir == newer.run_dir  # re-read, re-decided
+    assert p1_result.lost_races == 1  # its compare-and-swap lost once, then it followed P2's commit
     marker = read_commit_marker(s3, spec, "2026-11-25")
     assert marker.run_dir == newer.run_dir and marker.publisher == "P2" and marker.generation == 1
     [part] = list_partitions(glue, database=spec.catalog_database, table=spec.catalog_table)
