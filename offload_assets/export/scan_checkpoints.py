@@ -116,19 +116,6 @@ def segment_checkpoint_key(export_prefix: str, export_id: str, segment: int) -> 
     return f"{checkpoint_prefix(export_prefix, export_id)}segment-{segment:05d}.json"
 
 
-def write_plan(
-    s3: Any, *, bucket: str, export_prefix: str, plan: ScanPlan, put_kwargs: dict[str, Any] | None = None
-) -> None:
-    key = checkpoint_prefix(export_prefix, plan.export_id) + PLAN_NAME
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=json.dumps(asdict(plan)).encode(),
-        ContentType="application/json",
-        **(put_kwargs or {}),
-    )
-
-
 def read_plan(s3: Any, *, bucket: str, export_prefix: str, export_id: str) -> ScanPlan | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=checkpoint_prefix(export_prefix, export_id) + PLAN_NAME)["Body"].read()
