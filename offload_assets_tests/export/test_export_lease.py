@@ -64,7 +64,7 @@ def test_a_live_owner_is_not_taken_over_and_a_released_one_is_at_once(leased):
                 heartbeat_seconds=0.2,
                 total_segments=2,
                 page_limit=50,
-                rate_limit=40,
+                rate_limit=2,  # ~37 RCU of items: ~18 s, far past its 4 s timeout
                 capacity_source="estimated",
                 checkpoint_seconds=0,
                 timeout_seconds=4,
@@ -106,7 +106,7 @@ def test_a_staggered_second_run_never_deletes_a_finished_export(leased):
             heartbeat_seconds=0.2,
             total_segments=2,
             page_limit=100,
-            rate_limit=300,
+            rate_limit=20,  # ~2 s: B starts while A is still writing
             capacity_source="estimated",
             checkpoint_seconds=0,
         )
