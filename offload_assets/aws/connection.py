@@ -2,8 +2,16 @@
 
 ``OFFLOAD_ASSETS_TARGET`` = ``local`` (default) or ``aws``. It is read when a client is
 made, never at import time. In local mode the project's own emulator is started on demand
-(see :mod:`offload_assets.local.emulator`); in AWS mode boto3's standard credential chain,
-region and endpoint resolution apply unless a value is given explicitly.
+(see :mod:`offload_assets.local.emulator`); in AWS mode boto3's standard credential chain
+applies unless a value is given explicitly.
+
+Every client is built from the one :class:`AwsConnection` (boto3 clients, the pyarrow
+``S3FileSystem``, pyiceberg's FileIO via :func:`offload_assets.iceberg.catalog.catalog_properties`;
+local SQL uses DuckDB over pyarrow, no httpfs), so they all go to the same region and endpoints.
+In AWS mode the connection resolves them once, the way the AWS CLI does: region from the argument,
+else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else the profile; endpoint from the argument, else
+``AWS_ENDPOINT_URL_<SERVICE>`` (e.g. ``AWS_ENDPOINT_URL_S3``), else ``AWS_ENDPOINT_URL``, else AWS's
+public endpoint. (This botocore reads neither ``AWS_REGION`` nor, for pyarrow, any endpoint variable.)
 """
 
 from __future__ import annotations
@@ -51,6 +59,12 @@ class AwsConnection:
     max_attempts: int = 10
     retry_mode: str = "standard"
     read_timeout: float = 60.0
+    # Per-service endpoints from ``AWS_ENDPOINT_URL_<SERVICE>`` (service name lower-case, no separators).
+    service_endpoints: tuple[tuple[str, str], ...] = ()
+
+    def endpoint_for(self, service: str) -> str | None:
+        """The endpoint every client of ``service`` uses (None: AWS's public endpoint for the region)."""
+        return dict(self.service_endpoints).get(_service_key(service), self.endpoint_url)
 
     def __repr__(self) -> str:  # never print secrets
         return f"AwsConnection(target={self.target!r}, region={self.region_name!r}, endpoint={self.endpoint_url!r})"
@@ -78,7 +92,7 @@ class AwsConnection:
             read_timeout=self.read_timeout,
             **config,
         )
-        return self.session().client(service, endpoint_url=self.endpoint_url, config=cfg)
+        return self.session().client(service, endpoint_url=self.endpoint_for(service), config=cfg)
 
     def arrow_filesystem(self):
         """A ``pyarrow.fs.S3FileSystem`` for the same target and credentials."""
@@ -88,8 +102,9 @@ class AwsConnection:
         region = self.region_name or self.session().region_name
         if region:
             kwargs["region"] = region
-        if self.endpoint_url:
-            scheme, _, host = self.endpoint_url.partition("://")
+        endpoint = self.endpoint_for("s3")
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
             kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
         creds = self.session().get_credentials() if (self.profile_name or self.aws_access_key_id) else None
         if creds is not None:
@@ -98,6 +113,25 @@ class AwsConnection:
         kwargs["request_timeout"] = self.read_timeout
         kwargs["connect_timeout"] = 10
         return pafs.S3FileSystem(**kwargs)
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def _service_key(service: str) -> str:
+    return service.lower().replace("-", "").replace("_", "")
+
+
+def _service_endpoints_from_env() -> tuple[tuple[str, str], ...]:
+    prefix = "AWS_ENDPOINT_URL_"
+    return tuple(
+        sorted(
+            (_service_key(name[len(prefix) :]), value.strip())
+            for name, value in os.environ.items()
+            if name.startswith(prefix) and value.strip()
+        )
+    )
 
 
 def resolve_connection(
@@ -132,7 +166,12 @@ def resolve_connection(
         max_attempts=max_attempts,
     )
     if resolved == "aws":
-        return conn
+        return replace(
+            conn,
+            region_name=region_name or _env("AWS_REGION") or _env("AWS_DEFAULT_REGION"),
+            endpoint_url=endpoint_url or _env("AWS_ENDPOINT_URL"),
+            service_endpoints=() if endpoint_url else _service_endpoints_from_env(),
+        )
     if endpoint_url is None:
         from offload_assets.local.emulator import ensure_local_emulator
 

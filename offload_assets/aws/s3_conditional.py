@@ -41,7 +41,13 @@ def read_json(s3: S3Client, *, bucket: str, key: str) -> VersionedJson | None:
 
 
 def put_json_if(
-    s3: S3Client, *, bucket: str, key: str, body: dict[str, Any], expected: VersionedJson | None
+    s3: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    body: dict[str, Any],
+    expected: VersionedJson | None,
+    put_kwargs: dict[str, Any] | None = None,
 ) -> VersionedJson | None:
     """Write ``body`` only if the object is still ``expected`` (None: only if it does not exist).
 
@@ -56,6 +62,7 @@ def put_json_if(
             Body=json.dumps(body, indent=2).encode(),
             ContentType="application/json",
             **condition,
+            **(put_kwargs or {}),
         )
     except ClientError as err:
         code = err.response.get("Error", {}).get("Code")

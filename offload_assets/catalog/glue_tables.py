@@ -207,7 +207,9 @@ def merge_table_schema(table: pa.Schema | None, snapshot: pa.Schema, *, where: s
     """
     if table is None:
         return snapshot
-    fields = list(table)
+    # The partition key is never a data column: a table that has one (an attribute that took the
+    # name before reserved names were renamed) is repaired here, its values being in a renamed column.
+    fields = [f for f in table if f.name != PARTITION_COLUMN]
     index = {f.name: i for i, f in enumerate(fields)}
     for f in snapshot:
         if f.name not in index:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from offload_assets.aws.s3_objects import delete_prefix
-from offload_assets.catalog.glue_tables import delete_partitions, list_partitions
+from offload_assets.catalog.glue_tables import delete_partitions, get_catalog_table, list_partitions
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ def _date_dirs(s3: S3Client, bucket: str, root: str) -> list[str]:
 def apply_retention(glue: GlueClient, s3: S3Client, spec: TableSpec, keep: int | None = None) -> RetentionOutcome:
     """Remove every snapshot beyond the newest ``keep`` (default: ``spec.retention_snapshots``)."""
     keep = keep if keep is not None else spec.retention_snapshots
+    if get_catalog_table(glue, spec.catalog_database, spec.catalog_table) is None:
+        return RetentionOutcome((), (), (), 0)  # nothing published yet: nothing to retain (or remove)
     registered = [p.value for p in list_partitions(glue, database=spec.catalog_database, table=spec.catalog_table)]
     if keep is None or not registered:
         return RetentionOutcome(tuple(registered), (), (), 0)

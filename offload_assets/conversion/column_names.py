@@ -5,7 +5,8 @@ Rule (documented in TYPE_MAPPING.md):
 1. Unicode is folded to ASCII (NFKD, accents dropped), then lower-cased; every character other than
    ``a-z``, ``0-9`` and ``_`` becomes ``_``. A name that is empty or starts with a digit gets the
    prefix ``c_``. Names are cut to 255 characters (Glue's limit).
-2. Collisions (``Author`` and ``author`` both give ``author``; or a clash with ``_rescued_data``)
+2. Collisions (``Author`` and ``author`` both give ``author``; or a clash with a reserved name,
+   ``_rescued_data`` or the partition key ``ddb_export_timestamp``)
    are resolved deterministically: an attribute that keeps a column it already had (by the
    ``original_name`` metadata of the existing schema, else by exact name) keeps it; the others are
    served in the order (names that are already safe first, then by code point), and the first gets

@@ -13,6 +13,10 @@ ORIGINAL_NAME_KEY = b"original_name"
 DYNAMODB_TYPE_KEY = b"dynamodb_type"
 #: Name of the column that holds, as JSON, every value that did not fit its column's type.
 RESCUED_COLUMN = "_rescued_data"
+#: The Glue partition key (``offload_assets.table_spec.PARTITION_COLUMN``): no attribute may take its name.
+PARTITION_COLUMN = "ddb_export_timestamp"
+#: Column names no attribute gets, in any case (the collision rules give it ``<name>_2``...).
+RESERVED_COLUMNS = (RESCUED_COLUMN, PARTITION_COLUMN)
 #: Sub-directory of the output directory that receives quarantined lines.
 QUARANTINE_DIR = "_quarantine"
 

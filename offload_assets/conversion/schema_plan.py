@@ -34,6 +34,7 @@ from .options import (
     DYNAMODB_TYPE_KEY,
     ORIGINAL_NAME_KEY,
     RESCUED_COLUMN,
+    RESERVED_COLUMNS,
     ConversionOptions,
 )
 from .value_stats import NumberShape, ValueStats
@@ -291,9 +292,11 @@ def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: C
     """Columns for every attribute in ``stats`` (the root: an item's fields): existing columns
     first in their order, then new ones (key attributes first, see :func:`column_order_key`),
     ``_rescued_data`` last unless the existing schema already places it."""
-    existing_fields = [f for f in (existing_schema or []) if f.name != RESCUED_COLUMN]
+    # A column named like the partition key (left by a version that let an attribute take it) is
+    # dropped here, so its attribute gets a renamed column and the table is repaired.
+    existing_fields = [f for f in (existing_schema or []) if f.name not in RESERVED_COLUMNS]
     taken = {f.name: _meta(f, ORIGINAL_NAME_KEY) for f in existing_fields}
-    names = assign_column_names(stats.fields, taken, reserved=(RESCUED_COLUMN,))
+    names = assign_column_names(stats.fields, taken, reserved=RESERVED_COLUMNS)
     original_of = {col: attr for attr, col in names.items()}
     columns: list[FieldPlan] = []
     for f in existing_fields:
@@ -302,7 +305,7 @@ def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: C
         columns.append(FieldPlan(f.name, original, kind, existing=True))
     existing_names = {f.name for f in existing_fields}
     new_attrs = {a: s for a, s in stats.fields.items() if names[a] not in existing_names}
-    new_names = assign_column_names(new_attrs, {c.name: c.original for c in columns}, (RESCUED_COLUMN,))
+    new_names = assign_column_names(new_attrs, {c.name: c.original for c in columns}, RESERVED_COLUMNS)
     new_plans = sorted(
         (FieldPlan(new_names[a], a, decide_kind(s, options)) for a, s in new_attrs.items()),
         key=column_order_key(options.key_attributes),
@@ -319,7 +322,7 @@ def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: C
     for f in existing_schema or []:
         if f.name == RESCUED_COLUMN:
             fields.append(rescued_field)
-        else:
+        elif f.name not in RESERVED_COLUMNS:
             plan = by_name[f.name]
             metadata = dict(f.metadata or {})
             metadata[ORIGINAL_NAME_KEY] = plan.original.encode()

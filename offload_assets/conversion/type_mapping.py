@@ -56,9 +56,14 @@ A line nested more than 32 levels deep cannot come from DynamoDB: it is a bad li
 Glue and Athena want lower-case names of letters, digits and `_`. A name is folded to ASCII
 (accents dropped), lower-cased, every other character becomes `_`, a leading digit gets the prefix
 `c_`, and it is cut to 255 characters. Names that collide (`Author` and `author`, or an attribute
-called `_rescued_data`) are resolved deterministically: an attribute keeps the column it had in the
+called `_rescued_data` or, in any case, `ddb_export_timestamp`, the partition key) are resolved deterministically: an attribute keeps the column it had in the
 table's schema (by `original_name`, else by exact name); the others are served names-already-safe
 first, then in code-point order; the first gets the plain name, the next `_2`, `_3`, …
+An attribute never takes a reserved name: `Ddb_Export_Timestamp` becomes `ddb_export_timestamp_2`
+(`_3`, … if that is taken) and the partition key keeps its name. A table published by an older
+version, whose Glue columns already include `ddb_export_timestamp` (SQL then failed with
+`Multiple matches for FieldRef.Name`), is repaired by its next run: the column is dropped from the
+table and from every partition, and its values go to the renamed column.
 Struct field names follow the same rule within their struct. `ConversionResult.renamed_columns`
 lists every top-level attribute whose column name differs from its name.
 

@@ -108,6 +108,7 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
                 dynamodb=dynamodb.get_client(),
                 s3=s3.get_table_client(spec),
                 on_progress=progress,
+                scan_options={"owner": f"dagster-run-{context.run.run_id}"},  # the export's lease names the run
             )
         except ExportRefusedError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None

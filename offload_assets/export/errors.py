@@ -14,6 +14,10 @@ class ExportRefusedError(ValueError):
     """The partition cannot be produced with the table's export method (the message says why and what to do)."""
 
 
+class ExportOwnershipError(ExportRefusedError):
+    """Another run owns this partition's export (its lease is alive, it finished meanwhile, or it took over first)."""
+
+
 class ExportTimeoutError(TimeoutError):
     """The export ran past its configured limit; nothing was published."""
 

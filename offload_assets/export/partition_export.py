@@ -21,14 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from offload_assets.aws.s3_objects import ensure_bucket
+from offload_assets.aws.s3_objects import delete_prefix, ensure_bucket
 from offload_assets.aws.s3_writes import enforce_s3_settings, s3_put_kwargs
 from offload_assets.export.errors import ExportDeadline, ExportFailedError, ExportRefusedError, ExportTimeoutError
+from offload_assets.export.export_lease import export_finished, read_lease
 from offload_assets.export.incremental import apply_incremental_export, find_incremental_export, key_names_of
 from offload_assets.export.layout import (
     ExportManifest,
     delete_other_exports,
+    export_dir_key,
     latest_completed_export,
+    list_export_ids,
     parse_export_time,
 )
 from offload_assets.export.native import (
@@ -107,6 +110,7 @@ def _scan(
         on_demand_rcu_budget=spec.on_demand_rcu_budget,
         timeout_seconds=spec.export_timeout_minutes * 60,
         on_progress=on_progress,
+        partition_key=partition_key,
         **{"put_kwargs": s3_put_kwargs(spec), **(scan_options or {})},
     )
     return ExportOutcome(
@@ -123,6 +127,7 @@ def _scan(
             "items_scanned": result.items_scanned,
             "resumed": result.resumed,
             "throttled_requests": result.throttled_requests,
+            "owner": result.owner,
         },
     )
 
@@ -265,10 +270,25 @@ def export_partition(
         outcome = _incremental(spec, partition_key, dynamodb, s3, deadline, now, poll_seconds)
     else:
         raise ExportRefusedError(f"table {spec.dynamodb_table!r}: unknown export_method {spec.export_method!r}")
-    delete_other_exports(
-        s3,
-        bucket=spec.s3_bucket,
-        export_prefix=spec.export_prefix(partition_key),
-        keep_export_id=outcome.manifest.export_id,
-    )
+    delete_superseded_exports(s3, spec, partition_key, keep_export_id=outcome.manifest.export_id)
     return outcome
+
+
+def delete_superseded_exports(s3: Any, spec: TableSpec, partition_key: str, *, keep_export_id: str) -> list[str]:
+    """Remove the partition's other exports, so re-running a partition replaces it.
+
+    An unfinished scan whose owner is still alive (its lease, :mod:`offload_assets.export.export_lease`)
+    stays: it belongs to a run that has not finished yet.
+    """
+    prefix = spec.export_prefix(partition_key)
+    removed = []
+    for export_id in list_export_ids(s3, bucket=spec.s3_bucket, export_prefix=prefix):
+        if export_id == keep_export_id:
+            continue
+        if not export_finished(s3, bucket=spec.s3_bucket, export_prefix=prefix, export_id=export_id):
+            lease = read_lease(s3, bucket=spec.s3_bucket, export_prefix=prefix, export_id=export_id)
+            if lease is not None and not lease.released and lease.age() < 3 * lease.heartbeat_seconds:
+                continue
+        delete_prefix(s3, bucket=spec.s3_bucket, prefix=export_dir_key(prefix, export_id) + "/")
+        removed.append(export_id)
+    return removed

@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from offload_assets.export.errors import ExportDeadline, ExportRefusedError, ExportTimeoutError
+from offload_assets.export.errors import ExportDeadline, ExportOwnershipError, ExportTimeoutError
+from offload_assets.export.export_lease import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    ExportLease,
+    LeaseKeeper,
+    create_owned_plan,
+    new_owner_id,
+    take_over_unfinished_export,
+)
 from offload_assets.export.layout import (
     DataFileWriter,
     ExportManifest,
@@ -47,7 +55,6 @@ from offload_assets.export.rate_limiter import (
     read_rate_limit,
 )
 from offload_assets.export.scan_checkpoints import (
-    ResumableScan,
     ScanPlan,
     SegmentCheckpoint,
     delete_checkpoints,
@@ -55,9 +62,9 @@ from offload_assets.export.scan_checkpoints import (
     find_resumable_scan,
     read_segment_checkpoints,
     table_created_text,
-    write_plan,
     write_segment_checkpoint,
 )
+from offload_assets.table_spec import PARTITION_COLUMN
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
@@ -129,6 +136,7 @@ class ScanExportResult:
     throttled_requests: int = 0
     limiter_wait_seconds: float = 0.0
     removed_unrecorded_files: int = 0
+    owner: str = ""  # the run id that owned (and finished) the export
 
 
 def _json_default(value: Any) -> str:
@@ -177,23 +185,12 @@ def _scan_page(
     raise AssertionError("unreachable")
 
 
-def _await_dead_run(
-    s3: S3Client, bucket: str, export_prefix: str, found: ResumableScan, lease_seconds: float, table_name: str
-) -> ResumableScan:
-    """Continue only an export nobody is writing: its checkpoints must stay unchanged for ``lease_seconds``."""
-    newest = found.newest_update or dt.datetime.fromisoformat(found.plan.start_time.replace("Z", "+00:00"))
-    age = (dt.datetime.now(dt.UTC) - newest).total_seconds()
-    if age >= lease_seconds:
-        return found
-    time.sleep(lease_seconds - age)
-    again = read_segment_checkpoints(s3, bucket=bucket, export_prefix=export_prefix, export_id=found.plan.export_id)
-    if {seg: cp.updated_at for seg, cp in again.items()} != found.fingerprint:
-        raise ExportRefusedError(
-            f"table {table_name!r}: another run is still writing scan export {found.plan.export_id} under "
-            f"s3://{bucket}/{export_prefix}/ (its checkpoints changed in the last {lease_seconds:.0f} s); "
-            "wait for it to finish instead of starting a second one"
-        )
-    return ResumableScan(plan=found.plan, checkpoints=again)
+def _where(table_name: str, export_prefix: str, partition_key: str | None) -> str:
+    partition = partition_key or next(
+        (part.split("=", 1)[1] for part in export_prefix.split("/") if part.startswith(f"{PARTITION_COLUMN}=")),
+        export_prefix,
+    )
+    return f"table {table_name!r}, partition {partition}"
 
 
 @dataclass(frozen=True)
@@ -216,11 +213,20 @@ class ScanSettings:
     resume_lease_seconds: float | None = None
     max_workers: int = MAX_WORKERS
     put_kwargs: dict[str, Any] | None = None
+    owner: str = ""  # this run's id in the export's lease
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    partition_key: str | None = None
 
     @property
     def lease_seconds(self) -> float:
-        """How long a dead run's checkpoints must have been still before it is continued."""
-        return self.checkpoint_seconds + 60 if self.resume_lease_seconds is None else self.resume_lease_seconds
+        """How long a dead owner's heartbeat must have been still before its export is taken over."""
+        if self.resume_lease_seconds is not None:
+            return self.resume_lease_seconds
+        return max(self.checkpoint_seconds + 60, 3 * self.heartbeat_seconds)
+
+    @property
+    def where(self) -> str:
+        return _where(self.table_name, self.export_prefix, self.partition_key)
 
 
 def export_table_scan(
@@ -244,6 +250,9 @@ def export_table_scan(
     max_workers: int = MAX_WORKERS,
     put_kwargs: dict[str, Any] | None = None,
     on_progress: Callable[[ScanProgress], None] | None = None,
+    owner: str | None = None,
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+    partition_key: str | None = None,
 ) -> ScanExportResult:
     """Scan ``table_name`` in parallel and write it to ``s3://bucket/export_prefix/AWSDynamoDB/<id>/``.
 
@@ -251,11 +260,17 @@ def export_table_scan(
     provisioned read capacity, else (on-demand) ``on_demand_rcu_budget``, else unlimited.
     An incomplete export of the same table and export time under ``export_prefix`` is continued
     (``resume=False`` starts over); ``resume_lease_seconds`` (default ``checkpoint_seconds + 60``)
-    is how long its checkpoints must have been still before it is taken to be dead.
+    is how long its owner's heartbeat must have been still before it is taken to be dead.
 
-    The steps: :func:`plan_scan` (continue a dead run or write a new plan), :func:`scan_segments`
-    (one thread per segment, each a loop of :func:`_read_page` and :func:`_save_checkpoint`),
-    :func:`finish_scan` (manifests last, then the checkpoints go).
+    The export has one owner at a time (:mod:`offload_assets.export.export_lease`): this run
+    (``owner``, a generated id by default) renews its heartbeat every ``heartbeat_seconds``, takes
+    over only a dead owner's unfinished export, and raises :class:`ExportOwnershipError` naming the
+    table, the partition and the other run when it may not.
+
+    The steps: :func:`plan_scan` (take over a dead owner's export or write a new owned plan),
+    :func:`scan_segments` (one thread per segment, each a loop of :func:`_read_page` and
+    :func:`_save_checkpoint`, while a :class:`LeaseKeeper` renews the heartbeat), :func:`finish_scan`
+    (manifests last, then the checkpoints go).
     """
     settings = ScanSettings(
         table_name=table_name,
@@ -274,15 +289,59 @@ def export_table_scan(
         resume_lease_seconds=resume_lease_seconds,
         max_workers=max_workers,
         put_kwargs=put_kwargs,
+        owner=owner or new_owner_id(),
+        heartbeat_seconds=heartbeat_seconds,
+        partition_key=partition_key,
     )
     deadline = ExportDeadline(timeout_seconds, what=f"scan export of DynamoDB table {table_name!r}")
     started = time.monotonic()
     table = dynamodb.describe_table(TableName=table_name)["Table"]
     start = plan_scan(s3, settings, table)
     run = _ScanRun(dynamodb, s3, settings, table, start, deadline, started, on_progress)
-    finished = scan_segments(run)
-    deadline.check(_KEPT)
+    finished = _scan_as_owner(run)
     return finish_scan(run, finished)
+
+
+def _scan_as_owner(run: _ScanRun) -> list[SegmentCheckpoint]:
+    """:func:`scan_segments` while a :class:`LeaseKeeper` renews this run's heartbeat; the lease is
+    renewed once more (and must still be ours) before the export may be finished, and released on
+    failure so a re-run takes over at once."""
+    settings = run.settings
+    keeper = LeaseKeeper(
+        run.s3,
+        bucket=settings.bucket,
+        export_prefix=settings.export_prefix,
+        lease=run.start.lease,
+        on_lost=run.cancelled.set,
+        put_kwargs=settings.put_kwargs,
+    )
+
+    def lost_lease() -> ExportOwnershipError:
+        return ExportOwnershipError(
+            f"{settings.where}: run {settings.owner} lost scan export {run.start.plan.export_id} under "
+            f"s3://{settings.bucket}/{settings.export_prefix}/ to another run (its heartbeat was late and the "
+            "other run took the export over); this run stopped"
+        )
+
+    try:
+        with keeper:
+            try:
+                finished = scan_segments(run)
+            except BaseException:
+                if keeper.lost.is_set():
+                    raise lost_lease() from None
+                raise
+        run.deadline.check(_KEPT)
+        if not keeper.renew(strict=True):  # still the owner right before finishing it
+            raise lost_lease()
+    except BaseException:
+        if not keeper.lost.is_set():
+            try:  # let a re-run take over at once instead of waiting the lease out
+                keeper.renew(released=True)
+            except Exception:
+                pass
+        raise
+    return finished
 
 
 _KEPT = "Its checkpoints are kept: re-running the partition continues where it stopped"
@@ -297,6 +356,7 @@ class ScanStart:
 
     plan: ScanPlan
     checkpoints: dict[int, SegmentCheckpoint]
+    lease: ExportLease
     resumed: bool
     removed_unrecorded_files: int = 0
 
@@ -313,20 +373,33 @@ def plan_scan(s3: S3Client, settings: ScanSettings, table: TableDescriptionTypeD
             export_time=settings.export_time,
             total_segments=settings.total_segments,
         )
-        if found is not None:
-            found = _await_dead_run(
-                s3, settings.bucket, settings.export_prefix, found, settings.lease_seconds, settings.table_name
-            )
+    owner, where = settings.owner, settings.where
     if found is not None:
-        recorded = {f.key for cp in found.checkpoints.values() for f in cp.files}
-        removed = delete_unrecorded_data_files(
+        lease = take_over_unfinished_export(
             s3,
             bucket=settings.bucket,
             export_prefix=settings.export_prefix,
             export_id=found.plan.export_id,
+            owner=owner,
+            lease_seconds=settings.lease_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            where=where,
+            put_kwargs=settings.put_kwargs,
+        )
+        # Only the owner reads the checkpoints it continues from and removes what they do not name.
+        plan = lease.plan
+        checkpoints = read_segment_checkpoints(
+            s3, bucket=settings.bucket, export_prefix=settings.export_prefix, export_id=plan.export_id
+        )
+        recorded = {f.key for cp in checkpoints.values() for f in cp.files}
+        removed = delete_unrecorded_data_files(
+            s3,
+            bucket=settings.bucket,
+            export_prefix=settings.export_prefix,
+            export_id=plan.export_id,
             recorded=recorded,
         )
-        return ScanStart(found.plan, found.checkpoints, resumed=True, removed_unrecorded_files=len(removed))
+        return ScanStart(plan, checkpoints, lease, resumed=True, removed_unrecorded_files=len(removed))
     start_time = utc_iso()
     plan = ScanPlan(
         export_id=new_export_id(),
@@ -338,10 +411,16 @@ def plan_scan(s3: S3Client, settings: ScanSettings, table: TableDescriptionTypeD
         export_time=settings.export_time or start_time,
         start_time=start_time,
     )
-    write_plan(
-        s3, bucket=settings.bucket, export_prefix=settings.export_prefix, plan=plan, put_kwargs=settings.put_kwargs
+    lease = create_owned_plan(
+        s3,
+        bucket=settings.bucket,
+        export_prefix=settings.export_prefix,
+        plan=plan,
+        owner=owner,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        put_kwargs=settings.put_kwargs,
     )
-    return ScanStart(plan, {}, resumed=False)
+    return ScanStart(plan, {}, lease, resumed=False)
 
 
 # --------------------------------------------------------------------------- step 2: scan the segments
@@ -504,6 +583,8 @@ def _save_checkpoint(
     cp.exclusive_start_key, cp.done = last_key, last_key is None
     cp.items += items
     cp.consumed_capacity += units
+    if run.cancelled.is_set():  # the lease was lost: the new owner decides what is recorded
+        raise _Cancelled()
     write_segment_checkpoint(
         run.s3,
         bucket=run.settings.bucket,
@@ -556,4 +637,5 @@ def finish_scan(run: _ScanRun, finished: list[SegmentCheckpoint]) -> ScanExportR
         throttled_requests=run.counters["throttled"],
         limiter_wait_seconds=run.limiter.waited_seconds,
         removed_unrecorded_files=run.start.removed_unrecorded_files,
+        owner=run.settings.owner,
     )

@@ -2,7 +2,8 @@
 
 They live inside the in-progress export, next to its data files::
 
-    <prefix>/AWSDynamoDB/<export-id>/_checkpoints/scan.json            the plan: table, segments, export time
+    <prefix>/AWSDynamoDB/<export-id>/_checkpoints/scan.json            the plan: table, segments, export time,
+                                                                       and the owner's lease (export_lease.py)
     <prefix>/AWSDynamoDB/<export-id>/_checkpoints/segment-00003.json   per segment: files written, where to go on
 
 A segment uploads a data file first and only then records it, with the ``LastEvaluatedKey`` of
@@ -17,7 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from offload_assets.aws.s3_objects import delete_prefix
@@ -118,25 +119,13 @@ def segment_checkpoint_key(export_prefix: str, export_id: str, segment: int) -> 
     return f"{checkpoint_prefix(export_prefix, export_id)}segment-{segment:05d}.json"
 
 
-def write_plan(
-    s3: S3Client, *, bucket: str, export_prefix: str, plan: ScanPlan, put_kwargs: dict[str, Any] | None = None
-) -> None:
-    key = checkpoint_prefix(export_prefix, plan.export_id) + PLAN_NAME
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=json.dumps(asdict(plan)).encode(),
-        ContentType="application/json",
-        **(put_kwargs or {}),
-    )
-
-
 def read_plan(s3: S3Client, *, bucket: str, export_prefix: str, export_id: str) -> ScanPlan | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=checkpoint_prefix(export_prefix, export_id) + PLAN_NAME)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
-    return ScanPlan(**json.loads(body))
+    known = {f.name for f in fields(ScanPlan)}  # the plan also carries its owner's lease (export_lease)
+    return ScanPlan(**{k: v for k, v in json.loads(body).items() if k in known})
 
 
 def write_segment_checkpoint(

@@ -51,8 +51,8 @@ def catalog_properties(conn: AwsConnection, put_kwargs: dict[str, str] | None = 
     region = conn.region_name or conn.session().region_name
     if region:
         props[S3_REGION] = props["glue.region"] = region
-    if conn.endpoint_url:
-        props[S3_ENDPOINT] = conn.endpoint_url
+    if conn.endpoint_for("s3"):
+        props[S3_ENDPOINT] = conn.endpoint_for("s3")
     if conn.aws_access_key_id:
         props[S3_ACCESS_KEY_ID] = conn.aws_access_key_id
         props[S3_SECRET_ACCESS_KEY] = conn.aws_secret_access_key or ""

@@ -85,6 +85,7 @@ class PublishResult:
     committed: bool = False  # this publish switched the commit marker
     generation: int = 0  # the commit marker's generation after this publish
     refused_run_dirs: tuple[tuple[str, str], ...] = ()  # newer run dirs not publishable, and why
+    lost_races: int = 0  # compare-and-swaps of the marker another publisher won (each followed by a re-decision)
 
 
 def table_facts(
@@ -175,6 +176,7 @@ class Commit:
     snapshot: SnapshotManifest
     changed: bool  # this publisher switched the marker (False: the committed snapshot was already the newest)
     refused: tuple[tuple[str, str], ...]  # newer run dirs not publishable, with the reason
+    lost_races: int = 0  # marker writes another publisher won before this decision
 
 
 def commit_marker_key(spec: TableSpec, partition_key: str) -> str:
@@ -250,7 +252,7 @@ def commit_snapshot(
     moves to a newer run directory.
     """
     where = f"table {spec.dynamodb_table!r}, partition {partition_key}"
-    for _ in range(_COMMIT_ATTEMPTS):
+    for lost in range(_COMMIT_ATTEMPTS):
         marker = read_commit_marker(s3, spec, partition_key)
         candidate, refused = newest_publishable_snapshot(
             s3, spec, partition_key, newer_than=marker.run_dir if marker else None, verify=verify
@@ -274,10 +276,10 @@ def commit_snapshot(
             committed = read_snapshot_manifest(s3, bucket=spec.s3_bucket, run_dir=marker.run_dir)
             if committed is None:
                 raise MissingSnapshotError(f"{where}: the committed snapshot {marker.run_dir} has no _snapshot.json")
-            return Commit(marker, committed, False, tuple(refused))
+            return Commit(marker, committed, False, tuple(refused), lost)
         new = write_commit_marker(s3, spec, partition_key, candidate, expected=marker, publisher=publisher)
         if new is not None:
-            return Commit(new, candidate, True, tuple(refused))
+            return Commit(new, candidate, True, tuple(refused), lost)
     raise RuntimeError(
         f"{where}: the commit marker kept changing ({_COMMIT_ATTEMPTS} attempts); re-run the catalog step"
     )
@@ -393,6 +395,7 @@ def publish_snapshot(
         committed=commit.changed,
         generation=marker.generation,
         refused_run_dirs=commit.refused,
+        lost_races=commit.lost_races,
     )
 
 
