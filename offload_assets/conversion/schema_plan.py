@@ -290,7 +290,7 @@ def column_order_key(key_attributes: tuple[str, ...]):
 def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: ConversionOptions) -> SchemaPlan:
     """Columns for every attribute in ``stats`` (the root: an item's fields): existing columns
     first in their order, then new ones (key attributes first, see :func:`column_order_key`),
-    ``_rescued_data`` last unless the existing schema already places it."""
+    ``_rescued_data`` always last (a new column goes before it: SQL's ``SELECT *`` ends with it)."""
     existing_fields = [f for f in (existing_schema or []) if f.name != RESCUED_COLUMN]
     taken = {f.name: _meta(f, ORIGINAL_NAME_KEY) for f in existing_fields}
     names = assign_column_names(stats.fields, taken, reserved=(RESCUED_COLUMN,))
@@ -317,17 +317,14 @@ def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: C
     )
     by_name = {c.name: c for c in columns}
     for f in existing_schema or []:
-        if f.name == RESCUED_COLUMN:
-            fields.append(rescued_field)
-        else:
+        if f.name != RESCUED_COLUMN:  # placed last, after any new column
             plan = by_name[f.name]
             metadata = dict(f.metadata or {})
             metadata[ORIGINAL_NAME_KEY] = plan.original.encode()
             metadata.setdefault(DYNAMODB_TYPE_KEY, plan.kind.label.encode())
             fields.append(pa.field(f.name, f.type, nullable=True, metadata=metadata))
     fields.extend(p.arrow_field() for p in new_plans)
-    if RESCUED_COLUMN not in {f.name for f in fields}:
-        fields.append(rescued_field)
+    fields.append(rescued_field)
     return SchemaPlan(
         columns=tuple(columns),
         schema=pa.schema(fields),

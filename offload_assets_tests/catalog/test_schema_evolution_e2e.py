@@ -119,7 +119,7 @@ def test_three_nights_new_attribute_then_type_conflict(aws, project):
     rerun = defs.resolve_job_def("reviews_offload_job").execute_in_process(
         partition_key=d3, instance=instance, asset_selection=[asset_keys(spec)["catalog"]]
     )
-    meta = rerun.asset_materializations_for_node("glue__dynamodb_exports__reviews")[0].metadata
+    meta = rerun.asset_materializations_for_node(asset_keys(spec)["catalog"].to_python_identifier())[0].metadata
     assert meta["table_change"].value == "unchanged" and meta["partition_change"].value == "unchanged"
     assert meta["latest_view"].value == f"{DB}.reviews_latest" and meta["latest_view_partition"].value == d3
     assert len(glue.get_table_versions(DatabaseName=DB, TableName="reviews")["TableVersions"]) == versions

@@ -39,15 +39,15 @@ def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick,
     assert [r.partition_key for r in result.run_requests] == [partition]
     assert [r.run_key for r in result.run_requests] == [partition]  # a repeated tick never starts a second run
     # Partition D is the table as of D at the export hour: the tick's own instant.
-    spec_time = (
-        defs.resolve_assets_def(dg.AssetKey(["s3", "dynamodb_export", "reviews"]))
-        .partitions_def.time_window_for_partition_key(partition)
-        .start
-    )
+    from offload_assets.defs.table_assets import asset_keys
+    from offload_assets.table_spec import load_tables_file
+
+    export_key = asset_keys(load_tables_file(tables).table("Reviews"))["export"]
+    spec_time = defs.resolve_assets_def(export_key).partitions_def.time_window_for_partition_key(partition).start
     assert spec_time == dt.datetime.fromisoformat(tick)
     # The tick runs the raw export step only; conversion follows by automation.
     [request] = result.run_requests
-    assert [k.to_user_string() for k in request.asset_selection] == ["s3/dynamodb_export/reviews"]
+    assert list(request.asset_selection) == [export_key]
     assert request.tags[CONVERTS_IN_RUN_TAG] == "false"  # overrides the offload job's "true"
     job = defs.resolve_job_def("reviews_offload_job")
     assert job.tags[CONVERTS_IN_RUN_TAG] == "true"

@@ -12,7 +12,7 @@ import pytest
 from offload_assets.conversion import convert_export_to_parquet
 from offload_assets.definitions import build_definitions
 from offload_assets.defs.resources import default_resources
-from offload_assets.defs.table_assets import partitions_for
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.snapshot.build import find_export_for_partition, latest_complete_snapshot
 from offload_assets.spark.glue_launch import (
     GlueJobMissingError,
@@ -93,7 +93,7 @@ def test_glue_engine_converts_through_pipes_and_the_snapshot_is_published(glue_p
     result = dg.materialize(assets, resources=resources, partition_key=partition, instance=instance)
     assert result.success
 
-    meta = result.asset_materializations_for_node("s3__parquet__reviews")[0].metadata
+    meta = result.asset_materializations_for_node(asset_keys(spec)["parquet"].to_python_identifier())[0].metadata
     # reported by the job itself through Pipes (S3 messages), then the snapshot it wrote
     assert meta["glue_rows"].value == ITEMS == meta["dagster/row_count"].value
     assert meta["glue_files"].value == meta["files"].value >= 1
