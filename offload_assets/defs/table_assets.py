@@ -10,6 +10,7 @@ import time
 
 import dagster as dg
 
+from offload_assets.conversion.options import DataFileMismatch
 from offload_assets.defs.metadata import snapshot_metadata
 from offload_assets.defs.notifications import notify_export_finished, notify_snapshot_failed, notify_snapshot_published
 from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
@@ -158,15 +159,18 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
 
             return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, key_attributes=keys)
         started = time.monotonic()
-        snap = build_snapshot(
-            s3.get_table_client(spec),
-            s3.get_filesystem(),
-            glue.get_client(),
-            spec,
-            context.partition_key,
-            run_id=context.run.run_id,
-            key_attributes=keys,
-        )
+        try:
+            snap = build_snapshot(
+                s3.get_table_client(spec),
+                s3.get_filesystem(),
+                glue.get_client(),
+                spec,
+                context.partition_key,
+                run_id=context.run.run_id,
+                key_attributes=keys,
+            )
+        except DataFileMismatch as err:  # the export is not what its manifest says: a retry reads the same bytes
+            raise dg.Failure(description=str(err), allow_retries=False) from None
         return dg.MaterializeResult(metadata=snapshot_metadata(snap, started))
 
     @dg.asset(
