@@ -10,7 +10,7 @@ stopping the UI never cuts it off mid-write; its state stays as saved.
 
 ``dagster dev`` warns on every start that ``dg dev`` supersedes it. ``dg`` is the CLI of
 ``dagster-dg-cli``, a separate package this project does not install, and ``dagster dev`` still
-works unchanged in 1.13: that one warning is filtered (``-W``), nothing else.
+works unchanged in 1.13: that one warning category is filtered, nothing else.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-SUPERSESSION_WARNING_FILTER = "ignore::dagster.SupersessionWarning"
+#: ``python -m dagster`` with Dagster's supersession warning filtered. (``-W`` cannot name the
+#: category: Python parses it before site-packages are importable.)
+_DAGSTER_MAIN = (
+    "import runpy, warnings\n"
+    "from dagster import SupersessionWarning\n"
+    "warnings.filterwarnings('ignore', category=SupersessionWarning)\n"
+    "runpy.run_module('dagster', run_name='__main__', alter_sys=True)\n"
+)
 #: What ``dagster dev`` reads on its shutdown pipe (dagster_shared.ipc._PIPE_SHUTDOWN_INDICATOR).
 _SHUTDOWN_MESSAGE = b"SHUTDOWN\n"
 
@@ -30,10 +37,8 @@ _SHUTDOWN_MESSAGE = b"SHUTDOWN\n"
 def dagster_dev_command(workspace: Path, host: str, port: int, shutdown_fd: int) -> list[str]:
     return [
         sys.executable,
-        "-W",
-        SUPERSESSION_WARNING_FILTER,
-        "-m",
-        "dagster",
+        "-c",
+        _DAGSTER_MAIN,
         "dev",
         "-w",
         str(workspace),
