@@ -33,7 +33,9 @@ def _scan_count(dynamodb) -> int:
 @pytest.fixture()
 def project(aws, emulator, tmp_path):
     tables_file = write_tables_file(
-        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "evolution-bucket"}
+        tmp_path / "tables.yaml",
+        # three past nights exist (a table added today would start today)
+        {"dynamodb_table": "Reviews", "s3_bucket": "evolution-bucket", "partitions_start": "2026-01-01"},
     )
     defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
     spec = load_tables_file(tables_file).table("Reviews")
