@@ -11,12 +11,15 @@ import datetime as dt
 import os
 import re
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from offload_assets.partitions.first_seen import FirstSeenDates, current_day, default_partitions_start
 
 DEFAULT_DATABASE = "dynamodb-exports"
 PARTITION_COLUMN = "ddb_export_timestamp"
@@ -57,7 +60,11 @@ class _TableEntry(BaseModel):
     export_timeout_minutes: float = Field(
         360, gt=0, description="A run still exporting after this fails and publishes nothing."
     )
-    partitions_start: dt.date = Field(dt.date(2026, 1, 1), description="First daily partition.")
+    # --- partitions_start (issue 15): where the daily partitions begin; see offload_assets/partitions/ ---
+    partitions_start: dt.date | None = Field(
+        None,
+        description="First daily partition; default: the day the table was added (scan), or 35 days before it (native, incremental).",
+    )
     compression: Literal["zstd", "snappy"] = "zstd"
     retention_snapshots: int | None = Field(
         None, ge=1, description="Keep the newest N snapshots (partitions, Parquet and raw exports); default: keep all."
@@ -331,7 +338,12 @@ def _format_validation_error(path: Path, label: str, err: ValidationError) -> st
     return f"{path}: {label}: " + "; ".join(problems)
 
 
-def parse_tables(document: Any, path: Path) -> TablesFile:
+def parse_tables(
+    document: Any, path: Path, first_seen: Callable[[dict[str, dt.date]], dict[str, dt.date]] | None = None
+) -> TablesFile:
+    """Validate a tables document. ``first_seen`` (``database.table`` -> its current day, in; the day
+    it was added, out: :class:`~offload_assets.partitions.first_seen.FirstSeenDates`) gives the
+    ``partitions_start`` of entries that set none; without it that day is the current one."""
     if not isinstance(document, dict) or not isinstance(document.get("tables"), list):
         raise TablesFileError(f"{path}: expected a mapping with a 'tables' list")
     extra = set(document) - {"tables", "defaults"}
@@ -341,6 +353,7 @@ def parse_tables(document: Any, path: Path) -> TablesFile:
     if not isinstance(defaults, dict):
         raise TablesFileError(f"{path}: 'defaults' must be a mapping of field: value")
     specs: list[TableSpec] = []
+    entries: list[_TableEntry] = []
     for index, raw in enumerate(document["tables"]):
         if not isinstance(raw, dict):
             raise TablesFileError(f"{path}: table #{index + 1}: expected a mapping, got {type(raw).__name__}")
@@ -351,7 +364,16 @@ def parse_tables(document: Any, path: Path) -> TablesFile:
             raise TablesFileError(_format_validation_error(path, label, err)) from None
         except TypeError as err:  # non-string keys
             raise TablesFileError(f"{path}: {label}: {err}") from None
-        specs.append(TableSpec(**entry.model_dump()))
+        entries.append(entry)
+    current = {
+        _first_seen_key(e): current_day(e.timezone, e.export_hour) for e in entries if e.partitions_start is None
+    }
+    added = first_seen(current) if first_seen and current else current
+    for entry in entries:
+        fields = entry.model_dump()
+        if entry.partitions_start is None:
+            fields["partitions_start"] = default_partitions_start(entry.export_method, added[_first_seen_key(entry)])
+        specs.append(TableSpec(**fields))
     seen: dict[str, str] = {}
     for spec in specs:
         for key in (
@@ -366,6 +388,10 @@ def parse_tables(document: Any, path: Path) -> TablesFile:
                 )
             seen[key] = spec.dynamodb_table
     return TablesFile(path=path, tables=tuple(specs))
+
+
+def _first_seen_key(entry: _TableEntry) -> str:
+    return f"{entry.catalog_database}.{entry.catalog_table}"
 
 
 TABLES_FILE_ENV_VAR = "OFFLOAD_ASSETS_TABLES"
@@ -402,4 +428,6 @@ def load_tables_file(path: str | Path) -> TablesFile:
         raise TablesFileError(f"{path}: not valid YAML: {err}") from None
     except RecursionError:
         raise TablesFileError(f"{path}: not a tables file: nested too deeply") from None
-    return parse_tables(document, path)
+    from offload_assets.local.emulator import default_state_dir
+
+    return parse_tables(document, path, first_seen=FirstSeenDates(default_state_dir()).resolve)

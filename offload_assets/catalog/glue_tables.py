@@ -199,7 +199,8 @@ def get_catalog_relation(glue: GlueClient, database: str, name: str) -> CatalogT
 
 
 def merge_table_schema(table: pa.Schema | None, snapshot: pa.Schema, *, where: str) -> pa.Schema:
-    """The table schema that reads every partition: the table's columns in order and type, then new ones.
+    """The table schema that reads every partition: the table's columns in order and type, then new
+    ones, ``_rescued_data`` last.
 
     A struct may gain fields (appended; Parquet is read by name, so older files read NULL for
     them). Any other type difference would make Athena fail on one of the partitions, so it is
@@ -221,6 +222,8 @@ def merge_table_schema(table: pa.Schema | None, snapshot: pa.Schema, *, where: s
         if merged != current.type:
             metadata = {**(f.metadata or {}), **(current.metadata or {})}
             fields[index[f.name]] = pa.field(current.name, merged, nullable=True, metadata=metadata or None)
+    # _rescued_data stays the last column (as in every snapshot's files) when a new column arrives
+    fields.sort(key=lambda f: f.name == _RESCUED_COLUMN)
     return pa.schema(fields, metadata=table.metadata)
 
 

@@ -61,6 +61,7 @@ def cmd_export_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return EXIT_OK
     from offload_assets.cli.progress import format_bytes
+    from offload_assets.defs.table_assets import asset_keys
 
     rcu = f", {out.consumed_capacity:,.0f} RCU" if out.consumed_capacity is not None else ""
     print(
@@ -69,7 +70,7 @@ def cmd_export_run(args: argparse.Namespace) -> int:
     )
     print(m.s3_uri)
     print_error(
-        f"next: materialize s3/parquet/{spec.name} for partition {partition} in the Dagster UI, "
+        f"next: materialize {asset_keys(spec)['parquet'].to_user_string()} for partition {partition} in the Dagster UI, "
         f"or: offload-assets convert --input {m.s3_uri} --output DIR"
     )
     return EXIT_OK

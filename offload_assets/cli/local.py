@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 from offload_assets.aws.connection import TARGET_ENV_VAR, current_target, resolve_connection
@@ -91,12 +89,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     workspace = Path(args.workspace).resolve()
     if not workspace.exists():
         raise UsageError(f"workspace file not found: {workspace} (run from the project directory, or pass --workspace)")
-    print(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{args.port}", flush=True)
-    os.execv(
-        sys.executable,
-        [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)],
-    )
-    return EXIT_FAILED  # not reached
+    from offload_assets.local.dev_server import run_dagster_dev
+
+    print(f"DAGSTER_HOME={home}; UI on http://127.0.0.1:{args.port} (stop with Ctrl-C)", flush=True)
+    code = run_dagster_dev(workspace, host="127.0.0.1", port=args.port)
+    return EXIT_OK if code in (0, 128 + 2, 128 + 15) else EXIT_FAILED  # stopped by Ctrl-C/SIGTERM is a clean stop
 
 
 def add_demo_parser(sub) -> None:
@@ -142,7 +139,8 @@ def add_dev_parser(sub) -> None:
         "dev",
         help="start the Dagster UI (dagster dev) on the project's local instance",
         description="Run `dagster dev -w workspace.yaml` on 127.0.0.1 with DAGSTER_HOME=$OFFLOAD_ASSETS_HOME/dagster_home,\n"
-        "the instance `offload-assets demo` records its runs in. Stop it with Ctrl-C.",
+        "the instance `offload-assets demo` records its runs in. Ctrl-C or SIGTERM stops the UI, the daemon and the\n"
+        "code server within a few seconds (the local emulator keeps running, its state intact).",
         examples="  offload-assets dev\n  offload-assets dev --port 3001",
     )
     dev.add_argument("--port", type=int, default=3000)

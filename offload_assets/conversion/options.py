@@ -53,7 +53,8 @@ class ConversionOptions:
     """Local directory for temporary copies of remote input (``None``: the system temp dir)."""
     key_attributes: tuple[str, ...] = ()
     """The table's hash key then range key: their columns come first (then the other
-    attributes, ``_rescued_data`` last). Columns of an existing schema keep their places."""
+    attributes, ``_rescued_data`` last). Columns of an existing schema keep their order; new
+    ones go after them, before ``_rescued_data``."""
 
     def __post_init__(self) -> None:
         if self.compression not in ("zstd", "snappy", "gzip", "none"):
@@ -82,7 +83,7 @@ class ConversionResult:
     """What a conversion wrote.
 
     ``schema`` is the written data schema (no partition column): the existing schema's columns in
-    their order and types, then new columns, then ``_rescued_data`` unless it already existed.
+    their order and types, then new columns, then ``_rescued_data`` (always last).
     ``renamed_columns`` maps every top-level attribute whose column name differs from the
     attribute name (lower-casing included) to its column name.
     """

@@ -291,7 +291,7 @@ def column_order_key(key_attributes: tuple[str, ...]):
 def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: ConversionOptions) -> SchemaPlan:
     """Columns for every attribute in ``stats`` (the root: an item's fields): existing columns
     first in their order, then new ones (key attributes first, see :func:`column_order_key`),
-    ``_rescued_data`` last unless the existing schema already places it."""
+    ``_rescued_data`` always last (a new column goes before it: SQL's ``SELECT *`` ends with it)."""
     # A column named like the partition key (left by a version that let an attribute take it) is
     # dropped here, so its attribute gets a renamed column and the table is repaired.
     existing_fields = [f for f in (existing_schema or []) if f.name not in RESERVED_COLUMNS]
@@ -320,17 +320,14 @@ def plan_schema(stats: ValueStats, existing_schema: pa.Schema | None, options: C
     )
     by_name = {c.name: c for c in columns}
     for f in existing_schema or []:
-        if f.name == RESCUED_COLUMN:
-            fields.append(rescued_field)
-        elif f.name not in RESERVED_COLUMNS:
+        if f.name not in RESERVED_COLUMNS:  # _rescued_data is placed last, after any new column
             plan = by_name[f.name]
             metadata = dict(f.metadata or {})
             metadata[ORIGINAL_NAME_KEY] = plan.original.encode()
             metadata.setdefault(DYNAMODB_TYPE_KEY, plan.kind.label.encode())
             fields.append(pa.field(f.name, f.type, nullable=True, metadata=metadata))
     fields.extend(p.arrow_field() for p in new_plans)
-    if RESCUED_COLUMN not in {f.name for f in fields}:
-        fields.append(rescued_field)
+    fields.append(rescued_field)
     return SchemaPlan(
         columns=tuple(columns),
         schema=pa.schema(fields),

@@ -40,6 +40,7 @@ def snapshot_on_glue(
     s3: Any,
     glue: Any,
     glue_jobs: Any,
+    key_attributes: tuple[str, ...] = (),
 ) -> tuple[SnapshotManifest, dict[str, Any]]:
     """Convert the partition's export on Glue; returns the written snapshot and the job's reported metadata.
 
@@ -55,6 +56,7 @@ def snapshot_on_glue(
         run_id=context.run.run_id,
         region=connection.region_name,
         python_modules=glue_jobs.python_modules,
+        key_attributes=key_attributes,
     )
     context.log.info(f"table {spec.dynamodb_table!r}: Glue job {prepared.job_name}, request {prepared.request_uri}")
     client = pipes_glue_client(
@@ -82,11 +84,19 @@ def snapshot_on_glue(
 
 
 def glue_snapshot_result(
-    context: dg.AssetExecutionContext, spec: TableSpec, *, s3: Any, glue: Any, glue_jobs: Any
+    context: dg.AssetExecutionContext,
+    spec: TableSpec,
+    *,
+    s3: Any,
+    glue: Any,
+    glue_jobs: Any,
+    key_attributes: tuple[str, ...] = (),
 ) -> dg.MaterializeResult:
     """The parquet_snapshot asset's result for ``engine: glue`` (same metadata as the local engine, plus the job's)."""
     started = time.monotonic()
-    snap, reported = snapshot_on_glue(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs)
+    snap, reported = snapshot_on_glue(
+        context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, key_attributes=key_attributes
+    )
     return dg.MaterializeResult(
         metadata={
             **{k if k.startswith("AWS Glue") else f"glue_{k}": v for k, v in reported.items()},

@@ -10,13 +10,14 @@ import time
 
 import dagster as dg
 
+from offload_assets.conversion.options import DataFileMismatch
 from offload_assets.defs.metadata import snapshot_metadata
 from offload_assets.defs.notifications import notify_export_finished, notify_snapshot_failed, notify_snapshot_published
 from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
 from offload_assets.defs.resources import DynamoDBResource, GlueJobsResource, GlueResource, OffloadS3Resource
 from offload_assets.export.partition_export import ExportRefusedError, export_partition
 from offload_assets.export.scan import ScanProgress
-from offload_assets.snapshot.build import build_snapshot
+from offload_assets.snapshot.build import build_snapshot, table_key_attributes
 from offload_assets.snapshot.publish import PublishRefusedErrors, publish_snapshot
 from offload_assets.snapshot.verdict import blocking_checks_verifier
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
@@ -29,11 +30,14 @@ def _key_part(text: str) -> str:
 
 
 def asset_keys(spec: TableSpec) -> dict[str, dg.AssetKey]:
-    """Keys say where the data physically is: the DynamoDB table, S3 prefixes, the Glue table."""
+    """Keys say where the data physically is (DynamoDB, S3 prefixes, the Glue database) and their
+    last part, the node's title in the UI, says what it is: ``Reviews_table`` (the DynamoDB table),
+    ``reviews_export`` (its raw export), ``reviews_snapshot`` (the Parquet snapshots) and
+    ``reviews`` (the Glue table, named as SQL names it)."""
     return {
-        "source": dg.AssetKey(["dynamodb", _key_part(spec.dynamodb_table)]),
-        "export": dg.AssetKey(["s3", "dynamodb_export", spec.name]),
-        "parquet": dg.AssetKey(["s3", "parquet", spec.name]),
+        "source": dg.AssetKey(["dynamodb", f"{_key_part(spec.dynamodb_table)}_table"]),
+        "export": dg.AssetKey(["s3", "dynamodb_export", f"{spec.name}_export"]),
+        "parquet": dg.AssetKey(["s3", "parquet", f"{spec.name}_snapshot"]),
         "catalog": dg.AssetKey(["glue", _key_part(spec.catalog_database), spec.name]),
     }
 
@@ -143,21 +147,31 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         ),
     )
     def parquet_snapshot(
-        context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource, glue_jobs: GlueJobsResource
+        context: dg.AssetExecutionContext,
+        s3: OffloadS3Resource,
+        glue: GlueResource,
+        glue_jobs: GlueJobsResource,
+        dynamodb: DynamoDBResource,
     ) -> dg.MaterializeResult:
+        # new columns start with the table's hash key, then its range key
+        keys = table_key_attributes(dynamodb.get_client(), spec.dynamodb_table, log=context.log.warning)
         if spec.engine == "glue":  # converted by a PySpark job on AWS Glue, through Dagster Pipes
             from offload_assets.defs.glue_pipes import glue_snapshot_result
 
-            return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs)
+            return glue_snapshot_result(context, spec, s3=s3, glue=glue, glue_jobs=glue_jobs, key_attributes=keys)
         started = time.monotonic()
-        snap = build_snapshot(
-            s3.get_table_client(spec),
-            s3.get_filesystem(),
-            glue.get_client(),
-            spec,
-            context.partition_key,
-            run_id=context.run.run_id,
-        )
+        try:
+            snap = build_snapshot(
+                s3.get_table_client(spec),
+                s3.get_filesystem(),
+                glue.get_client(),
+                spec,
+                context.partition_key,
+                run_id=context.run.run_id,
+                key_attributes=keys,
+            )
+        except DataFileMismatch as err:  # the export is not what its manifest says: a retry reads the same bytes
+            raise dg.Failure(description=str(err), allow_retries=False) from None
         return dg.MaterializeResult(metadata=snapshot_metadata(snap, started))
 
     @dg.asset(

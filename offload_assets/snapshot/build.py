@@ -82,6 +82,32 @@ def find_export_for_partition(s3: S3Client, spec: TableSpec, partition_key: str)
     return manifest
 
 
+def table_key_attributes(dynamodb: Any, table_name: str, log: Any = None) -> tuple[str, ...]:
+    """The table's hash key then range key (DescribeTable), the columns a new snapshot puts first.
+
+    A table DescribeTable cannot see (an export adopted from another account, a deleted table)
+    converts without them: its new columns keep name order (``log`` is told why).
+    """
+    from offload_assets.snapshot.checks import key_attributes
+
+    try:
+        return tuple(key_attributes(dynamodb, table_name))
+    except dynamodb.exceptions.ClientError as err:
+        if log is not None:
+            log(
+                f"table {table_name!r}: DescribeTable failed ({err.response.get('Error', {}).get('Code')}); "
+                "new columns are ordered by name, key attributes not first"
+            )
+        return ()
+
+
+def expected_data_files(export: ExportManifest) -> dict[str, Any]:
+    """What the export's ``manifest-files.json`` says of each data file (input path -> expected MD5 and items)."""
+    from offload_assets.conversion import ExpectedDataFile
+
+    return {f"{export.bucket}/{f.key}": ExpectedDataFile(f.md5, f.item_count) for f in export.data_files}
+
+
 def write_snapshot_manifest(
     s3: S3Client,
     *,
@@ -168,13 +194,18 @@ def build_snapshot(
     partition_key: str,
     *,
     run_id: str,
+    key_attributes: tuple[str, ...] = (),
     put_kwargs: dict[str, Any] | None = None,
 ) -> SnapshotManifest:
     """Convert the partition's newest complete export into a new, unpublished run directory.
 
     The catalog table's current schema goes into the converter, so existing columns keep
-    their types and the new snapshot never disagrees with the table. Parquet files are uploaded
-    through boto3 with the table's encryption settings (pyarrow's S3 writer cannot send them).
+    their types and places and the new snapshot never disagrees with the table; new columns
+    follow, ``key_attributes`` (hash key, then range key) first. Every data file's MD5 and item
+    count are checked against the export's ``manifest-files.json`` while it is read: a file that
+    differs fails the conversion (:class:`~offload_assets.conversion.DataFileMismatch`) and no
+    snapshot is written. Parquet files are uploaded through boto3 with the table's encryption
+    settings (pyarrow's S3 writer cannot send them).
     """
     from offload_assets.conversion import ConversionOptions, convert_export_to_parquet
 
@@ -186,13 +217,14 @@ def build_snapshot(
     current = get_catalog_table(glue, spec.catalog_database, spec.catalog_table)
     run_dir = new_run_dir(spec, partition_key, run_id)
     result = convert_export_to_parquet(
-        [f"{spec.s3_bucket}/{f.key}" for f in export.data_files],
+        [f"{export.bucket}/{f.key}" for f in export.data_files],
         filesystem,
         f"{spec.s3_bucket}/{run_dir}",
         output_filesystem,
         table_name=spec.dynamodb_table,
         existing_schema=current.schema if current else None,
-        options=ConversionOptions(compression=spec.compression),
+        options=ConversionOptions(compression=spec.compression, key_attributes=tuple(key_attributes)),
+        expected_files=expected_data_files(export),
     )
     return write_snapshot_manifest(
         s3,

@@ -81,7 +81,9 @@ def run_job(
         request["output_dir"],
         table_name=table,
         existing_schema=schema_from_text(request["existing_schema"]) if request.get("existing_schema") else None,
-        options=ConversionOptions(compression=request.get("compression", "zstd")),
+        options=ConversionOptions(
+            compression=request.get("compression", "zstd"), key_attributes=tuple(request.get("key_attributes") or ())
+        ),
         log=log,
         expected_files={
             path: ExpectedDataFile(e.get("md5Checksum"), e.get("itemCount"))

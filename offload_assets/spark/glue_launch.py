@@ -157,6 +157,7 @@ def prepare_glue_conversion(
     existing_schema: Any = None,
     region: str | None = None,
     python_modules: str = DEFAULT_PYTHON_MODULES,
+    key_attributes: tuple[str, ...] = (),
 ) -> GlueConversion:
     """Find the export, upload the script, define the job and write the request the job reads."""
     from offload_assets.catalog.glue_tables import get_catalog_table
@@ -178,6 +179,7 @@ def prepare_glue_conversion(
         "output_dir": f"{spec.s3_bucket}/{run_dir}",
         "existing_schema": schema_to_text(existing_schema) if existing_schema is not None else None,
         "compression": spec.compression,
+        "key_attributes": list(key_attributes),  # hash key, range key: their columns come first
         "region": region,
         "snapshot": {
             "bucket": spec.s3_bucket,

@@ -9,6 +9,7 @@ and nested nulls as ``null`` (a top-level null is ``NULL``, as the table format 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,8 @@ def trino_text(value: Any, *, nested: bool = False) -> str:
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return format(value, "f")
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex(" ")
     if isinstance(value, dt.datetime):

@@ -89,3 +89,21 @@ def test_any_nested_type_round_trips_through_glue(t):
 )
 def test_presto_types_for_view_definitions(arrow, presto):
     assert arrow_to_presto(arrow) == presto
+
+
+def test_the_glue_comment_of_rescued_data_says_what_it_holds():
+    """Not "DynamoDB attribute _rescued_data": it is no attribute of the table."""
+    import pyarrow as pa
+
+    from offload_assets.catalog.glue_tables import _columns
+    from offload_assets.conversion import ORIGINAL_NAME_KEY, RESCUED_COLUMN
+
+    schema = pa.schema(
+        [
+            pa.field("user", pa.string(), metadata={ORIGINAL_NAME_KEY: b"User"}),
+            pa.field(RESCUED_COLUMN, pa.string(), metadata={ORIGINAL_NAME_KEY: RESCUED_COLUMN.encode()}),
+        ]
+    )
+    comments = {c["Name"]: c["Comment"] for c in _columns(schema)}
+    assert comments["user"] == "DynamoDB attribute User"
+    assert not comments[RESCUED_COLUMN].startswith("DynamoDB attribute") and "did not fit" in comments[RESCUED_COLUMN]

@@ -33,7 +33,9 @@ def _scan_count(dynamodb) -> int:
 @pytest.fixture()
 def project(aws, emulator, tmp_path):
     tables_file = write_tables_file(
-        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "evolution-bucket"}
+        tmp_path / "tables.yaml",
+        # three past nights exist (a table added today would start today)
+        {"dynamodb_table": "Reviews", "s3_bucket": "evolution-bucket", "partitions_start": "2026-01-01"},
     )
     defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
     spec = load_tables_file(tables_file).table("Reviews")
@@ -119,7 +121,7 @@ def test_three_nights_new_attribute_then_type_conflict(aws, project):
     rerun = defs.resolve_job_def("reviews_offload_job").execute_in_process(
         partition_key=d3, instance=instance, asset_selection=[asset_keys(spec)["catalog"]]
     )
-    meta = rerun.asset_materializations_for_node("glue__dynamodb_exports__reviews")[0].metadata
+    meta = rerun.asset_materializations_for_node(asset_keys(spec)["catalog"].to_python_identifier())[0].metadata
     assert meta["table_change"].value == "unchanged" and meta["partition_change"].value == "unchanged"
     assert meta["latest_view"].value == f"{DB}.reviews_latest" and meta["latest_view_partition"].value == d3
     assert len(glue.get_table_versions(DatabaseName=DB, TableName="reviews")["TableVersions"]) == versions

@@ -366,3 +366,17 @@ def test_native_export_without_pitr_is_refused_and_status_says_why(capsys, cli_e
     assert "point-in-time recovery DISABLED" in err and "update-continuous-backups" in err
     code, out, _ = run_cli(capsys, "export", "status", "--tables", str(native))
     assert code == EXIT_OK and "note: point-in-time recovery is DISABLED on Reviews" in out
+
+
+def test_the_demos_next_steps_name_a_command_that_runs_without_path(monkeypatch):
+    """After ``scripts/demo`` the venv's bin is not on PATH: the demo says ``.venv/bin/offload-assets``."""
+    import os
+    import sys
+
+    from offload_assets.cli.demo import _command
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    command = _command()
+    assert command == os.path.relpath(Path(sys.executable).parent / "offload-assets")
+    assert os.access(command, os.X_OK)

@@ -163,7 +163,7 @@ def test_second_partition_keeps_existing_types_and_adds_columns(tmp_path, engine
         name="second.json.gz",
         existing_schema=glue_schema,
     )
-    assert result.schema.names == ["id", "name", "_rescued_data", "added"]
+    assert result.schema.names == ["id", "name", "added", "_rescued_data"]  # _rescued_data stays last
     assert result.schema.field("id").type == pa.int64()
     assert result.rescued_counts == {"id": 1}
     assert read_back(out) == [boto3_view(items[0])]

@@ -121,6 +121,7 @@ class Project:
             "dynamodb_table": "Reviews",
             "s3_bucket": "orchestration-test",
             "sensor_interval_seconds": 5,
+            "partitions_start": "2026-01-01",  # past days exist (tests adopt and check them)
             **table_fields,
         }
         self.tables_file = write_tables_file(tmp_path / "tables.yaml", entry)

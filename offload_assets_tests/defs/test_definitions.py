@@ -7,6 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 from offload_assets.definitions import TABLES_FILE, build_definitions, defs
+from offload_assets.defs.table_assets import asset_keys
+from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.conftest import write_tables_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,24 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_project_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {
-        "dynamodb/Reviews",
-        "s3/dynamodb_export/reviews",
-        "s3/parquet/reviews",
+    keys = set(graph.get_all_asset_keys())
+    reviews = asset_keys(load_tables_file(TABLES_FILE).table("Reviews"))
+    assert set(reviews.values()) <= keys
+    # where the data is, and (the last part, the UI's title) what it is: four different titles
+    assert [k.to_user_string() for k in reviews.values()] == [
+        "dynamodb/Reviews_table",
+        "s3/dynamodb_export/reviews_export",
+        "s3/parquet/reviews_snapshot",
         "glue/dynamodb_exports/reviews",
-    } <= keys
+    ]
     assert defs.resolve_job_def("reviews_offload_job") is not None
 
 
 def test_lineage_starts_at_the_dynamodb_table():
     graph = defs.resolve_asset_graph()
-    chain = [
-        dg.AssetKey(["dynamodb", "Reviews"]),
-        dg.AssetKey(["s3", "dynamodb_export", "reviews"]),
-        dg.AssetKey(["s3", "parquet", "reviews"]),
-        dg.AssetKey(["glue", "dynamodb_exports", "reviews"]),
-    ]
+    keys = asset_keys(load_tables_file(TABLES_FILE).table("Reviews"))
+    chain = [keys["source"], keys["export"], keys["parquet"], keys["catalog"]]
     for upstream, downstream in zip(chain, chain[1:]):
         assert upstream in graph.get(downstream).parent_keys
     assert not graph.get(chain[0]).is_materializable
@@ -55,14 +56,11 @@ def test_second_table_is_its_own_group_without_code_change(tmp_path):
     groups = {}
     for node in two.resolve_asset_graph().asset_nodes:
         groups.setdefault(node.group_name, set()).add(node.key.to_user_string())
-    assert groups["books_catalog"] == {
-        "dynamodb/Books_Catalog",
-        "s3/dynamodb_export/books_catalog",
-        "s3/parquet/books_catalog",
-        "glue/dynamodb_exports/books_catalog",
-    }
+    books = asset_keys(load_tables_file(path).table("Books-Catalog"))
+    assert groups["books_catalog"] == {k.to_user_string() for k in books.values()}
+    assert books["source"].path == ["dynamodb", "Books_Catalog_table"]
     assert "reviews" in groups
-    partitions = two.resolve_assets_def(dg.AssetKey(["s3", "parquet", "books_catalog"])).partitions_def
+    partitions = two.resolve_assets_def(books["parquet"]).partitions_def
     assert partitions.timezone == "Europe/Paris" and partitions.hour_offset == 3
 
 

@@ -263,3 +263,36 @@ def test_sensors_say_why_a_complete_export_cannot_be_used(tmp_path, emulator, aw
     assert f"cannot use s3://{bucket}/{export.summary_key}" in reason and export.data_keys[1] in reason, reason
     heard = project.tick("export_notifications")
     assert not heard.run_requests and export.data_keys[1] in heard.skip_reason.skip_message
+
+
+def test_an_adopted_export_whose_data_file_changed_fails_naming_file_and_checksums(tmp_path, emulator, aws):
+    """A data file altered after the export (same line count): the run the sensor starts fails naming the
+    table, the file, the manifest's md5Checksum and the file's own, and nothing reaches the catalog."""
+    import gzip
+
+    from offload_assets.catalog.glue_tables import get_catalog_table
+    from offload_assets.export.layout import md5_base64
+
+    bucket = "team-root-exports"
+    project = Project(tmp_path, emulator, aws, external_export_prefixes=[f"s3://{bucket}/"])
+    project.seed(reviews(40))
+    s3 = aws.client("s3")
+    at = dt.datetime.combine(dt.date.fromisoformat(project.today), dt.time(0, 20), tzinfo=dt.UTC)
+    export = write_native_export(s3, bucket=bucket, items=reviews(40), export_time=at, seed=3)
+    changed = export.data_keys[0]
+    original = s3.get_object(Bucket=bucket, Key=changed)["Body"].read()
+    altered = gzip.compress(gzip.decompress(original).replace(b"Tolkien", b"Tolkiem", 1), mtime=0)
+    s3.put_object(Bucket=bucket, Key=changed, Body=altered)
+
+    tick = project.tick("export_sensor")
+    assert [r.run_key for r in tick.run_requests] == [export.export_id]
+    [run] = project.launch(tick)
+
+    assert not run.success
+    [failure] = [e for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.user_failure_data.description
+    file_name = changed.rsplit("/", 1)[-1]
+    assert "table 'Reviews'" in message and file_name in message and "md5Checksum" in message, message
+    assert md5_base64(original) in message and md5_base64(altered) in message, message
+    assert get_catalog_table(aws.client("glue"), project.spec.catalog_database, project.spec.catalog_table) is None
+    assert run.asset_materializations_for_node(project.keys["catalog"].to_python_identifier()) == []

@@ -24,7 +24,13 @@ def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick,
 
     tables = write_tables_file(
         tmp_path / "tables.yaml",
-        {"dynamodb_table": "Reviews", "s3_bucket": "sched-test", "export_hour": hour, "timezone": tz},
+        {
+            "dynamodb_table": "Reviews",
+            "s3_bucket": "sched-test",
+            "export_hour": hour,
+            "timezone": tz,
+            "partitions_start": "2026-01-01",
+        },
     )
     defs = build_definitions(tables, target="local", endpoint_url="http://127.0.0.1:9")
     schedule = defs.resolve_schedule_def("reviews_nightly_export")
@@ -39,15 +45,15 @@ def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick,
     assert [r.partition_key for r in result.run_requests] == [partition]
     assert [r.run_key for r in result.run_requests] == [partition]  # a repeated tick never starts a second run
     # Partition D is the table as of D at the export hour: the tick's own instant.
-    spec_time = (
-        defs.resolve_assets_def(dg.AssetKey(["s3", "dynamodb_export", "reviews"]))
-        .partitions_def.time_window_for_partition_key(partition)
-        .start
-    )
+    from offload_assets.defs.table_assets import asset_keys
+    from offload_assets.table_spec import load_tables_file
+
+    export_key = asset_keys(load_tables_file(tables).table("Reviews"))["export"]
+    spec_time = defs.resolve_assets_def(export_key).partitions_def.time_window_for_partition_key(partition).start
     assert spec_time == dt.datetime.fromisoformat(tick)
     # The tick runs the raw export step only; conversion follows by automation.
     [request] = result.run_requests
-    assert [k.to_user_string() for k in request.asset_selection] == ["s3/dynamodb_export/reviews"]
+    assert list(request.asset_selection) == [export_key]
     assert request.tags[CONVERTS_IN_RUN_TAG] == "false"  # overrides the offload job's "true"
     job = defs.resolve_job_def("reviews_offload_job")
     assert job.tags[CONVERTS_IN_RUN_TAG] == "true"
@@ -140,15 +146,24 @@ def test_a_snapshot_failing_a_blocking_check_is_not_published_by_automation(proj
     _, cursor = _requested(project, None)
     assert project.export_only(project.today).success
     _, cursor = _requested(project, cursor)
-    # The snapshot is materialized on its own (e.g. from the UI) and its row-count check fails:
-    # delete the export's data so the conversion yields fewer rows than the manifest announces.
+    # The snapshot is materialized on its own (e.g. from the UI) and its row-count check fails: the
+    # export's summary announces one item more than its data files hold (which are intact: a changed
+    # data file fails the conversion itself, on its md5Checksum).
     s3 = aws.client("s3")
-    from offload_assets.export.layout import latest_completed_export
+    import json
+
+    from offload_assets.export.layout import latest_completed_export, md5_base64
 
     export = latest_completed_export(
         s3, bucket=project.spec.s3_bucket, export_prefix=project.spec.export_prefix(project.today)
     )
-    s3.put_object(Bucket=project.spec.s3_bucket, Key=export.data_files[0].key, Body=b"")
+    bucket, summary_key = project.spec.s3_bucket, f"{export.export_dir}/manifest-summary.json"
+    summary = json.loads(s3.get_object(Bucket=bucket, Key=summary_key)["Body"].read())
+    body = json.dumps({**summary, "itemCount": summary["itemCount"] + 1}).encode()
+    s3.put_object(Bucket=bucket, Key=summary_key, Body=body)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{export.export_dir}/manifest-summary.")["Contents"]
+    for checksum in [o["Key"] for o in listed if not o["Key"].endswith(".json")]:
+        s3.put_object(Bucket=bucket, Key=checksum, Body=md5_base64(body).encode())
     parquet_only = project.run_selection(
         dg.AssetSelection.assets(project.keys["parquet"]).without_checks()
         | dg.AssetSelection.checks_for_assets(project.keys["parquet"]),

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from offload_assets.definitions import build_definitions
-from offload_assets.defs.table_assets import partitions_for
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.export.partition_export import ExportRefusedError, check_scan_partition
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.snapshot.build import list_run_dirs
@@ -40,7 +40,7 @@ def test_job_answers_the_blog_query_and_reruns_replace(reviews_project, aws):
 
     first = job.execute_in_process(partition_key=partition, instance=instance)
     assert first.success
-    parquet_meta = first.asset_materializations_for_node("s3__parquet__reviews")[0].metadata
+    parquet_meta = first.asset_materializations_for_node(asset_keys(spec)["parquet"].to_python_identifier())[0].metadata
     assert parquet_meta["dagster/row_count"].value == len(items)
     columns = {c.name: c.type for c in parquet_meta["dagster/column_schema"].schema.columns}
     assert columns["author"] == "string" and columns["rating"] == "bigint"
@@ -104,3 +104,49 @@ def test_demo_command_then_query_after_emulator_restart(tmp_path):
         assert bad.returncode == 1 and "Table not found" in bad.stderr
     finally:
         _cli("local", "stop", env=env)
+
+
+def test_select_star_shows_the_keys_first_and_a_new_attribute_appends(reviews_project, aws):
+    """Hash key, range key, the other attributes, ``_rescued_data`` last; a new attribute appends and
+    every Parquet file's columns are the Glue table's, in its order."""
+    import pyarrow.parquet as pq
+
+    from offload_assets.catalog.glue_tables import get_catalog_table
+    from offload_assets.snapshot.build import latest_complete_snapshot
+
+    defs, spec, items = reviews_project
+    job = defs.resolve_job_def("reviews_offload_job")
+    partition = partitions_for(spec).get_last_partition_key()
+    instance = dg.DagsterInstance.ephemeral()
+    select_star = 'SELECT * FROM "dynamodb-exports"."reviews" LIMIT 1'
+
+    assert job.execute_in_process(partition_key=partition, instance=instance).success
+    first = run_query(select_star, connection=aws).columns
+    # the data columns, then the partition column (as Athena lists a partitioned table's columns)
+    assert first[:2] == ("user", "book") and first[-2:] == ("_rescued_data", "ddb_export_timestamp")
+    assert list(first[2:-2]) == sorted(first[2:-2])  # the others by name
+
+    aws.client("dynamodb").put_item(
+        TableName=spec.dynamodb_table,
+        Item={"User": {"S": "new-user"}, "Book": {"S": "new-book"}, "Aardvark": {"S": "first by name, added last"}},
+    )
+    result = job.execute_in_process(partition_key=partition, instance=instance)
+    assert result.success
+    second = run_query(select_star, connection=aws).columns
+    data_columns = [c for c in second if c != "ddb_export_timestamp"]
+    assert data_columns == [
+        *[c for c in first if c not in ("ddb_export_timestamp", "_rescued_data")],
+        "aardvark",
+        "_rescued_data",
+    ]
+
+    catalog = get_catalog_table(aws.client("glue"), spec.catalog_database, spec.catalog_table)
+    snapshot = latest_complete_snapshot(aws.client("s3"), spec, partition)
+    for f in snapshot.files:
+        key = f["path"].split("/", 1)[1] if not f["path"].startswith(snapshot.run_dir) else f["path"]
+        body = aws.client("s3").get_object(Bucket=spec.s3_bucket, Key=key)["Body"].read()
+        import io
+
+        assert pq.read_schema(io.BytesIO(body)).names == catalog.schema.names, f["path"]
+    node = asset_keys(spec)["parquet"].to_python_identifier()
+    assert result.asset_materializations_for_node(node)[0].metadata["dagster/row_count"].value == len(items) + 1

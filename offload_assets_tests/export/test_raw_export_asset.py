@@ -37,7 +37,7 @@ def test_scan_export_asset_reports_rows_budget_and_capacity(aws, emulator, tmp_p
     spec, result = _materialize_export(tables_file, emulator)
 
     assert result.success
-    [materialization] = result.asset_materializations_for_node(f"s3__dynamodb_export__{spec.name}")
+    [materialization] = result.asset_materializations_for_node(asset_keys(spec)["export"].to_python_identifier())
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert meta["dagster/row_count"] == len(items) and meta["export_method"] == "scan"
     assert meta["scan_segments"] == 2 and meta["items_scanned"] == len(items) and meta["resumed"] is False
@@ -53,7 +53,7 @@ def test_native_export_asset_without_pitr_fails_with_the_fix_and_no_retry(aws, e
         tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": BUCKET, "export_method": "native"}
     )
 
-    _, result = _materialize_export(tables_file, emulator)
+    spec, result = _materialize_export(tables_file, emulator)
 
     assert not result.success
     [failure] = result.get_step_failure_events()
@@ -62,4 +62,4 @@ def test_native_export_asset_without_pitr_fails_with_the_fix_and_no_retry(aws, e
         data.user_failure_data is not None
         and "update-continuous-backups --table-name Reviews" in data.user_failure_data.description
     )
-    assert result.asset_materializations_for_node("s3__dynamodb_export__reviews") == []
+    assert result.asset_materializations_for_node(asset_keys(spec)["export"].to_python_identifier()) == []

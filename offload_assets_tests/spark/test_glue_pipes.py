@@ -9,11 +9,11 @@ import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 
-from offload_assets.conversion import convert_export_to_parquet
+from offload_assets.conversion import ConversionOptions, convert_export_to_parquet
 from offload_assets.definitions import build_definitions
 from offload_assets.defs.resources import default_resources
-from offload_assets.defs.table_assets import partitions_for
-from offload_assets.snapshot.build import find_export_for_partition, latest_complete_snapshot
+from offload_assets.defs.table_assets import asset_keys, partitions_for
+from offload_assets.snapshot.build import find_export_for_partition, latest_complete_snapshot, table_key_attributes
 from offload_assets.spark.glue_launch import (
     GlueJobMissingError,
     ensure_glue_job,
@@ -93,7 +93,7 @@ def test_glue_engine_converts_through_pipes_and_the_snapshot_is_published(glue_p
     result = dg.materialize(assets, resources=resources, partition_key=partition, instance=instance)
     assert result.success
 
-    meta = result.asset_materializations_for_node("s3__parquet__reviews")[0].metadata
+    meta = result.asset_materializations_for_node(asset_keys(spec)["parquet"].to_python_identifier())[0].metadata
     # reported by the job itself through Pipes (S3 messages), then the snapshot it wrote
     assert meta["glue_rows"].value == ITEMS == meta["dagster/row_count"].value
     assert meta["glue_files"].value == meta["files"].value >= 1
@@ -123,8 +123,10 @@ def test_glue_engine_converts_through_pipes_and_the_snapshot_is_published(glue_p
         str(tmp_path / "local"),
         __import__("pyarrow.fs").fs.LocalFileSystem(),
         table_name="Reviews",
+        options=ConversionOptions(key_attributes=table_key_attributes(aws.client("dynamodb"), "Reviews")),
     )
     snap = latest_complete_snapshot(s3, spec, partition)
+    assert snap.schema.names[0] == "pk" and snap.schema.names[-1] == "_rescued_data"  # the key first, on Glue too
     assert snap.schema.equals(local.schema, check_metadata=True) and snap.rescued_counts == local.rescued_counts
     on_glue = ds.dataset([f["path"] for f in snap.files], filesystem=fs, format="parquet").to_table().sort_by("pk")
     assert on_glue.equals(ds.dataset(str(tmp_path / "local"), format="parquet").to_table().sort_by("pk"))

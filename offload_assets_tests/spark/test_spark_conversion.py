@@ -96,3 +96,42 @@ def test_a_bad_line_fails_naming_table_file_and_line_and_leaves_no_parquet(spark
             spark, [*files, str(bad)], FilesystemSpec("local"), str(tmp_path / "out"), table_name="Reviews"
         )
     assert not list((tmp_path / "out").glob("*.parquet")) if (tmp_path / "out").exists() else True
+
+
+def test_a_file_changed_after_the_export_fails_naming_file_and_checksums_and_leaves_no_parquet(spark, tmp_path):
+    """The Spark job checks each data file's md5Checksum (from manifest-files.json) while it reads it."""
+    from offload_assets.conversion import ExpectedDataFile
+    from offload_assets.export.layout import file_md5_base64
+
+    fs = pafs.LocalFileSystem()
+    files = [str(p) for p in write_export(tmp_path / "export", 300, files=2)]
+    expected = {p: ExpectedDataFile(file_md5_base64(fs, p), 150) for p in files}
+    lines = gzip.decompress(open(files[1], "rb").read()).split(b"\n")
+    lines[3] = lines[3].replace(b'"item#', b'"ITEM#', 1)  # same line count, one value altered
+    open(files[1], "wb").write(gzip.compress(b"\n".join(lines), mtime=0))
+    actual = file_md5_base64(fs, files[1])
+
+    out = tmp_path / "out"
+    with pytest.raises(Exception) as raised:
+        convert_export_on_spark(
+            spark, files, FilesystemSpec("local"), str(out), table_name="Reviews", expected_files=expected
+        )
+    message = str(raised.value)
+    assert "table 'Reviews'" in message and "part-1.json.gz" in message and "md5Checksum" in message
+    assert expected[files[1]].md5_checksum in message and actual in message
+    assert not out.exists() or not list(out.glob("*.parquet"))
+
+
+def test_spark_puts_the_key_attributes_first(spark, tmp_path):
+    files = [str(p) for p in write_export(tmp_path / "export", 200, files=2)]
+    result = convert_export_on_spark(
+        spark,
+        files,
+        FilesystemSpec("local"),
+        str(tmp_path / "out"),
+        table_name="Reviews",
+        options=ConversionOptions(key_attributes=("pk", "Title")),
+    )
+    assert result.schema.names[:2] == ["pk", "title"] and result.schema.names[-1] == RESCUED_COLUMN
+    for f in result.files:
+        assert pq.read_schema(f.path).names == result.schema.names

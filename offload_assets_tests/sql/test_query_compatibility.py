@@ -211,7 +211,7 @@ def suite(emulator, tmp_path_factory):
         tmp_path_factory.mktemp("compat") / "tables.yaml",
         {"dynamodb_table": "Reviews"},
         {"dynamodb_table": "Books"},
-        defaults={"s3_bucket": "compat-bucket"},
+        defaults={"s3_bucket": "compat-bucket", "partitions_start": "2026-01-01"},  # a past night exists
     )
     defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
     specs = load_tables_file(tables_file)

@@ -19,7 +19,7 @@ import pytest
 
 from offload_assets.aws.connection import AwsConnection, resolve_connection
 from offload_assets.cli.common import prepare_dagster_home
-from offload_assets.defs.table_assets import partitions_for
+from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.sql.query import run_query
 from offload_assets.table_spec import TableSpec, load_tables_file
@@ -85,6 +85,24 @@ def wait_until(what: str, check, timeout: float, interval: float = 0.5):
         time.sleep(interval)
 
 
+def latest_sensor_tick(ui: UiProject, sensor: str) -> dict | None:
+    """The sensor's newest tick (status, skip reason), asked of the UI's own GraphQL endpoint."""
+    import json
+    import urllib.request
+
+    query = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
+        ... on Sensor { sensorState { ticks(limit: 1) { status skipReason } } } } }"""
+    selector = {"repositoryLocationName": "offload_assets", "repositoryName": "__repository__", "sensorName": sensor}
+    request = urllib.request.Request(
+        f"{ui.dev.url}/graphql",
+        data=json.dumps({"query": query, "variables": {"s": selector}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        ticks = json.load(response)["data"]["sensorOrError"]["sensorState"]["ticks"]
+    return ticks[0] if ticks else None
+
+
 def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_path: Path):
     from selenium.webdriver.common.by import By
 
@@ -115,22 +133,41 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
                 else None
             )
 
-        # 1. The asset group's graph draws the table's lineage.
+        # 1. The asset group's graph draws the table's lineage, four nodes with four different titles.
         phase("asset graph")
+        keys = asset_keys(spec)
         group_url = f"{ui.dev.url}/locations/offload_assets/asset-groups/{spec.name}"
         driver.get(group_url)
         nodes, edges = wait_until("the asset graph of group 'reviews'", graph_loaded, timeout=120)
         dismiss_welcome()
-        source = next((n for n in nodes if n.asset_path is None and n.label == spec.dynamodb_table), None)
+        source = next((n for n in nodes if n.asset_path is None and n.label == keys["source"].path[-1]), None)
         assert source is not None and "dynamodb" in source.text, [n.name for n in nodes]
-        chain = [
-            spec.dynamodb_table,
-            "s3/dynamodb_export/reviews",
-            "s3/parquet/reviews",
-            "glue/dynamodb_exports/reviews",
-        ]
-        assert {n.name for n in nodes} >= set(chain)
+        chain = [keys["source"].path[-1], *(keys[k].to_user_string() for k in ("export", "parquet", "catalog"))]
+        by_name = {n.name: n for n in nodes}
+        assert set(by_name) >= set(chain)
         assert set(zip(chain, chain[1:])) <= edges, f"edges drawn: {sorted(edges)}"
+        titles = [by_name[name].label for name in chain]
+        assert titles == ["Reviews_table", "reviews_export", "reviews_snapshot", "reviews"], titles
+        assert len(set(titles)) == 4
+
+        # 1b. Before the table's first run no check shows as failed, also once the freshness sensor ticked.
+        phase("no failed check before the first run")
+        tick = wait_until(
+            "the freshness sensor's first tick",
+            lambda: latest_sensor_tick(ui, f"{spec.name}_freshness_sensor"),
+            timeout=180,
+            interval=2.0,
+        )
+        assert tick["status"] == "SKIPPED" and "no partition" in (tick["skipReason"] or ""), tick
+        driver.get(group_url)
+        nodes, _ = wait_until("the asset graph again", graph_loaded, timeout=60)
+        checks_rows = {
+            n.name: re.search(r"Asset checks\n(.*)", n.text).group(1) for n in nodes if "Asset checks" in n.text
+        }
+        assert all("Failed" not in row for row in checks_rows.values()), checks_rows
+        # none evaluated yet: "–", or "0 / N Passed" for a partitioned asset's checks
+        assert all(re.fullmatch(r"[–-]|0 / \d+ Passed", row) for row in checks_rows.values()), checks_rows
+        driver.save_screenshot(str(shots / "asset-graph-before-first-run.png"))
 
         # 2. Materialize all -> Latest partition (today's) -> Launch 1 run.
         phase("launch dialog")
@@ -182,7 +219,7 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
 
         # 4. The Parquet asset shows its row count and column schema.
         phase("parquet asset")
-        driver.get(f"{ui.dev.url}/assets/s3/parquet/{spec.name}")
+        driver.get(f"{ui.dev.url}/assets/{keys['parquet'].to_user_string()}")
 
         def row_count():
             m = re.search(r"^Row count\n([\d,]+)$", body(), re.MULTILINE)
@@ -204,8 +241,8 @@ def test_lineage_run_and_metadata_in_the_dagster_ui(ui_project: UiProject, tmp_p
         assert shown == catalog_columns, f"UI columns {shown}\nGlue columns {catalog_columns}"
         assert ("author", "string") in shown and ("rating", "bigint") in shown
         text = body()
-        assert re.search(r"Upstream assets\ns3 / dynamodb_export / reviews", text), text
-        assert re.search(r"Downstream assets\nglue / dynamodb_exports / reviews", text), text
+        assert f"Upstream assets\n{' / '.join(keys['export'].path)}" in text, text
+        assert f"Downstream assets\n{' / '.join(keys['catalog'].path)}" in text, text
 
         # 5. The graph after the run, for the README; and SQL sees what the UI reported.
         phase("graph after run")
