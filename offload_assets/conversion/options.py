@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
 import pyarrow as pa
 
 #: pyarrow field-metadata key holding the DynamoDB attribute name a column came from.
@@ -13,6 +14,15 @@ ORIGINAL_NAME_KEY = b"original_name"
 DYNAMODB_TYPE_KEY = b"dynamodb_type"
 #: Name of the column that holds, as JSON, every value that did not fit its column's type.
 RESCUED_COLUMN = "_rescued_data"
+
+
+def json_text(value) -> str:
+    """The one JSON text of a native value (a rescued attribute set, a JSON column's value):
+    keys sorted, so both engines write the same bytes whatever order the line or DuckDB's read
+    structure held them in."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
 #: Sub-directory of the output directory that receives quarantined lines.
 QUARANTINE_DIR = "_quarantine"
 
