@@ -166,7 +166,9 @@ def main() -> None:
     results: dict[str, list[dict]] = {c: [] for c in wanted}
     for _ in range(args.runs):  # interleaved: a burst of load on the machine hits every contender
         for kind in wanted:
-            results[kind].append(contender(kind, files_json, run_dir / kind, args.threads))
+            r = contender(kind, files_json, run_dir / kind, args.threads)
+            results[kind].append(r)
+            print(f"  {kind}: {r['seconds']:.2f} s, {r['cpu_seconds']:.2f} CPU-s (load {_load()})", file=sys.stderr)
     load_after = _load()
 
     best = {k: min(v, key=lambda r: r["seconds"]) for k, v in results.items()}
