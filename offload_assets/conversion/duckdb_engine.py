@@ -206,7 +206,7 @@ def _sample_plan(filesystem, files: list[InputFile], table: str, existing_schema
     """The plan and read structure guessed from the first lines of every file."""
     stats = ValueStats()
     for f in files:
-        sample(filesystem, f, stats, table)
+        sample(filesystem, f, stats, table, SAMPLE_LINES)  # this module's: the tests make it tiny
     return plan_schema(stats, existing_schema, options), ReadNode(tags=("M",), fields=read_fields(stats.fields))
 
 

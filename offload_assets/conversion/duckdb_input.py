@@ -70,13 +70,13 @@ def describe(filesystem: pafs.FileSystem, path: str, index: int, input_format: s
     return f
 
 
-def sample(filesystem: pafs.FileSystem, f: InputFile, stats: ValueStats, table: str) -> None:
-    """Add the first :data:`SAMPLE_LINES` items of ``f`` to ``stats`` and settle its line format
+def sample(filesystem: pafs.FileSystem, f: InputFile, stats: ValueStats, table: str, limit: int = SAMPLE_LINES) -> None:
+    """Add the first ``limit`` items of ``f`` to ``stats`` and settle its line format
     (a guess only: whatever the sample misses or gets wrong the full pass finds)."""
     file_format = None
     try:
         for n, line in enumerate(iter_parsed_lines(filesystem, f.path, table=table, input_format=f.format)):
-            if n >= SAMPLE_LINES:
+            if n >= limit:
                 break
             file_format = line.line_format
             if line.problem is None:  # bad lines are found and reported by the full pass
