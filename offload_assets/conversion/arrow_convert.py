@@ -25,7 +25,7 @@ from .arrow_values import (
     struct_field,
 )
 from .duckdb_sql import ReadNode
-from .options import RESCUED_COLUMN
+from .options import RESCUED_COLUMN, json_text
 from .schema_plan import Kind, SchemaPlan
 from .value_stats import NumberShape, ValueStats
 
@@ -183,9 +183,7 @@ def convert(v: pa.Array, node: ReadNode | None, kind: Kind) -> tuple[pa.Array, p
         else:
             fit = all_true(n)
         use = pc.and_(fit, pc.invert(nullish(v, node)))
-        texts = [
-            orjson.dumps(native_value(x, node)).decode() if u else None for x, u in zip(v.to_pylist(), use.to_pylist())
-        ]
+        texts = [json_text(native_value(x, node)) if u else None for x, u in zip(v.to_pylist(), use.to_pylist())]
         return fit, pa.array(texts, kind.arrow_type)
     if kind.tag not in node.tags:
         return all_false(n), pa.nulls(n, kind.arrow_type)
@@ -347,5 +345,5 @@ class BatchConverter:
                 rows.setdefault(i, {})[column.original] = native_value(value, node)
         texts = [None] * n
         for i, rescued in rows.items():
-            texts[i] = orjson.dumps(rescued).decode()
+            texts[i] = json_text(rescued)
         return pa.array(texts, pa.string())

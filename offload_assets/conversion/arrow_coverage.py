@@ -36,7 +36,7 @@ def _present(a: pa.Array) -> pa.Array:
     return pc.is_valid(a).cast(pa.int64())
 
 
-def _add(*arrays: pa.Array) -> pa.Array:
+def _sum(*arrays: pa.Array) -> pa.Array:
     out = arrays[0]
     for a in arrays[1:]:
         out = pc.add(out, a)
@@ -55,7 +55,7 @@ def _segment_sums(offsets: pa.Array, values: pa.Array) -> pa.Array:
 def _list_payload(t: pa.Array, element_sizes: pa.Array, offsets: pa.Array) -> pa.Array:
     """``[a,b,c]``: brackets, commas and the elements."""
     length = _int(pc.list_value_length(t))
-    return _add(pc.add(pc.max_element_wise(length, 1), 1), _segment_sums(offsets, element_sizes))
+    return _sum(pc.add(pc.max_element_wise(length, 1), 1), _segment_sums(offsets, element_sizes))
 
 
 def compact_size(v: pa.Array, node: ReadNode) -> pa.Array:
@@ -82,7 +82,7 @@ def compact_size(v: pa.Array, node: ReadNode) -> pa.Array:
         parts.append(pc.if_else(pc.is_valid(t), pc.fill_null(pc.add(payload, len(tag) + 5), 0), 0))
     if not parts:
         return pa.nulls(len(v), pa.int64()).fill_null(0)
-    return _add(*parts)
+    return _sum(*parts)
 
 
 def object_size(obj: pa.Array, fields: dict[str, ReadNode]) -> pa.Array:
@@ -95,7 +95,7 @@ def object_size(obj: pa.Array, fields: dict[str, ReadNode]) -> pa.Array:
         size = pc.multiply(present, pc.add(compact_size(c, child), len(orjson.dumps(name)) + 1))
         count = present if count is None else pc.add(count, present)
         sizes = size if sizes is None else pc.add(sizes, size)
-    return _add(pc.max_element_wise(count, 1), 1, sizes)
+    return _sum(pc.max_element_wise(count, 1), 1, sizes)
 
 
 def key_count(v: pa.Array, node: ReadNode) -> pa.Array:
@@ -121,7 +121,7 @@ def key_count(v: pa.Array, node: ReadNode) -> pa.Array:
             parts.append(_segment_sums(offsets, inner))
     if not parts:
         return pa.nulls(len(v), pa.int64()).fill_null(0)
-    return pc.fill_null(_add(*parts), 0)
+    return pc.fill_null(_sum(*parts), 0)
 
 
 #: A type tag followed by a payload of the wrong JSON type: ``json_transform`` would read
@@ -162,7 +162,7 @@ def covered_rows(item: pa.Array, raw: pa.Array, root: ReadNode) -> pa.Array:
     sub = item.take(index)
     sub_raw = raw.take(index)
     typed = pc.add(
-        _add(
+        _sum(
             *[
                 pc.multiply(_present(struct_field(sub, name)), pc.add(key_count(struct_field(sub, name), node), 1))
                 for name, node in root.fields.items()

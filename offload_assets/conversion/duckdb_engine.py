@@ -5,23 +5,27 @@ Flow (each step a function or method below):
 1. **Sample** (:func:`_sample_plan`): the first ``SAMPLE_LINES`` lines of every file are read per
    item to guess the *read structure* (every attribute, map key and DynamoDB type seen) and the
    schema plan.
-2. **Round 1** (:meth:`_Engine.run_round`): per window of files, :meth:`~_Engine._scan_window`
-   has DuckDB read every line (``read_ndjson_objects``) and type it with ``json_transform``
-   (:mod:`.duckdb_sql`); batches of Arrow data go to worker threads that check coverage
-   (:mod:`.arrow_coverage`) and validity, gather the full statistics and convert
+2. **Round 1** (:func:`_first_round`, :meth:`_Engine.run_round`): per window of files
+   (:func:`_windows`), :meth:`_WindowScan.run` has DuckDB read every line (``read_ndjson_objects``) and type it with ``json_transform``
+   (:mod:`.duckdb_sql`); batches of Arrow data go to worker threads (:func:`_convert_batch`) that
+   check coverage (:mod:`.arrow_coverage`) and validity, gather the full statistics and convert
    (:mod:`.arrow_convert`); this thread writes Parquet, in input order. Rows DuckDB could not type
    completely (attributes the sample missed, names equal but for case, numbers not in DynamoDB's
-   canonical form) take the per-item path (:mod:`.python_engine`), which adds them to the
+   canonical form) take the per-item path (:func:`_per_item_rows`, :mod:`.python_engine`), which adds them to the
    statistics; in round 1 they are kept aside until the plan is final. Then
    :meth:`~_Engine._check_window` proves the window was read whole (:mod:`.duckdb_input`:
    checksums, every line returned, item counts).
-3. :func:`_settle_plan`: the plan decided from the full statistics is compared with the sampled
+3. End of :func:`_first_round`: the plan decided from the full statistics is compared with the sampled
    one: equal, round 1 stands; only new columns (attributes the sample missed), the written files
    are rewritten with the new (null) columns; anything else, the files are dropped and **round 2**
-   converts again with the exact plan. So the result never depends on the sample, only the time.
+   converts again with the exact plan (:func:`_exact_round`). So the result never depends on the
+   sample, only the time.
+
+The Spark job's tasks use the same steps per file: :func:`file_statistics` (pass 1) and
+:func:`convert_with_plan` (pass 2, with the plan decided from every file's statistics).
 
 Bad lines: a file DuckDB refused (or did not read whole) is scanned per line to find them
-(:meth:`_Engine.handle_bad_files`); ``fail`` raises :class:`ExportLineError` with table, file and
+(:meth:`_Engine.locate_bad_lines`); ``fail`` raises :class:`ExportLineError` with table, file and
 line, ``quarantine`` sets them aside and the round restarts on cleaned copies.
 Output is reproducible: DuckDB keeps insertion order, batches are written in the order read, so
 the same export gives the same rows in the same order and the same bytes.
@@ -41,6 +45,7 @@ import tempfile
 import threading
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -55,7 +60,7 @@ from .arrow_coverage import covered_rows
 from .arrow_values import clear_caches
 from .duckdb_input import InputFile, InputFiles, describe, sample, tally_batch
 from .duckdb_sql import ReadNode, build_query, read_fields
-from .export_lines import NotAnItem, item_from_line, iter_raw_lines, parse_line
+from .export_lines import NotAnItem, item_from_line, iter_parsed_lines, parse_line
 from .options import ConversionOptions, WrittenFile
 from .parquet_output import ParquetPartsWriter
 from .quarantine import BadLines
@@ -72,7 +77,7 @@ _ERROR_FILE = re.compile(r'in file "([^"]+)"')
 
 
 @dataclass
-class _Processed:
+class _BatchResult:
     """What converting one batch produced."""
 
     batches: list = field(default_factory=list)
@@ -101,26 +106,84 @@ def convert(
     expected_files=None,
 ):
     """Run the conversion; returns ``(plan, written files, rescued counts)``."""
-    scratch = tempfile.mkdtemp(prefix="offload-convert-", dir=options.scratch_dir)
-    expected_files = expected_files or {}
-    files = [
-        describe(input_filesystem, p, i, options.input_format, expected_files.get(p)) for i, p in enumerate(input_files)
-    ]
-    inputs = InputFiles(input_filesystem, files, scratch, table_name)
-    try:
-        plan, root = _sample_plan(input_filesystem, files, table_name, existing_schema, options)
-        engine = _Engine(inputs, table_name, options, bad_lines)
+    with _prepared(input_files, input_filesystem, table_name, options, bad_lines, expected_files) as engine:
+        plan, root = _sample_plan(input_filesystem, engine.files, table_name, existing_schema, options)
         output = _Output(output_filesystem, output_dir, options)
         while True:
             try:
                 return _first_round(engine, output, plan, root, existing_schema)
             except _BadFiles as bad:
-                engine.handle_bad_files(bad.files, bad.reason)  # raises, or quarantines and cleans
+                engine.locate_bad_lines(bad.files, bad.reason)  # raises, or quarantines and cleans
             except _PlanChanged as changed:
                 return _exact_round(engine, output, changed.plan, changed.stats)
+
+
+def file_statistics(
+    path: str, filesystem: pafs.FileSystem, table_name: str, options: ConversionOptions, expected=None
+) -> tuple[ValueStats, int]:
+    """The statistics of every value of one export file and its item count, gathered by the
+    vectorised path (what the Spark job's first pass needs per file). Bad lines raise."""
+    bad_lines = BadLines(table_name, "fail")
+    try:
+        with _prepared(
+            [path], filesystem, table_name, options, bad_lines, {path: expected} if expected else {}
+        ) as engine:
+            plan, root = _sample_plan(filesystem, engine.files, table_name, None, options)
+            while True:
+                try:
+                    stats, _, rows = engine.run_round(plan, root, _Discard(), with_stats=True)
+                    return stats, rows
+                except _BadFiles as bad:
+                    engine.locate_bad_lines(bad.files, bad.reason)  # raises ExportLineError
+    finally:
+        bad_lines.cleanup()
+
+
+def convert_with_plan(
+    path: str,
+    filesystem: pafs.FileSystem,
+    table_name: str,
+    options: ConversionOptions,
+    plan: SchemaPlan,
+    stats: ValueStats,
+    writer,
+) -> dict[str, int]:
+    """Convert one export file with a plan decided elsewhere (from ``stats``, the statistics of
+    every file: the Spark job's second pass), writing batches of ``plan.schema`` into ``writer``
+    (anything with ``write(batch)``). Returns the rescued counts. Bad lines raise."""
+    bad_lines = BadLines(table_name, "fail")
+    try:
+        with _prepared([path], filesystem, table_name, options, bad_lines, {}) as engine:
+            _sample_plan(filesystem, engine.files, table_name, None, options)  # settles each file's line format
+            root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+            while True:
+                try:
+                    return engine.run_round(plan, root, writer, with_stats=False)[1]
+                except _BadFiles as bad:
+                    engine.locate_bad_lines(bad.files, bad.reason)  # raises ExportLineError
+    finally:
+        bad_lines.cleanup()
+
+
+@contextmanager
+def _prepared(input_files, filesystem: pafs.FileSystem, table_name: str, options, bad_lines: BadLines, expected_files):
+    """An :class:`_Engine` over the described input files, with its scratch directory."""
+    scratch = tempfile.mkdtemp(prefix="offload-convert-", dir=options.scratch_dir)
+    expected_files = expected_files or {}
+    files = [describe(filesystem, p, i, options.input_format, expected_files.get(p)) for i, p in enumerate(input_files)]
+    inputs = InputFiles(filesystem, files, scratch, table_name)
+    try:
+        yield _Engine(inputs, table_name, options, bad_lines)
     finally:
         inputs.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _Discard:
+    """A writer that keeps nothing (a pass that wants only the statistics)."""
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -143,7 +206,7 @@ def _sample_plan(filesystem, files: list[InputFile], table: str, existing_schema
     """The plan and read structure guessed from the first lines of every file."""
     stats = ValueStats()
     for f in files:
-        sample(filesystem, f, stats, table)
+        sample(filesystem, f, stats, table, SAMPLE_LINES)  # this module's: the tests make it tiny
     return plan_schema(stats, existing_schema, options), ReadNode(tags=("M",), fields=read_fields(stats.fields))
 
 
@@ -156,7 +219,7 @@ def _first_round(engine: _Engine, output: _Output, plan: SchemaPlan, root: ReadN
         stats, counts, rows = engine.run_round(plan, root, writer, with_stats=True)
         full_plan = plan_schema(stats, existing_schema, output.options)
         if full_plan == plan:
-            counts = _add(counts, engine.per_item.convert_into(writer, plan))
+            counts = _summed(counts, engine.per_item.convert_into(writer, plan))
             return plan, writer.close(), counts
         if _extends(plan, full_plan) and engine.per_item.count <= max(10_000, rows // 20):
             # only attributes the sample missed: add their (null) columns to what is written and
@@ -166,7 +229,7 @@ def _first_round(engine: _Engine, output: _Output, plan: SchemaPlan, root: ReadN
             files_out, more = _rewrite_with_plan(
                 output.fs, output.dir, written, full_plan, output.options, engine.per_item
             )
-            return full_plan, files_out, _add(counts, more)
+            return full_plan, files_out, _summed(counts, more)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -190,7 +253,7 @@ def _exact_round(engine: _Engine, output: _Output, plan: SchemaPlan, stats: Valu
         raise
 
 
-def _add(a: dict, b: dict) -> dict:
+def _summed(a: dict, b: dict) -> dict:
     out = Counter(a)
     out.update(b)
     return dict(out)
@@ -278,7 +341,8 @@ def _rewrite_with_plan(fs, output_dir, written, plan: SchemaPlan, options, per_i
 
 
 class _Engine:
-    """One conversion round at a time over the export's files (see the module docstring)."""
+    """One conversion round at a time over the export's files (see the module docstring): the
+    files are read in windows; each window is scanned (:class:`_WindowScan`), then checked."""
 
     def __init__(self, inputs: InputFiles, table: str, options: ConversionOptions, bad_lines: BadLines) -> None:
         self.inputs = inputs
@@ -287,38 +351,18 @@ class _Engine:
         self.options = options
         self.bad_lines = bad_lines
         self.per_item: _PerItemRows | None = None
-        self.rows = 0
 
-    def _windows(self) -> list[list[InputFile]]:
-        if all(f.local is not None and f.format == "native" for f in self.files):
-            return [self.files]  # already local: one query, DuckDB spreads files over threads
-        threads = self.options.threads or os.cpu_count() or 1
-        windows, current, size = [], [], 0
-        for f in self.files:
-            if current and (size + f.size > WINDOW_BYTES and len(current) >= threads):
-                windows.append(current)
-                current, size = [], 0
-            current.append(f)
-            size += f.size
-        if current:
-            windows.append(current)
-        return windows
-
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        return _database(self.options.threads or os.cpu_count() or 1, self.options.memory_limit).cursor()
-
-    def run_round(self, plan: SchemaPlan, root: ReadNode, writer: ParquetPartsWriter, *, with_stats: bool):
-        """Convert every file with ``plan``; returns the statistics, rescued counts and rows."""
-        stats = ValueStats()
-        counts: Counter = Counter()
+    def run_round(self, plan: SchemaPlan, root: ReadNode, writer, *, with_stats: bool):
+        """Convert every file with ``plan`` into ``writer`` (anything with ``write(batch)``);
+        returns the statistics, rescued counts and rows DuckDB returned."""
+        scan = _WindowScan(BatchConverter(plan, root, with_stats), plan, writer, self.per_item)
         bad_files: list[InputFile] = []
         reasons: list[str] = []
-        self.rows = 0
-        for window in self._windows():
+        for window in _windows(self.files, self.options):
             self.inputs.prepare(window)
             try:
                 try:
-                    bad_files += self._scan_window(window, plan, root, writer, stats, counts, with_stats)
+                    bad_files += scan.run(window, self._connect())
                 except _READ_ERRORS as exc:
                     self.inputs.check_checksums(window)  # a changed file says so before DuckDB's error
                     bad_files += _named_first(window, str(exc))  # located per line
@@ -329,7 +373,10 @@ class _Engine:
                 self.inputs.release(window)
         if bad_files:
             raise _BadFiles([f for f in self.files if any(f is b for b in bad_files)], "; ".join(reasons))
-        return stats, dict(counts), self.rows
+        return scan.stats, dict(scan.counts), scan.rows
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return _database(self.options.threads or os.cpu_count() or 1, self.options.memory_limit).cursor()
 
     def _check_window(self, window: list[InputFile], bad_files: list[InputFile]) -> list[InputFile]:
         """Checksums first, then every line returned, then the manifest's item counts."""
@@ -339,98 +386,7 @@ class _Engine:
             self.inputs.check_item_counts(window)
         return incomplete
 
-    def _scan_window(self, window, plan, root, writer, stats, counts, with_stats) -> list[InputFile]:
-        """DuckDB parses on its threads; ``CONVERT_WORKERS`` threads convert batches (Arrow
-        compute releases the GIL); this thread writes Parquet, in the order DuckDB read."""
-        by_local = {f.local: f for f in window}
-        groups: dict[bool, list[str]] = {}
-        for f in window:
-            groups.setdefault(f.gzip, []).append(f.local)
-        bad: list[InputFile] = []
-        converter = BatchConverter(plan, root, with_stats)
-        con = self._connect()
-        pending: deque = deque()
-
-        def collect(future) -> None:
-            out = future.result()
-            for b in out.batches:
-                writer.write(b)
-            if out.stats is not None:
-                stats.merge(out.stats)
-            counts.update(out.rescued)
-            for item_obj in out.per_item:
-                self.per_item.add(item_obj)
-            for path, (rows, text_bytes) in out.tally.items():
-                tally = by_local[path].tally
-                tally[0] += rows
-                tally[1] += text_bytes
-            bad.extend(by_local[p] for p in out.bad_files if p in by_local)
-
-        try:
-            with ThreadPoolExecutor(CONVERT_WORKERS) as pool:
-                for gz, paths in groups.items():
-                    source = f"read_ndjson_objects({paths!r}, filename=true, compression='{'gzip' if gz else 'none'}')"
-                    for batch in _stream(con, build_query(source, root, paths)):
-                        self.rows += batch.num_rows
-                        pending.append(pool.submit(self._process, batch, converter, plan))
-                        del batch
-                        while len(pending) > CONVERT_WORKERS:
-                            collect(pending.popleft())
-                            _release_memory()
-                while pending:
-                    collect(pending.popleft())
-        finally:
-            for future in pending:
-                future.cancel()
-            con.close()
-        return bad
-
-    def _process(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan) -> _Processed:
-        """Convert one batch (runs on a worker thread; touches no shared state)."""
-        try:
-            out = self._process_batch(batch, converter, plan)
-            out.tally = tally_batch(batch)
-            return out
-        finally:
-            clear_caches()  # per-thread memo of this batch's arrays
-
-    def _process_batch(self, batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan) -> _Processed:
-        out = _Processed()
-        item = batch.column("item")
-        raw = batch.column("_raw")
-        ok = converter.ok_rows(item, covered_rows(item, raw, converter.root))
-        n_ok = pc.sum(ok).as_py() or 0
-        if n_ok:
-            converted, out.stats, out.rescued = converter.convert(item if n_ok == len(item) else item.filter(ok))
-            out.batches.append(converted)
-        if n_ok < len(item):
-            self._per_item_rows(batch, pc.invert(ok), converter, plan, out)
-        return out
-
-    def _per_item_rows(self, batch, rest, converter: BatchConverter, plan: SchemaPlan, out: _Processed) -> None:
-        """The rows the vectorised path could not take, per item from the line's text."""
-        items = []
-        lines = batch.column("_raw").filter(rest).to_pylist()
-        for line, file in zip(lines, batch.column("_file").filter(rest).to_pylist()):
-            try:
-                item_obj = item_from_line(parse_line(line), "native")
-            except (orjson.JSONDecodeError, NotAnItem, TypeError):
-                out.bad_files.add(file)
-                continue
-            if converter.with_stats:
-                if out.stats is None:
-                    out.stats = ValueStats()
-                add_item(out.stats, item_obj)
-            items.append(item_obj)
-        if self.per_item is not None:
-            out.per_item = items  # converted once the plan is final
-        else:
-            local_counts: dict = {}
-            for b, local_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
-                out.batches.append(b)
-            out.rescued.update(local_counts)
-
-    def handle_bad_files(self, files: list[InputFile], reason: str = "") -> None:
+    def locate_bad_lines(self, files: list[InputFile], reason: str = "") -> None:
         """Find the bad lines per line: raise for ``fail``, else quarantine them and let the next
         round read a cleaned copy. A file without a bad line stays as it is; when no file has one,
         DuckDB's error is raised with the table and files."""
@@ -439,18 +395,12 @@ class _Engine:
             clean_path = os.path.join(self.inputs.scratch, f"clean-{f.index:05d}.json")
             found = 0
             with open(clean_path, "wb") as clean:
-                for line_no, line in iter_raw_lines(self.inputs.fs, f.path, table=self.table):
-                    try:
-                        item = item_from_line(parse_line(line), f.format)
-                    except orjson.JSONDecodeError as exc:
+                for line in iter_parsed_lines(self.inputs.fs, f.path, table=self.table, input_format=f.format):
+                    if line.problem is not None:
                         found += 1
-                        self.bad_lines.add(f.path, line_no, f"not JSON: {exc}", line)
-                        continue
-                    except NotAnItem as exc:
-                        found += 1
-                        self.bad_lines.add(f.path, line_no, str(exc), line)
-                        continue
-                    clean.write(orjson.dumps({"Item": item}) + b"\n")
+                        self.bad_lines.add(f.path, line.line_no, line.problem, line.text)
+                    else:
+                        clean.write(orjson.dumps({"Item": line.item}) + b"\n")
             if not found:
                 os.unlink(clean_path)
                 continue
@@ -464,6 +414,132 @@ class _Engine:
                 f"table {self.table!r}: DuckDB could not read {names}, yet every line is an item"
                 + (f": {reason}" if reason else "")
             )
+
+
+def _windows(files: list[InputFile], options: ConversionOptions) -> list[list[InputFile]]:
+    """Groups of files read by one query: all of them when they are local native files (DuckDB
+    spreads files over its threads), else about ``WINDOW_BYTES`` of copies at a time."""
+    if all(f.local is not None and f.format == "native" for f in files):
+        return [files]
+    threads = options.threads or os.cpu_count() or 1
+    windows, current, size = [], [], 0
+    for f in files:
+        if current and (size + f.size > WINDOW_BYTES and len(current) >= threads):
+            windows.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.size
+    if current:
+        windows.append(current)
+    return windows
+
+
+class _WindowScan:
+    """DuckDB parses on its threads; ``CONVERT_WORKERS`` threads convert batches (Arrow compute
+    releases the GIL); the calling thread writes Parquet, in the order DuckDB read. Gathers the
+    round's statistics, rescued counts and rows across windows."""
+
+    def __init__(self, converter: BatchConverter, plan: SchemaPlan, writer, per_item: _PerItemRows | None) -> None:
+        self.converter = converter
+        self.plan = plan
+        self.writer = writer
+        self.per_item = per_item
+        self.stats = ValueStats()
+        self.counts: Counter = Counter()
+        self.rows = 0
+
+    def run(self, window: list[InputFile], con: duckdb.DuckDBPyConnection) -> list[InputFile]:
+        """Scan one window; returns the files with lines the per-item path could not read."""
+        by_local = {f.local: f for f in window}
+        groups: dict[bool, list[str]] = {}
+        for f in window:
+            groups.setdefault(f.gzip, []).append(f.local)
+        bad: list[InputFile] = []
+        pending: deque = deque()
+        keep_aside = self.per_item is not None
+        try:
+            with ThreadPoolExecutor(CONVERT_WORKERS) as pool:
+                for gz, paths in groups.items():
+                    source = f"read_ndjson_objects({paths!r}, filename=true, compression='{'gzip' if gz else 'none'}')"
+                    for batch in _stream(con, build_query(source, self.converter.root, paths)):
+                        self.rows += batch.num_rows
+                        pending.append(pool.submit(_convert_on_worker, batch, self.converter, self.plan, keep_aside))
+                        del batch
+                        while len(pending) > CONVERT_WORKERS:
+                            bad += self._take(pending.popleft().result(), by_local)
+                            _release_memory()
+                while pending:
+                    bad += self._take(pending.popleft().result(), by_local)
+        finally:
+            for future in pending:
+                future.cancel()
+            con.close()
+        return bad
+
+    def _take(self, out: _BatchResult, by_local: dict[str, InputFile]) -> list[InputFile]:
+        """Write one converted batch and merge what it found; returns its bad files."""
+        for b in out.batches:
+            self.writer.write(b)
+        if out.stats is not None:
+            self.stats.merge(out.stats)
+        self.counts.update(out.rescued)
+        for item_obj in out.per_item:
+            self.per_item.add(item_obj)
+        for path, (rows, text_bytes) in out.tally.items():
+            tally = by_local[path].tally
+            tally[0] += rows
+            tally[1] += text_bytes
+        return [by_local[p] for p in out.bad_files if p in by_local]
+
+
+def _convert_on_worker(batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan, keep_aside: bool):
+    """Convert one batch (runs on a worker thread; touches no shared state)."""
+    try:
+        out = _convert_batch(batch, converter, plan, keep_aside)
+        out.tally = tally_batch(batch)
+        return out
+    finally:
+        clear_caches()  # per-thread memo of this batch's arrays
+
+
+def _convert_batch(batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan, keep_aside: bool):
+    """The covered and valid rows vectorised, the others per item (see :func:`_per_item_rows`)."""
+    out = _BatchResult()
+    item = batch.column("item")
+    raw = batch.column("_raw")
+    ok = converter.ok_rows(item, covered_rows(item, raw, converter.root))
+    n_ok = pc.sum(ok).as_py() or 0
+    if n_ok:
+        converted, out.stats, out.rescued = converter.convert(item if n_ok == len(item) else item.filter(ok))
+        out.batches.append(converted)
+    if n_ok < len(item):
+        _per_item_rows(batch, pc.invert(ok), converter, plan, out, keep_aside)
+    return out
+
+
+def _per_item_rows(batch, rest, converter: BatchConverter, plan: SchemaPlan, out: _BatchResult, keep_aside: bool):
+    """The rows the vectorised path could not take, per item from the line's text: kept aside
+    (``keep_aside``: round 1, converted once the plan is final) or converted now."""
+    items = []
+    lines = batch.column("_raw").filter(rest).to_pylist()
+    for line, file in zip(lines, batch.column("_file").filter(rest).to_pylist()):
+        try:
+            item_obj = item_from_line(parse_line(line), "native")
+        except (orjson.JSONDecodeError, NotAnItem, TypeError):
+            out.bad_files.add(file)
+            continue
+        if converter.with_stats:
+            if out.stats is None:
+                out.stats = ValueStats()
+            add_item(out.stats, item_obj)
+        items.append(item_obj)
+    if keep_aside:
+        out.per_item = items
+    else:
+        local_counts: dict = {}
+        for b, local_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
+            out.batches.append(b)
+        out.rescued.update(local_counts)
 
 
 def _named_first(window: list[InputFile], message: str) -> list[InputFile]:

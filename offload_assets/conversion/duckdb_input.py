@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 
 from offload_assets.export.layout import MD5Reader
 
-from .export_lines import NotAnItem, check_md5, detect_line_format, item_from_line, iter_raw_lines, parse_line
+from .export_lines import check_md5, iter_parsed_lines, iter_raw_lines
 from .options import DataFileMismatch, ExpectedDataFile
 from .value_stats import ValueStats, add_item
 
@@ -70,21 +70,17 @@ def describe(filesystem: pafs.FileSystem, path: str, index: int, input_format: s
     return f
 
 
-def sample(filesystem: pafs.FileSystem, f: InputFile, stats: ValueStats, table: str) -> None:
-    """Add the first :data:`SAMPLE_LINES` items of ``f`` to ``stats`` and settle its line format
+def sample(filesystem: pafs.FileSystem, f: InputFile, stats: ValueStats, table: str, limit: int = SAMPLE_LINES) -> None:
+    """Add the first ``limit`` items of ``f`` to ``stats`` and settle its line format
     (a guess only: whatever the sample misses or gets wrong the full pass finds)."""
-    file_format = None if f.format == "auto" else f.format
+    file_format = None
     try:
-        for n, (_, line) in enumerate(iter_raw_lines(filesystem, f.path, table=table)):
-            if n >= SAMPLE_LINES:
+        for n, line in enumerate(iter_parsed_lines(filesystem, f.path, table=table, input_format=f.format)):
+            if n >= limit:
                 break
-            try:
-                obj = orjson.loads(line)
-                if file_format is None:
-                    file_format = detect_line_format(obj)
-                add_item(stats, item_from_line(obj, file_format))
-            except (orjson.JSONDecodeError, NotAnItem):
-                continue  # found and reported by the full pass
+            file_format = line.line_format
+            if line.problem is None:  # bad lines are found and reported by the full pass
+                add_item(stats, line.item)
     except Exception:  # noqa: BLE001 - corrupt files are reported by the full pass
         pass
     f.format = file_format or "native"
@@ -124,12 +120,12 @@ class InputFiles:
             else:  # Data Pipeline lines: rewrite as native lines (legacy format, per line)
                 with open(target, "wb") as dst:
                     check = ExpectedDataFile(md5_checksum=f.expected.md5_checksum) if f.wants_md5 else None
-                    for _, line in iter_raw_lines(self.fs, f.path, table=self.table, expected=check):
-                        try:
-                            item = item_from_line(parse_line(line), f.format)
-                            dst.write(orjson.dumps({"Item": item}) + b"\n")
-                        except (orjson.JSONDecodeError, NotAnItem):
-                            dst.write(line.rstrip(b"\r\n") + b"\n")  # reported by the full pass
+                    lines = iter_parsed_lines(self.fs, f.path, table=self.table, input_format=f.format, expected=check)
+                    for line in lines:
+                        if line.problem is None:
+                            dst.write(orjson.dumps({"Item": line.item}) + b"\n")
+                        else:
+                            dst.write(line.text.rstrip(b"\r\n") + b"\n")  # reported by the full pass
                 f.gzip = False
                 f.md5 = f.expected.md5_checksum if f.wants_md5 else None  # checked while read
             f.local, f.temporary = target, True

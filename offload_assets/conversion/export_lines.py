@@ -386,6 +386,47 @@ class ExportItem:
     item: dict[str, dict]
 
 
+@dataclass(frozen=True)
+class ParsedLine:
+    """One non-blank line of an export file, read as an item: ``item`` in native form, or
+    ``problem`` (why the line is not an item, for an error or the quarantine); ``line_format``
+    is the file's line format as decided so far (``None`` until a line was JSON)."""
+
+    line_no: int
+    text: bytes
+    item: dict[str, dict] | None
+    problem: str | None = None
+    line_format: str | None = None
+
+
+def iter_parsed_lines(
+    filesystem: pafs.FileSystem,
+    path: str,
+    *,
+    table: str = "?",
+    input_format: str = "auto",
+    expected: ExpectedDataFile | None = None,
+) -> Iterator[ParsedLine]:
+    """Every non-blank line of one export file, parsed as an item: *the* line-parsing loop (the
+    per-item engine, the DuckDB engine's bad-line search and sample, the readers all use it).
+
+    ``input_format="auto"`` decides the line format (native or Data Pipeline) from the first line
+    that is JSON. A line that is not JSON, or not an item, is yielded with its ``problem`` (and no
+    item): the caller raises, quarantines or skips it. ``expected``: see :func:`iter_raw_lines`.
+    """
+    line_format = None if input_format == "auto" else input_format
+    for line_no, line in iter_raw_lines(filesystem, path, table=table, expected=expected):
+        try:
+            obj = parse_line(line)
+            if line_format is None:
+                line_format = detect_line_format(obj)
+            yield ParsedLine(line_no, line, item_from_line(obj, line_format), None, line_format)
+        except orjson.JSONDecodeError as exc:
+            yield ParsedLine(line_no, line, None, f"not JSON: {exc}", line_format)
+        except NotAnItem as exc:
+            yield ParsedLine(line_no, line, None, str(exc), line_format)
+
+
 def iter_export_items(
     input_files,
     input_filesystem: pafs.FileSystem,
@@ -400,18 +441,10 @@ def iter_export_items(
     item, including incremental-export lines (read those with :func:`iter_incremental_changes`).
     """
     for path in input_files:
-        file_format = None if input_format == "auto" else input_format
-        for line_no, line in iter_raw_lines(input_filesystem, path, table=table_name):
-            try:
-                obj = parse_line(line)
-                if file_format is None:
-                    file_format = detect_line_format(obj)
-                item = item_from_line(obj, file_format)
-            except orjson.JSONDecodeError as exc:
-                raise ExportLineError(table_name, path, line_no, f"not JSON: {exc}") from exc
-            except NotAnItem as exc:
-                raise ExportLineError(table_name, path, line_no, str(exc)) from exc
-            yield ExportItem(path, line_no, item)
+        for line in iter_parsed_lines(input_filesystem, path, table=table_name, input_format=input_format):
+            if line.problem is not None:
+                raise ExportLineError(table_name, path, line.line_no, line.problem)
+            yield ExportItem(path, line.line_no, line.item)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
 import pyarrow as pa
 
 #: pyarrow field-metadata key holding the DynamoDB attribute name a column came from.
@@ -17,6 +18,15 @@ RESCUED_COLUMN = "_rescued_data"
 PARTITION_COLUMN = "ddb_export_timestamp"
 #: Column names no attribute gets, in any case (the collision rules give it ``<name>_2``...).
 RESERVED_COLUMNS = (RESCUED_COLUMN, PARTITION_COLUMN)
+
+
+def json_text(value) -> str:
+    """The one JSON text of a native value (a rescued attribute set, a JSON column's value):
+    keys sorted, so both engines write the same bytes whatever order the line or DuckDB's read
+    structure held them in."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
 #: Sub-directory of the output directory that receives quarantined lines.
 QUARANTINE_DIR = "_quarantine"
 

@@ -10,12 +10,11 @@ import decimal
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
-import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from .export_lines import NotAnItem, detect_line_format, item_from_line, iter_raw_lines, parse_line
-from .options import RESCUED_COLUMN, ConversionOptions, ExpectedDataFile
+from .export_lines import iter_parsed_lines
+from .options import RESCUED_COLUMN, ConversionOptions, ExpectedDataFile, json_text
 from .quarantine import BadLines
 from .schema_plan import FieldPlan, Kind, SchemaPlan, decimal_fits
 from .value_stats import ValueStats, add_item, number_shape
@@ -37,23 +36,15 @@ def iter_items(
     """Items of all files in native form; bad lines go to ``bad_lines`` (raise or are skipped).
     Files in ``expected`` have their MD5 and line count checked as they are read."""
     for path in files:
-        file_format = None if options.input_format == "auto" else options.input_format
         check = (expected or {}).get(path)
-        for line_no, line in iter_raw_lines(filesystem, path, table=bad_lines.table, expected=check):
-            if bad_lines.is_bad(path, line_no):
-                continue
-            try:
-                obj = parse_line(line)
-                if file_format is None:
-                    file_format = detect_line_format(obj)
-                item = item_from_line(obj, file_format)
-            except orjson.JSONDecodeError as exc:
-                bad_lines.add(path, line_no, f"not JSON: {exc}", line)
-                continue
-            except NotAnItem as exc:
-                bad_lines.add(path, line_no, str(exc), line)
-                continue
-            yield item
+        lines = iter_parsed_lines(
+            filesystem, path, table=bad_lines.table, input_format=options.input_format, expected=check
+        )
+        for line in lines:
+            if line.problem is None:
+                yield line.item
+            elif not bad_lines.is_bad(path, line.line_no):  # the second pass skips what the first set aside
+                bad_lines.add(path, line.line_no, line.problem, line.text)
 
 
 def collect_stats(items) -> tuple[ValueStats, int]:
@@ -96,7 +87,7 @@ def arrow_value(value: dict, kind: Kind):
     if kind.tag == "JSON":
         if kind.accepts and tag not in kind.accepts:
             raise Misfit
-        return orjson.dumps(value).decode()
+        return json_text(value)
     if tag != kind.tag:
         raise Misfit
     if tag == "S":
@@ -152,7 +143,7 @@ def convert_items(items, plan: SchemaPlan, batch_rows: int = 20_000):
                     rescued[column.original] = value
                     rescued_counts[column.name] = rescued_counts.get(column.name, 0) + 1
             buffers[column.name].append(out)
-        buffers[RESCUED_COLUMN].append(orjson.dumps(rescued).decode() if rescued else None)
+        buffers[RESCUED_COLUMN].append(json_text(rescued) if rescued else None)
         count += 1
         if count == batch_rows:
             yield make_batch(buffers), rescued_counts

@@ -66,7 +66,7 @@ class GlueJobsResource(_AwsClientResource):
 
     _service: str = "glue"
     python_modules: str = Field(
-        default="dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17",
+        default="dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17,duckdb>=1.1",
         description="--additional-python-modules of the job (the project's own code goes as a zip in --extra-py-files).",
     )
     message_poll_seconds: float = Field(

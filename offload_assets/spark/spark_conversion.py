@@ -1,10 +1,11 @@
 """The export -> Parquet conversion as a two-pass Spark job that reuses the in-process converter core.
 
 One Spark task per export data file (gzip is not splittable, and a DynamoDB export is already
-cut into many files). Pass 1: every task reads its file with the converter's own line reader and
-returns its :class:`ValueStats` tree; the driver merges them and decides the schema with
-:func:`plan_schema`, exactly as the in-process converter does. Pass 2: every task converts its
-file with :func:`python_engine.convert_items` against that plan and writes its own Parquet file
+cut into many files). Pass 1: every task reads its file with the local path's vectorised DuckDB
+engine (:func:`duckdb_engine.file_statistics`) and returns its :class:`ValueStats` tree; the driver
+merges them and decides the schema with :func:`plan_schema`, exactly as the in-process converter
+does. Pass 2: every task converts its file with the same engine against that plan
+(:func:`duckdb_engine.convert_with_plan`) and writes its own Parquet file
 with pyarrow, so the files carry the planned Arrow schema byte for byte (Spark's own writer would
 rename list elements, drop field metadata and re-type columns). Only small facts (pickled stats,
 file paths and counts) travel through Spark, as Arrow batches of ``mapInArrow``.
@@ -22,8 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from offload_assets.conversion import ConversionOptions, ExpectedDataFile, WrittenFile, python_engine
-from offload_assets.conversion.quarantine import BadLines
+from offload_assets.conversion import ConversionOptions, ExpectedDataFile, WrittenFile, duckdb_engine
 from offload_assets.conversion.schema_plan import SchemaPlan, plan_schema
 from offload_assets.conversion.value_stats import ValueStats
 
@@ -76,14 +76,70 @@ def file_stats(
     options: ConversionOptions,
     expected: ExpectedDataFile | None = None,
 ) -> tuple[ValueStats, int]:
-    """Pass 1 for one data file: the statistics tree and item count (bad lines raise, naming file
-    and line; with ``expected``, its MD5 and item count are checked while it is read)."""
-    bad_lines = BadLines(table_name, "fail")
-    checks = {path: expected} if expected is not None else None
-    try:
-        return python_engine.collect_stats(python_engine.iter_items([path], filesystem, options, bad_lines, checks))
-    finally:
-        bad_lines.cleanup()
+    """Pass 1 for one data file: the statistics tree and item count, gathered by the same
+    vectorised DuckDB engine the local path uses (bad lines raise, naming file and line; with
+    ``expected``, its MD5 and item count are checked)."""
+    return duckdb_engine.file_statistics(path, filesystem, table_name, options, expected)
+
+
+class _OneFileWriter:
+    """Batches of one task into one Parquet file of ``plan.schema``, in row groups of the
+    options' size (created at the first row: a file without items gets none)."""
+
+    def __init__(self, out_path: str, out_filesystem: pafs.FileSystem, schema: pa.Schema, options: ConversionOptions):
+        self.out_path = out_path
+        self.fs = out_filesystem
+        self.schema = schema
+        self.options = options
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._sink = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = self._pending_bytes = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        if self._pending_rows >= self.options.row_group_rows or self._pending_bytes >= self.options.row_group_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending_rows:
+            return
+        if self._writer is None:
+            self.fs.create_dir(self.out_path.rsplit("/", 1)[0], recursive=True)
+            self._sink = self.fs.open_output_stream(self.out_path)
+            self._writer = pq.ParquetWriter(
+                self._sink,
+                self.schema,
+                compression=None if self.options.compression == "none" else self.options.compression,
+                compression_level=self.options.compression_level,
+                write_statistics=True,
+                use_dictionary=True,
+            )
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+
+    def close(self) -> WrittenFile | None:
+        self._flush()
+        if self._writer is None:
+            return None
+        self._writer.close()
+        size = self._sink.tell()
+        self._sink.close()
+        return WrittenFile(self.out_path, self.rows, size)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+                self._sink.close()
+                self.fs.delete_file(self.out_path)
+            except Exception:  # noqa: BLE001 - best effort while already failing
+                pass
 
 
 def convert_file(
@@ -94,61 +150,20 @@ def convert_file(
     plan: SchemaPlan,
     table_name: str,
     options: ConversionOptions,
+    stats: ValueStats | None = None,
 ) -> tuple[WrittenFile | None, dict[str, int]]:
-    """Pass 2 for one data file: one Parquet file of ``plan.schema`` (none if the file has no items)."""
-    bad_lines = BadLines(table_name, "fail")
-    writer = sink = None
-    rows, rescued_counts = 0, {}
-    pending: list[pa.RecordBatch] = []
-    pending_rows = pending_bytes = 0
-    compression = None if options.compression == "none" else options.compression
-
-    def flush() -> None:
-        nonlocal writer, sink, pending, pending_rows, pending_bytes
-        if not pending_rows:
-            return
-        if writer is None:
-            out_filesystem.create_dir(out_path.rsplit("/", 1)[0], recursive=True)
-            sink = out_filesystem.open_output_stream(out_path)
-            writer = pq.ParquetWriter(
-                sink,
-                plan.schema,
-                compression=compression,
-                compression_level=options.compression_level,
-                write_statistics=True,
-                use_dictionary=True,
-            )
-        table = pa.Table.from_batches(pending, schema=plan.schema)
-        writer.write_table(table, row_group_size=max(1, table.num_rows))
-        pending, pending_rows, pending_bytes = [], 0, 0
-
+    """Pass 2 for one data file: one Parquet file of ``plan.schema`` (none if the file has no
+    items), converted by the local path's DuckDB engine with the plan decided from ``stats``
+    (pass 1's merged statistics; without them, this file's own)."""
+    if stats is None:
+        stats, _ = file_stats(path, filesystem, table_name, options)
+    writer = _OneFileWriter(out_path, out_filesystem, plan.schema, options)
     try:
-        items = python_engine.iter_items([path], filesystem, options, bad_lines)
-        for batch, rescued_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
-            rows += batch.num_rows
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            pending_bytes += batch.nbytes
-            if pending_rows >= options.row_group_rows or pending_bytes >= options.row_group_bytes:
-                flush()
-        flush()
-        if writer is None:
-            return None, {}
-        writer.close()
-        size = sink.tell()
-        sink.close()
-        return WrittenFile(out_path, rows, size), dict(rescued_counts)
+        rescued_counts = duckdb_engine.convert_with_plan(path, filesystem, table_name, options, plan, stats, writer)
+        return writer.close(), dict(rescued_counts)
     except BaseException:
-        if writer is not None:
-            try:
-                writer.close()
-                sink.close()
-                out_filesystem.delete_file(out_path)
-            except Exception:  # noqa: BLE001 - best effort while already failing
-                pass
+        writer.abort()
         raise
-    finally:
-        bad_lines.cleanup()
 
 
 def write_empty_file(
@@ -224,7 +239,7 @@ def convert_export_on_spark(
         for batch in batches:
             for index, path in zip(batch.column("file_index").to_pylist(), batch.column("path").to_pylist()):
                 written, rescued = convert_file(
-                    path, task_fs, part_path(output_dir, index), task_fs, plan, table_name, options
+                    path, task_fs, part_path(output_dir, index), task_fs, plan, table_name, options, stats
                 )
                 yield pa.RecordBatch.from_pydict(
                     {

@@ -135,3 +135,25 @@ def test_the_same_export_gives_the_same_bytes_every_run(tmp_path, engine):
         rows = pq.read_table(result.files[0].path).column("pk").to_pylist()
         assert rows[:3] == ["0-0", "0-1", "0-2"] and rows[-1] == "5-2999"
     assert digests[0] == digests[1] == digests[2]
+
+
+def test_both_engines_write_rescued_data_byte_identically(tmp_path):
+    """A rescued map keeps one key order (and rescued attributes one order) whichever engine
+    wrote it: the Parquet column ``_rescued_data`` holds the same text on both."""
+    items = [{"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "when": {"S": "2026"}} for i in range(50)]
+    odd = {"M": {"zeta": {"N": "1"}, "Alpha": {"S": "x"}, "mid": {"L": [{"BOOL": True}, {"NULL": True}]}}}
+    items[7] = {"when": {"N": "2026"}, "pk": {"S": "k7"}, "n": odd}  # two misfits, attributes out of order
+    # the same keys in the other order: DuckDB reads both rows into one struct (one key order)
+    items[9] = {"pk": {"S": "k9"}, "n": {"M": {"mid": {"L": []}, "Alpha": {"S": "2"}, "zeta": {"N": "3"}}}}
+    path = tmp_path / "data.json"
+    path.write_bytes(b"".join(orjson.dumps({"Item": item}) + b"\n" for item in items))
+    texts = {}
+    for engine in ENGINES:
+        result = convert_export_to_parquet(
+            [str(path)], LOCAL, str(tmp_path / engine), LOCAL, table_name="T", options=ConversionOptions(engine=engine)
+        )
+        assert result.rescued_counts == {"n": 2, "when": 1}
+        texts[engine] = pq.read_table(result.files[0].path).column("_rescued_data").to_pylist()
+    assert texts["duckdb"] == texts["python"]
+    assert orjson.loads(texts["python"][7]) == {"n": odd, "when": {"N": "2026"}}
+    assert texts["python"][9] == '{"n":{"M":{"Alpha":{"S":"2"},"mid":{"L":[]},"zeta":{"N":"3"}}}}'  # keys sorted
