@@ -27,12 +27,8 @@ from pyiceberg.table import Table
 
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.aws.s3_writes import enforce_s3_settings
-from offload_assets.catalog.glue_tables import (
-    ARROW_SCHEMA_PARAM,
-    merge_table_schema,
-    schema_from_parameter,
-    schema_to_parameter,
-)
+from offload_assets.catalog.glue_tables import ARROW_SCHEMA_PARAM, merge_table_schema
+from offload_assets.conversion.schema_codec import schema_from_text, schema_to_text
 from offload_assets.iceberg.catalog import IcebergLocation, create_table, load_table
 from offload_assets.iceberg.changes import AppliedChanges, apply_changes, table_key_columns
 from offload_assets.iceberg.diff import diff_full_state
@@ -181,7 +177,7 @@ def publish_iceberg(
         removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
         return _result(table, "already committed", done.export_id, None, removed)
     stored = table.properties.get(ARROW_SCHEMA_PARAM)
-    merged = merge_table_schema(schema_from_parameter(stored) if stored else None, snapshot.schema, where=where)
+    merged = merge_table_schema(schema_from_text(stored) if stored else None, snapshot.schema, where=where)
     summary = {
         PARTITION: partition_key,
         EXPORT_ID: snapshot.export_id,
@@ -196,7 +192,7 @@ def publish_iceberg(
         upserts=diff.upserts,
         deletes=diff.deletes,
         summary=summary,
-        table_properties={ARROW_SCHEMA_PARAM: schema_to_parameter(merged)},
+        table_properties={ARROW_SCHEMA_PARAM: schema_to_text(merged)},
     )
     removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
     return _result(table, change, snapshot.export_id, applied, removed)
