@@ -178,6 +178,10 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
     def catalog_table(
         context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource, dynamodb: DynamoDBResource
     ) -> dg.MaterializeResult:
+        if spec.table_format == "iceberg":  # one Iceberg table, one snapshot of changes per partition
+            from offload_assets.defs.iceberg_assets import publish_iceberg_partition
+
+            return publish_iceberg_partition(context, spec, s3=s3, glue=glue, dynamodb=dynamodb)
         client = s3.get_table_client(spec)
         verify = blocking_checks_verifier(client, s3.get_filesystem(), dynamodb.get_client(), spec)
         try:
@@ -213,8 +217,14 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             }
         )
 
+    extra = []
+    if spec.table_format == "iceberg":
+        from offload_assets.defs.iceberg_assets import build_iceberg_maintenance
+
+        extra.append(build_iceberg_maintenance(spec, catalog_key=keys["catalog"]))
     return dg.Definitions.merge(
         dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table]),
+        *extra,
         build_table_orchestration(
             spec,
             export_key=keys["export"],
