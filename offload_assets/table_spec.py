@@ -141,6 +141,7 @@ class _TableEntry(BaseModel):
                 "change_capture 'streams' needs table_format 'iceberg' (changes are merged into one current table)"
             )
         return self
+
     # --- Iceberg tables (issue 17): table_format and its maintenance settings
     table_format: Literal["hive", "iceberg"] = Field(
         "hive",

@@ -7,7 +7,6 @@ changes, :mod:`offload_assets.iceberg.publish`); its checks read the commits' sn
 (:mod:`offload_assets.iceberg.maintenance`: pyiceberg locally, Athena OPTIMIZE/VACUUM on AWS).
 """
 
-
 import datetime as dt
 import warnings
 from typing import Any
