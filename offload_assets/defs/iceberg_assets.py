@@ -39,6 +39,19 @@ def iceberg_table(spec: TableSpec, s3: OffloadS3Resource, glue: GlueResource) ->
     return load_table(catalog, iceberg_location(spec))
 
 
+def iceberg_catalog_description(spec: TableSpec) -> str:
+    """The catalog asset's description (the asset page) for an Iceberg table."""
+    where = iceberg_location(spec)
+    return (
+        f'Iceberg table `"{spec.catalog_database}"."{spec.catalog_table}"` in Glue (data and metadata under '
+        f"`{where.location}/`): the current state of `{spec.dynamodb_table}`, one snapshot per partition holding "
+        "that day's inserted, updated and deleted items (counts in the snapshot summary and in this asset's "
+        "metadata). Past days by time travel: `FOR TIMESTAMP AS OF TIMESTAMP '...'` or `FOR VERSION AS OF "
+        f'<snapshot id>`; history in `"{spec.catalog_table}$snapshots"`. Partitions commit in date order. Query with '
+        "Athena, or locally with `offload-assets query`."
+    )
+
+
 def publish_iceberg_partition(
     context: dg.AssetExecutionContext,
     spec: TableSpec,

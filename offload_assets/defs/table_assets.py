@@ -66,6 +66,12 @@ class LogThrottle:
         return False
 
 
+def _iceberg_description(spec: TableSpec) -> str:
+    from offload_assets.defs.iceberg_assets import iceberg_catalog_description  # pyiceberg only when used
+
+    return iceberg_catalog_description(spec)
+
+
 def build_table_definitions(spec: TableSpec) -> dg.Definitions:
     keys = asset_keys(spec)
     partitions = partitions_for(spec)
@@ -164,9 +170,11 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         deps=[parquet_snapshot],
         partitions_def=partitions,
         group_name=group,
-        kinds={"glue"},
+        kinds={"glue", "iceberg"} if spec.table_format == "iceberg" else {"glue"},
         automation_condition=follow_upstream_runs(),
-        description=(
+        description=_iceberg_description(spec)
+        if spec.table_format == "iceberg"
+        else (
             f'Glue table `"{spec.catalog_database}"."{spec.catalog_table}"` (one partition per snapshot date) and the Athena '
             f'view `"{spec.catalog_database}"."{spec.catalog_table}_latest"` (the newest snapshot only: use it to count items). '
             "The partition's commit marker is switched to the newest Parquet snapshot whose blocking checks passed, Glue "
