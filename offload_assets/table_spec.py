@@ -149,6 +149,26 @@ class _TableEntry(BaseModel):
             )
         return self
 
+    # --- Iceberg tables (issue 17): table_format and its maintenance settings
+    table_format: Literal["hive", "iceberg"] = Field(
+        "hive",
+        description="'hive': one Parquet snapshot per day, partitioned (the blog's layout); 'iceberg': one Apache "
+        "Iceberg table kept current by merging each day's changes, history by time travel.",
+    )
+    retention_days: int | None = Field(
+        None, ge=1, description="Iceberg: expire snapshots older than this many days (the newest is always kept)."
+    )
+    compaction_target_mb: int = Field(
+        128,
+        ge=1,
+        le=4096,
+        description="Iceberg: maintenance compacts data files smaller than this into files of this size.",
+    )
+    maintenance_cron: str = Field(
+        "0 3 * * 0",
+        description="Iceberg: cron schedule (in `timezone`) of the maintenance step (expire, orphans, compact).",
+    )
+
     @field_validator("sse_kms_key_id")
     @classmethod
     def _kms_key(cls, v: str | None) -> str | None:
@@ -237,6 +257,23 @@ class _TableEntry(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _iceberg_settings(self) -> _TableEntry:
+        if self.table_format == "iceberg" and self.engine == "glue":
+            raise ValueError(
+                "table_format 'iceberg' needs engine 'local': the Glue Spark job writes Hive snapshots only "
+                "(the Iceberg commit diffs the converted export in process)"
+            )
+        if self.table_format == "iceberg" and self.catalog_mode == "crawler":
+            raise ValueError(
+                "table_format 'iceberg' needs catalog_mode 'direct' (a crawler cannot maintain an Iceberg table)"
+            )
+        if self.table_format == "iceberg" and self.partition_projection:
+            raise ValueError(
+                "partition_projection applies to table_format 'hive' only (an Iceberg table has no date partitions)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _derived_name(self) -> _TableEntry:
         if self.catalog_table is None:
             derived = re.sub(r"[^a-z0-9_]", "_", self.dynamodb_table.lower())
@@ -286,6 +323,11 @@ class TableSpec:
     max_lag_minutes: float = 15.0
     # deploy: notifications for downstream work
     notification_topic_arn: str | None = None
+    # --- Iceberg tables (issue 17)
+    table_format: str = "hive"
+    retention_days: int | None = None
+    compaction_target_mb: int = 128
+    maintenance_cron: str = "0 3 * * 0"
 
     @property
     def name(self) -> str:

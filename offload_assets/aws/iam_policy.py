@@ -57,6 +57,15 @@ ATHENA_ACTIONS = [
 ]
 
 
+def _iceberg_roots(spec: TableSpec) -> tuple[str, ...]:
+    """An Iceberg table's data and metadata prefix (issue 17), for ``table_format: iceberg``."""
+    if getattr(spec, "table_format", "hive") != "iceberg":
+        return ()
+    from offload_assets.iceberg.publish import iceberg_location
+
+    return (iceberg_location(spec).location.removeprefix(f"s3://{spec.s3_bucket}/"),)
+
+
 def _dedupe(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -101,7 +110,7 @@ def build_iam_policy(
 
     for bucket in _dedupe(s.s3_bucket for s in specs):
         in_bucket = [s for s in specs if s.s3_bucket == bucket]
-        prefixes = _dedupe(p for s in in_bucket for p in (s.export_prefix_root, s.parquet_root))
+        prefixes = _dedupe(p for s in in_bucket for p in (s.export_prefix_root, s.parquet_root, *_iceberg_roots(s)))
         statements.append(
             {
                 "Sid": f"ListTablePrefixes{len(statements)}",

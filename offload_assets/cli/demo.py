@@ -55,6 +55,161 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
     return 0
 
 
+#: What the Iceberg demo changes between its two days (keys of generated items; the inserted ones are new).
+_DEMO_UPDATES = (3, 4, 5, 6, 7)  # these reviews' author becomes J.K. Rowling
+_DEMO_DELETES = (10, 11, 12)
+_DEMO_INSERTS = 4  # new J.K. Rowling reviews
+
+
+def _iceberg_demo_tables(spec: Any, directory: str) -> str:
+    """A tables file with the demo table as ``table_format: iceberg``, partitions at the current UTC hour.
+
+    A scan reads the table as it is now, so it may export only the current day's partition; with
+    the export hour set to this hour, yesterday's partition and today's are both current for the
+    hour after it, and the demo can take day 1, change items, then take day 2.
+    """
+    import datetime as dt
+    from pathlib import Path
+
+    import yaml
+
+    now = dt.datetime.now(dt.UTC)
+    entry = {
+        "dynamodb_table": spec.dynamodb_table,
+        "s3_bucket": spec.s3_bucket,
+        "s3_prefix": spec.s3_prefix,
+        "catalog_database": spec.catalog_database,
+        "catalog_table": spec.catalog_table,
+        "table_format": "iceberg",
+        "timezone": "UTC",
+        "export_hour": now.hour,
+        "partitions_start": (now.date() - dt.timedelta(days=2)).isoformat(),
+    }
+    path = Path(directory) / "tables-iceberg-demo.yaml"
+    path.write_text(yaml.safe_dump({"tables": [entry]}, sort_keys=False))
+    return str(path)
+
+
+def _reset_catalog_table(connection: Any, spec: Any, console: Any) -> None:
+    """The demo starts its Iceberg table from nothing (a Hive table of the same name is unregistered, data kept)."""
+    from offload_assets.aws.s3_objects import delete_prefix
+    from offload_assets.iceberg.publish import iceberg_location
+
+    glue = connection.client("glue")
+    try:
+        table = glue.get_table(DatabaseName=spec.catalog_database, Name=spec.catalog_table)["Table"]
+    except glue.exceptions.EntityNotFoundException:
+        table = None
+    if table is not None:
+        kind = table.get("Parameters", {}).get("table_type", "hive").lower()
+        glue.delete_table(DatabaseName=spec.catalog_database, Name=spec.catalog_table)
+        console.print(f"    unregistered the existing {kind} table {spec.catalog_database}.{spec.catalog_table}")
+    bucket, _, prefix = iceberg_location(spec).location.removeprefix("s3://").partition("/")
+    try:
+        delete_prefix(connection.client("s3"), bucket=bucket, prefix=prefix + "/")
+    except connection.client("s3").exceptions.NoSuchBucket:
+        pass
+
+
+def _change_items(ddb: Any, spec: Any, seeded: list[dict[str, Any]]) -> int:
+    """Update, delete and insert a few reviews; returns J.K. Rowling's count after the changes."""
+    from offload_assets.local.demo_data import put_items
+
+    generated = [i for i in seeded if str(i["User"]).startswith("user-")]
+    updated = [{**generated[n], "Author": "J.K. Rowling"} for n in _DEMO_UPDATES]
+    inserted = [
+        {"User": f"demo-new-{n}", "Book": "Harry Potter and the Goblet of Fire", "Author": "J.K. Rowling", "Rating": 5}
+        for n in range(_DEMO_INSERTS)
+    ]
+    put_items(ddb, spec.dynamodb_table, updated + inserted)
+    for n in _DEMO_DELETES:
+        item = generated[n]
+        ddb.delete_item(TableName=spec.dynamodb_table, Key={"User": {"S": item["User"]}, "Book": {"S": item["Book"]}})
+    deleted = {(generated[n]["User"], generated[n]["Book"]) for n in _DEMO_DELETES}
+    after = {(i["User"], i["Book"]): i for i in seeded if (i["User"], i["Book"]) not in deleted}
+    after.update({(i["User"], i["Book"]): i for i in updated + inserted})
+    return sum(1 for i in after.values() if i.get("Author") == "J.K. Rowling")
+
+
+def run_iceberg_demo(*, items: int, console: Any, tables_file: str | None = None) -> int:
+    """The walkthrough on an Iceberg table: day 1, a few changes, day 2; today's answer and day 1's by time travel."""
+    import datetime as dt
+    import tempfile
+
+    import dagster as dg
+
+    from offload_assets.aws.connection import resolve_connection
+    from offload_assets.defs.definitions import TABLES_FILE, build_definitions
+    from offload_assets.defs.table_assets import asset_keys, partitions_for
+    from offload_assets.local.demo_data import REVIEWS_TABLE, seed_reviews
+    from offload_assets.sql.query import run_query
+    from offload_assets.table_spec import load_tables_file
+
+    base = load_tables_file(tables_file or TABLES_FILE).table(REVIEWS_TABLE)
+    connection = resolve_connection(target="local")
+    console.print(f"[bold]1/5[/bold] local AWS emulator at {connection.endpoint_url}")
+    ddb = connection.client("dynamodb")
+    if base.dynamodb_table in ddb.list_tables()["TableNames"]:
+        for n in range(_DEMO_INSERTS):  # a previous demo's inserts
+            key = {"User": {"S": f"demo-new-{n}"}, "Book": {"S": "Harry Potter and the Goblet of Fire"}}
+            ddb.delete_item(TableName=base.dynamodb_table, Key=key)
+    seeded = seed_reviews(ddb, table_name=base.dynamodb_table, count=items)
+    day1_expected = sum(1 for i in seeded if i.get("Author") == "J.K. Rowling")
+    console.print(
+        f"[bold]2/5[/bold] DynamoDB table {base.dynamodb_table}: {len(seeded):,} items ({day1_expected} by J.K. Rowling)"
+    )
+    _reset_catalog_table(connection, base, console)
+    with tempfile.TemporaryDirectory(prefix="offload-iceberg-demo-") as directory:
+        demo_tables = _iceberg_demo_tables(base, directory)
+        spec = load_tables_file(demo_tables).table(REVIEWS_TABLE)
+        defs = build_definitions(demo_tables, target="local")
+    job = defs.resolve_job_def(f"{spec.name}_offload_job")
+    catalog_node = "__".join(asset_keys(spec)["catalog"].path)
+    today = partitions_for(spec).get_last_partition_key()
+    day1 = (dt.date.fromisoformat(today) - dt.timedelta(days=1)).isoformat()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    snapshots = {}
+    for step, partition in ((3, day1), (4, today)):
+        if partition == today:
+            day2_expected = _change_items(ddb, spec, seeded)
+            console.print(
+                f"    changed {len(_DEMO_UPDATES)} reviews to J.K. Rowling, deleted {len(_DEMO_DELETES)}, "
+                f"added {_DEMO_INSERTS} new ones"
+            )
+        console.print(f"[bold]{step}/5[/bold] running Dagster job {job.name} for partition {partition} (Iceberg) ...")
+        result = job.execute_in_process(
+            partition_key=partition, instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=quiet
+        )
+        if not result.success:
+            failures = [e.message for e in result.all_events if e.is_failure]
+            console.print(f"[red]job {job.name} failed[/red] (run {result.run_id}): " + " | ".join(failures))
+            return 1
+        meta = result.asset_materializations_for_node(catalog_node)
+        facts = meta[0].metadata if meta else {}
+        snapshots[partition] = facts.get("snapshot_id").value if facts.get("snapshot_id") else None
+        counts = ", ".join(
+            f"{k} {facts[k].value}" for k in ("inserted", "updated", "deleted", "unchanged") if k in facts
+        )
+        console.print(f"    Iceberg snapshot {snapshots[partition]}: {counts}")
+
+    console.print(f"[bold]5/5[/bold] {BLOG_QUERY}")
+    answer = run_query(BLOG_QUERY, connection=connection).scalar()
+    console.print(f"num_reviews = [bold]{answer}[/bold] (now, partition {today})")
+    travel = BLOG_QUERY.replace(
+        f'"{spec.catalog_table}"', f'"{spec.catalog_table}" FOR VERSION AS OF {snapshots[day1]}'
+    )
+    console.print(f"    {travel}")
+    before = run_query(travel, connection=connection).scalar()
+    console.print(f"num_reviews = [bold]{before}[/bold] (as of partition {day1}, by time travel)")
+    if (answer, before) != (day2_expected, day1_expected):
+        console.print(f"[red]expected {day2_expected} now and {day1_expected} on day 1[/red]")
+        return 1
+    console.print(
+        f'history: [bold]{_command()} query[/bold] \'SELECT * FROM "{spec.catalog_database}"."{spec.catalog_table}$snapshots"\''
+    )
+    return 0
+
+
 def _command() -> str:
     """``offload-assets`` when that is on PATH, else the path to the one in this environment (e.g. ``.venv/bin/...``)."""
     import os

@@ -29,7 +29,7 @@ from offload_assets.local.emulator import (
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from offload_assets.cli.demo import run_demo
+    from offload_assets.cli.demo import run_demo, run_iceberg_demo
 
     if current_target() != "local":
         raise UsageError(
@@ -37,7 +37,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     tables_file = str(load_tables(args.tables).path)
     dagster_home()
-    return run_demo(items=args.items, console=make_console(), tables_file=tables_file)
+    demo = run_iceberg_demo if args.table_format == "iceberg" else run_demo
+    return demo(items=args.items, console=make_console(), tables_file=tables_file)
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -104,9 +105,16 @@ def add_demo_parser(sub) -> None:
         description="The Goodreads walkthrough on the local emulator: create and fill the DynamoDB table Reviews,\n"
         "run reviews_offload_job for today's partition as a real Dagster run (it shows in `offload-assets dev`),\n"
         "then count J.K. Rowling's reviews with SQL over the Parquet snapshot.",
-        examples="  offload-assets demo\n  offload-assets demo --items 20000",
+        examples="  offload-assets demo\n  offload-assets demo --items 20000\n  offload-assets demo --table-format iceberg",
     )
     demo.add_argument("--items", type=int, default=3000, help="generated reviews besides the blog's two (default 3000)")
+    demo.add_argument(
+        "--table-format",
+        choices=("hive", "iceberg"),
+        default="hive",
+        help="iceberg: one Iceberg table, two days with changes between them, today's answer and day 1's by time "
+        "travel (default hive: one Parquet snapshot per day)",
+    )
     tables_option(demo)
     demo.set_defaults(func=cmd_demo)
 

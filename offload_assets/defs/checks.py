@@ -169,6 +169,13 @@ def build_snapshot_checks(
                     )
                 elif name == "unique_primary_keys":
                     result = _unique_primary_keys(spec, partition_key, snapshot, s3, dynamodb)
+                elif spec.table_format == "iceberg":  # the baseline is the Iceberg table's columns
+                    from offload_assets.defs.iceberg_assets import iceberg_baseline_schema
+
+                    baseline = iceberg_baseline_schema(spec, s3, glue)
+                    result = check_result(
+                        schema_drift(spec, snapshot, baseline=baseline, baseline_label="the Iceberg table")
+                    )
                 else:
                     previous = previous_published_snapshot(glue.get_client(), client, spec, partition_key)
                     result = check_result(
@@ -209,6 +216,11 @@ def build_snapshot_checks(
             from offload_assets.sql.query import QueryError, run_query
 
             partition_key = context.partition_key
+            if spec.table_format == "iceberg":  # the table as this partition's commit left it
+                from offload_assets.defs.iceberg_assets import iceberg_sql_parity
+
+                outcome, facts = iceberg_sql_parity(spec, partition_key, s3, glue, athena)
+                return check_result(outcome, **facts)
             published = published_snapshot(glue.get_client(), s3.get_table_client(spec), spec, partition_key)
             try:
                 result = run_query(
@@ -244,9 +256,22 @@ def build_snapshot_checks(
         "nothing is published yet.",
     )
     def freshness_check(glue: GlueResource, s3: OffloadS3Resource) -> dg.AssetCheckResult:
-        return check_result(table_freshness(spec, glue.get_client(), s3.get_table_client(spec))[1])
+        return check_result(_freshness_of(spec, glue, s3)[1])
 
-    return [parquet_snapshot_checks, sql_row_count_parity_check, freshness_check]
+    checks = [parquet_snapshot_checks, sql_row_count_parity_check, freshness_check]
+    if spec.table_format == "iceberg":
+        from offload_assets.defs.iceberg_assets import build_changes_check
+
+        checks.append(build_changes_check(spec, catalog_key=catalog_key, partitions=partitions))
+    return checks
+
+
+def _freshness_of(spec: TableSpec, glue: GlueResource, s3: OffloadS3Resource) -> tuple[str | None, CheckOutcome]:
+    if spec.table_format == "iceberg":  # the newest partition commit in the Iceberg table's snapshots
+        from offload_assets.defs.iceberg_assets import iceberg_table_freshness
+
+        return iceberg_table_freshness(spec, s3, glue)
+    return table_freshness(spec, glue.get_client(), s3.get_table_client(spec))
 
 
 def table_freshness(spec: TableSpec, glue: Any, s3: Any) -> tuple[str | None, CheckOutcome]:
@@ -273,7 +298,7 @@ def build_freshness_sensor(spec: TableSpec, *, catalog_key: dg.AssetKey) -> dg.S
     def freshness_sensor(
         context: dg.SensorEvaluationContext, glue: GlueResource, s3: OffloadS3Resource
     ) -> dg.SensorResult:
-        newest, outcome = table_freshness(spec, glue.get_client(), s3.get_table_client(spec))
+        newest, outcome = _freshness_of(spec, glue, s3)
         state = json.dumps({"passed": outcome.passed, "newest": newest})
         if newest is None:
             return dg.SensorResult(skip_reason=dg.SkipReason(outcome.description), cursor=context.cursor)

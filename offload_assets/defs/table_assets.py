@@ -70,6 +70,12 @@ class LogThrottle:
         return False
 
 
+def _iceberg_description(spec: TableSpec) -> str:
+    from offload_assets.defs.iceberg_assets import iceberg_catalog_description  # pyiceberg only when used
+
+    return iceberg_catalog_description(spec)
+
+
 def build_table_definitions(spec: TableSpec) -> dg.Definitions:
     keys = asset_keys(spec)
     partitions = partitions_for(spec)
@@ -179,9 +185,11 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
         deps=[parquet_snapshot],
         partitions_def=partitions,
         group_name=group,
-        kinds={"glue"},
+        kinds={"glue", "iceberg"} if spec.table_format == "iceberg" else {"glue"},
         automation_condition=follow_upstream_runs(),
-        description=(
+        description=_iceberg_description(spec)
+        if spec.table_format == "iceberg"
+        else (
             f'Glue table `"{spec.catalog_database}"."{spec.catalog_table}"` (one partition per snapshot date) and the Athena '
             f'view `"{spec.catalog_database}"."{spec.catalog_table}_latest"` (the newest snapshot only: use it to count items). '
             "The partition's commit marker is switched to the newest Parquet snapshot whose blocking checks passed, Glue "
@@ -193,6 +201,10 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
     def catalog_table(
         context: dg.AssetExecutionContext, s3: OffloadS3Resource, glue: GlueResource, dynamodb: DynamoDBResource
     ) -> dg.MaterializeResult:
+        if spec.table_format == "iceberg":  # one Iceberg table, one snapshot of changes per partition
+            from offload_assets.defs.iceberg_assets import publish_iceberg_partition
+
+            return publish_iceberg_partition(context, spec, s3=s3, glue=glue, dynamodb=dynamodb)
         client = s3.get_table_client(spec)
         verify = blocking_checks_verifier(client, s3.get_filesystem(), dynamodb.get_client(), spec)
         try:
@@ -228,8 +240,14 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             }
         )
 
+    extra = []
+    if spec.table_format == "iceberg":
+        from offload_assets.defs.iceberg_assets import build_iceberg_maintenance
+
+        extra.append(build_iceberg_maintenance(spec, catalog_key=keys["catalog"]))
     return dg.Definitions.merge(
         dg.Definitions(assets=[source, raw_export, parquet_snapshot, catalog_table]),
+        *extra,
         build_table_orchestration(
             spec,
             export_key=keys["export"],

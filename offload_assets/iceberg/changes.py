@@ -60,7 +60,7 @@ def current_summary(table: Table) -> dict[str, str]:
     return {"operation": snapshot.summary.operation.value, **snapshot.summary.additional_properties}
 
 
-def _conform(data: pa.Table, target: pa.Schema) -> pa.Table:
+def conform_to(data: pa.Table, target: pa.Schema) -> pa.Table:
     """``data`` with exactly the table's columns and types (absent columns NULL)."""
     columns = []
     for field in target:
@@ -100,6 +100,7 @@ def apply_changes(
     upserts: pa.Table | None = None,
     deletes: pa.Table | None = None,
     summary: dict[str, str] | None = None,
+    table_properties: dict[str, str] | None = None,
 ) -> AppliedChanges:
     """Upsert ``upserts`` and delete the keys in ``deletes`` (a table of the key columns) in ONE snapshot.
 
@@ -107,14 +108,17 @@ def apply_changes(
     inserted; a delete key absent from the table is ignored. A key in both is upserted. New
     columns of ``upserts`` are added to the table first (same commit). ``summary`` goes into the
     snapshot summary as given (strings). A call with no changes still commits a snapshot, so
-    the summary (e.g. "partition X applied") is recorded.
+    the summary (e.g. "partition X applied") is recorded. ``table_properties`` are set in the
+    same commit (pyiceberg's Glue catalog copies them into the Glue table's parameters).
     """
     keys = table_key_columns(table)
     with table.transaction() as tx:
         if upserts is not None and upserts.num_rows:
             _evolve_schema(tx, upserts)
+        if table_properties:
+            tx.set_properties(table_properties)
         target = tx.table_metadata.schema().as_arrow()
-        upserts = _conform(upserts, target) if upserts is not None else target.empty_table()
+        upserts = conform_to(upserts, target) if upserts is not None else target.empty_table()
         delete_keys = _key_table(deletes, keys, target) if deletes is not None else None
         upsert_keys = _key_table(upserts, keys, target)
         _refuse_duplicates(upsert_keys, keys, "upserts")
@@ -168,4 +172,4 @@ def apply_changes(
     )
 
 
-__all__ = ["AppliedChanges", "apply_changes", "current_summary", "key_columns_of", "table_key_columns"]
+__all__ = ["AppliedChanges", "apply_changes", "current_summary", "conform_to", "key_columns_of", "table_key_columns"]

@@ -18,13 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyarrow import fs as pafs
+from sqlglot import exp
 
 from offload_assets.catalog.glue_tables import (
     CatalogTable,
@@ -34,12 +35,21 @@ from offload_assets.catalog.glue_tables import (
     list_partitions,
 )
 from offload_assets.catalog.projection import ProjectionError, parse_projection, projected_locations, template_root
+from offload_assets.sql.iceberg_relations import (
+    RelationName,
+    is_iceberg,
+    metadata_relation,
+    open_table,
+    snapshot_for,
+    snapshot_relation,
+)
 from offload_assets.sql.results import QueryError, QueryResult
 from offload_assets.sql.trino_to_duckdb import (
     TranslationError,
     athena_column_name,
     duckdb_schema_of,
     parse_trino,
+    pop_time_travel,
     table_references,
     to_duckdb,
 )
@@ -84,11 +94,32 @@ def _confine(con: duckdb.DuckDBPyConnection, duck_sql: str) -> None:
     con.execute("SET enable_external_access = false")
 
 
+def _time_travel_value(kind: str, expression: Any) -> int:
+    """The snapshot id (VERSION) or the instant in epoch milliseconds (TIMESTAMP) a query travels to."""
+    sql = expression.sql(dialect="duckdb")
+    probe = f"CAST({sql} AS BIGINT)" if kind == "VERSION" else f"epoch_ms(CAST({sql} AS TIMESTAMPTZ))"
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        try:
+            return int(con.execute(f"SELECT {probe}").fetchone()[0])
+        except (duckdb.Error, TypeError) as err:
+            raise QueryError(f"FOR {kind} AS OF {sql}: not a constant {kind.lower()} ({err})") from None
+
+
 class LocalSqlEngine:
-    def __init__(self, *, glue: GlueClient, filesystem: pafs.FileSystem, today: dt.date | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        glue: GlueClient,
+        filesystem: pafs.FileSystem,
+        today: dt.date | None = None,
+        iceberg_io: dict[str, str] | None = None,
+    ) -> None:
+        """``iceberg_io``: pyiceberg FileIO properties (endpoint, region, credentials) to read Iceberg metadata."""
         self.glue = glue
         self.filesystem = filesystem
         self.today = today
+        self.iceberg_io = iceberg_io or {}
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -186,16 +217,27 @@ class LocalSqlEngine:
         if key in stack:
             chain = " -> ".join(f"{d}.{n}" for d, n in (*stack, key))
             raise QueryError(f"View is recursive: {chain}")
+        ref = RelationName.parse(key[1])
         try:
-            relation = get_catalog_relation(self.glue, *key)
+            relation = get_catalog_relation(self.glue, key[0], ref.table)
+            if relation is None and ref.table != key[1]:  # a table whose own name has '$' or '@'
+                ref, relation = RelationName(key[1]), get_catalog_relation(self.glue, *key)
         except ValueError as err:
             raise QueryError(str(err)) from None
         if relation is None:
-            raise QueryError(f"Table not found: {key[0]}.{key[1]} (not in the Glue catalog)")
+            raise QueryError(f"Table not found: {key[0]}.{ref.table} (not in the Glue catalog)")
         con = session.con
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(key[0])}")
         target = f"{_quote(key[0])}.{_quote(key[1])}"
-        if isinstance(relation, CatalogTable):
+        iceberg = isinstance(relation, CatalogTable) and is_iceberg(relation.parameters)
+        if ref != RelationName(ref.table) and not iceberg:
+            raise QueryError(
+                f"{key[0]}.{ref.table} is not an Iceberg table: time travel and metadata tables "
+                f"({key[1]!r}) need table_format iceberg"
+            )
+        if iceberg:
+            self._register_iceberg(session, relation, ref, target)
+        elif isinstance(relation, CatalogTable):
             dataset = self._dataset(relation)
             session.files[key] = len(dataset.files)
             handle = f"__offload_{len(session.registered)}"
@@ -215,6 +257,18 @@ class LocalSqlEngine:
         session.registered.add(key)
         session.schemas.setdefault(key[0], {})[key[1]] = duckdb_schema_of(con, *key)
 
+    def _register_iceberg(self, session: _Session, meta: CatalogTable, ref: RelationName, target: str) -> None:
+        where = f"table {meta.database}.{meta.name}"
+        table = open_table(meta.database, meta.name, meta.parameters, self.iceberg_io)
+        if ref.metadata_table:
+            data, files = metadata_relation(table, ref.metadata_table, where), 0
+        else:
+            data, files = snapshot_relation(table, snapshot_for(table, ref, where), self.filesystem)
+        handle = f"__offload_{len(session.registered)}"
+        session.con.register(handle, data)
+        session.con.execute(f"CREATE VIEW {target} AS SELECT * FROM {handle}")
+        session.files[(meta.database, ref.key)] = files
+
     def _translate(
         self,
         session: _Session,
@@ -230,6 +284,15 @@ class LocalSqlEngine:
         except TranslationError as err:
             raise QueryError(f"{err}{where}") from None
         for node in refs:
+            try:
+                travel = pop_time_travel(node)
+            except TranslationError as err:
+                raise QueryError(f"{err}{where}") from None
+            if travel is not None:
+                kind, expression = travel
+                value = _time_travel_value(kind, expression)
+                ref = RelationName(node.name, **({"version": value} if kind == "VERSION" else {"timestamp_ms": value}))
+                node.set("this", exp.to_identifier(ref.key, quoted=True))
             self._register(session, node.db, node.name, stack)
         return to_duckdb(tree, session.schemas)
 

@@ -32,9 +32,14 @@ def run_query(
     those two fields.
     """
     if connection.target == "local":
+        from offload_assets.iceberg.catalog import catalog_properties
         from offload_assets.sql.duckdb_local import LocalSqlEngine
 
-        engine = LocalSqlEngine(glue=connection.client("glue"), filesystem=connection.arrow_filesystem())
+        engine = LocalSqlEngine(
+            glue=connection.client("glue"),
+            filesystem=connection.arrow_filesystem(),
+            iceberg_io=catalog_properties(connection),
+        )
         return engine.query(sql, default_database=default_database)
     from offload_assets.sql.athena import AthenaSqlEngine
 

@@ -70,6 +70,22 @@ def table_references(tree: exp.Expression, default_database: str) -> list[exp.Ta
     return out
 
 
+def pop_time_travel(node: exp.Table) -> tuple[str, exp.Expression] | None:
+    """``FOR VERSION AS OF x`` / ``FOR TIMESTAMP AS OF x`` of a table reference, removed from it:
+    (``"VERSION"`` or ``"TIMESTAMP"``, the expression), or None. The caller renames the node to a
+    relation holding that snapshot (DuckDB has no time travel over our files)."""
+    version = node.args.get("version")
+    if not isinstance(version, exp.Version):
+        return None
+    kind = str(version.this).upper()
+    if kind not in ("VERSION", "TIMESTAMP") or str(version.args.get("kind", "AS OF")).upper() != "AS OF":
+        raise TranslationError(
+            f"time travel {version.sql(dialect='trino')!r} is not supported (use FOR VERSION AS OF or FOR TIMESTAMP AS OF)"
+        )
+    node.set("version", None)
+    return kind, version.expression
+
+
 def _is_map(node: exp.Expression) -> bool:
     t = node.type
     return t is not None and t.is_type(exp.DataType.Type.MAP)

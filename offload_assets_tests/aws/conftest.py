@@ -22,4 +22,18 @@ def recorded_calls(monkeypatch):
         return client
 
     monkeypatch.setattr(AwsConnection, "client", recording_client)
+
+    # pyiceberg's FileIO writes through its own boto3 client (offload_assets.iceberg.file_io): record it too.
+    from offload_assets.iceberg.file_io import EncryptedFileIO
+
+    original_s3 = EncryptedFileIO._boto3_s3
+
+    def recording_s3(self):
+        client = original_s3(self)
+        client.meta.events.register_last(
+            "before-parameter-build.*.*", lambda params, model, **kw: calls.append(("s3", model.name, dict(params)))
+        )
+        return client
+
+    monkeypatch.setattr(EncryptedFileIO, "_boto3_s3", recording_s3)
     return calls

@@ -3,6 +3,7 @@
 import fnmatch
 
 import dagster as dg
+import pytest
 
 from offload_assets.aws.iam_policy import build_iam_policy
 from offload_assets.definitions import build_definitions
@@ -44,23 +45,44 @@ def _allowed(policy, action, resource_check):
     return any(action in st["Action"] and resource_check(st) for st in policy["Statement"])
 
 
-def test_policy_covers_every_call_of_a_full_run(aws, emulator, tmp_path, recorded_calls):
-    tables_file = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "iam-bucket"})
+@pytest.mark.parametrize("table_format", ["hive", "iceberg"])
+def test_policy_covers_every_call_of_a_full_run(aws, emulator, tmp_path, recorded_calls, table_format):
+    entry = {"dynamodb_table": "Reviews", "s3_bucket": "iam-bucket", "table_format": table_format}
+    if table_format == "iceberg":
+        entry["compaction_target_mb"] = 1
+        entry["retention_snapshots"] = 1
+    tables_file = write_tables_file(tmp_path / "tables.yaml", entry)
     spec = load_tables_file(tables_file).table("Reviews")
-    seed_reviews(aws.client("dynamodb"), count=200)
+    items = seed_reviews(aws.client("dynamodb"), count=200)
     defs = build_definitions(tables_file, target="local", endpoint_url=emulator.endpoint_url)
-    result = defs.resolve_job_def("reviews_offload_job").execute_in_process(
-        partition_key=partitions_for(spec).get_last_partition_key(), instance=dg.DagsterInstance.ephemeral()
-    )
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("reviews_offload_job")
+    result = job.execute_in_process(partition_key=partitions_for(spec).get_last_partition_key(), instance=instance)
     assert result.success
+    expected = {"dynamodb:Scan", "s3:PutObject"}
+    if table_format == "iceberg":  # a second export of changed items, then the maintenance job
+        gone = items[5]
+        aws.client("dynamodb").delete_item(
+            TableName="Reviews", Key={"User": {"S": gone["User"]}, "Book": {"S": gone["Book"]}}
+        )
+        assert recorded_calls.pop()[1] == "DeleteItem"  # the test's own change, not the run's
+        assert job.execute_in_process(
+            partition_key=partitions_for(spec).get_last_partition_key(), instance=instance
+        ).success
+        assert defs.resolve_job_def("reviews_iceberg_maintenance_job").execute_in_process(instance=instance).success
+        expected |= {"glue:CreateTable", "glue:UpdateTable"}
+    else:
+        expected |= {"glue:CreatePartition"}
     policy = build_iam_policy([spec], region="us-east-1", account_id="123456789012")
 
     used = {iam_action(service, op) for service, op, _ in recorded_calls} - LOCAL_ONLY
-    assert {"dynamodb:Scan", "s3:PutObject", "glue:CreatePartition"} <= used  # the recorder saw the run
+    assert expected <= used  # the recorder saw the run
     assert used <= policy_actions(policy), f"missing from the policy: {sorted(used - policy_actions(policy))}"
 
     # Resources: every call stays on the configured table, the table's prefixes and its Glue database.
     s3_prefixes = [spec.export_prefix_root + "/", spec.parquet_root + "/"]
+    if table_format == "iceberg":
+        s3_prefixes.append(f"{spec.s3_prefix}/iceberg/{spec.catalog_table}/")
     for service, op, params in recorded_calls:
         action = iam_action(service, op)
         if action in LOCAL_ONLY:

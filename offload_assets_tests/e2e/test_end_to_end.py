@@ -150,3 +150,18 @@ def test_select_star_shows_the_keys_first_and_a_new_attribute_appends(reviews_pr
         assert pq.read_schema(io.BytesIO(body)).names == catalog.schema.names, f["path"]
     node = asset_keys(spec)["parquet"].to_python_identifier()
     assert result.asset_materializations_for_node(node)[0].metadata["dagster/row_count"].value == len(items) + 1
+
+
+def test_iceberg_demo_answers_now_and_day_one_by_time_travel(tmp_path):
+    env = {**os.environ, "OFFLOAD_ASSETS_HOME": str(tmp_path / "home"), "OFFLOAD_ASSETS_TARGET": "local"}
+    env.pop("DAGSTER_HOME", None)
+    try:
+        demo = _cli("demo", "--items", "200", "--table-format", "iceberg", env=env)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        from offload_assets.local.demo_data import generate_reviews
+
+        day1 = sum(1 for i in generate_reviews(200) if i["Author"] == "J.K. Rowling")
+        assert f"num_reviews = {day1} (as of partition" in demo.stdout
+        assert "inserted 4, updated 5, deleted 3" in demo.stdout
+    finally:
+        _cli("local", "stop", env=env)

@@ -325,3 +325,36 @@ def test_run_query_uses_athena_on_aws_target(aws, emulator):
         athena_settings=AthenaSettings(poll_seconds=0.01),
     )
     assert result.engine == "athena" and result.scalar() == 3
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        """SELECT COUNT(author) as num_reviews FROM "dynamodb-exports"."reviews" WHERE author = 'J.K. Rowling';""",
+        """SELECT COUNT(author) as num_reviews FROM "dynamodb-exports"."reviews" """
+        """FOR TIMESTAMP AS OF TIMESTAMP '2026-11-20 00:00:00 UTC' WHERE author = 'J.K. Rowling'""",
+        'SELECT COUNT(author) as num_reviews FROM "dynamodb-exports"."reviews" FOR VERSION AS OF 1974448851573164060',
+        'SELECT count(*) AS num_reviews FROM "dynamodb-exports"."reviews$snapshots"',
+    ],
+)
+def test_iceberg_queries_reach_athena_unchanged(aws, emulator, athena, sql):
+    """Athena reads Iceberg itself: time travel and metadata tables go to it as written."""
+    from dataclasses import replace
+
+    queue_result(emulator, [("num_reviews", "bigint")], [["38"]])
+    result = run_query(sql, connection=replace(aws, target="aws"), athena_settings=AthenaSettings(poll_seconds=0.01))
+    assert result.engine == "athena" and result.scalar() == 38
+    sent = athena.get_query_execution(QueryExecutionId=result.query_id)["QueryExecution"]["Query"]
+    assert sent == sql
+
+
+def test_iceberg_maintenance_statements_run_on_athena(aws, emulator, athena):
+    from offload_assets.iceberg.maintenance import athena_maintenance_statements
+
+    engine = AthenaSqlEngine(athena=athena, settings=AthenaSettings(poll_seconds=0.01))
+    statements = athena_maintenance_statements(
+        DB, "reviews", retention_snapshots=5, retention_days=7, target_bytes=128 * 1024 * 1024
+    )
+    ids = [engine.query(sql, default_database=DB).query_id for sql in statements]
+    sent = [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"] for i in ids]
+    assert sent == statements and [state_of(athena, i) for i in ids] == ["SUCCEEDED"] * 3
