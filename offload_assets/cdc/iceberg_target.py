@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import pyarrow as pa
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
 from offload_assets.cdc.capture import CommitConflict
@@ -71,7 +71,11 @@ class IcebergTarget:
     def commit(self, upserts: pa.Table | None, deletes: pa.Table | None, properties: dict[str, str]) -> dict:
         try:
             return asdict(apply_changes(self.table, upserts=upserts, deletes=deletes, summary=properties))
-        except CommitFailedException as err:  # pyiceberg's optimistic concurrency: the table moved under us
+        except (CommitFailedException, ValidationException) as err:
+            # The table moved under us (optimistic concurrency). pyiceberg retries a failed commit
+            # itself by rebasing it onto the new snapshot, and refuses (ValidationException) when
+            # the other writer added files our copy-on-write rewrite did not see: either way,
+            # nothing of ours landed, and the step is redone from the new current snapshot.
             self.table.refresh()
             raise CommitConflict(f"{'.'.join(self.table.name())}: {err}") from err
 
