@@ -128,3 +128,27 @@ def capture_status(capture: TableCapture, now: dt.datetime | None = None) -> dic
     except ContinuityLost as err:
         out.update(state=f"continuity lost ({err.reason})", lag_seconds=None, detail=str(err))
     return out
+
+
+def enable_stream(dynamodb: Any, table_name: str) -> bool:
+    """Turn the table's stream on with NEW_AND_OLD_IMAGES if it is off; True if it was turned on now."""
+    described = dynamodb.describe_table(TableName=table_name)["Table"]
+    if (described.get("StreamSpecification") or {}).get("StreamEnabled"):
+        return False
+    dynamodb.update_table(
+        TableName=table_name, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    )
+    return True
+
+
+def bootstrap_from_export(capture: TableCapture, export_start: dt.datetime, origin: str) -> dict:
+    """Bootstrap on the table's current Iceberg state, taken from an export that started at ``export_start``.
+
+    For a table just published from a partition (the demo): the partition's content is the table as
+    read from ``export_start`` on, so the stream is applied from ``export_start`` minus the overlap.
+    ONE commit, no data rewritten: only the position lands.
+    """
+    from offload_assets.cdc.capture import bootstrap_properties
+
+    properties = bootstrap_properties(capture.source, capture.settings, export_start, f"bootstrap from {origin}")
+    return capture.target.commit(None, None, properties)
