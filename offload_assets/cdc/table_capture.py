@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyiceberg.exceptions import NoSuchIcebergTableError, NoSuchPropertyException
+
 from offload_assets.cdc.capture import (
     COMMITTED_AT_PROPERTY,
     POSITION_PROPERTY,
@@ -77,10 +79,17 @@ def open_table_capture(spec: TableSpec, *, dynamodb: Any, streams: Any, s3: Any,
     def create(schema):
         return create_table(catalog, where, schema, key_columns_of(schema, key_names))
 
+    try:
+        table = load_table(catalog, where)
+    except (NoSuchPropertyException, NoSuchIcebergTableError) as err:
+        raise ChangeCaptureRefused(
+            f"{spec.dynamodb_table}: the Glue table {where.database}.{where.table} is not an Iceberg table ({err}); "
+            "change capture applies to the table table_format: iceberg publishes"
+        ) from None
     return TableCapture(
         spec=spec,
         source=Boto3StreamSource(streams),
-        target=IcebergTarget(load_table(catalog, where), create=create),
+        target=IcebergTarget(table, create=create),
         settings=CaptureSettings(
             table_name=spec.dynamodb_table, key_names=key_names, max_records=spec.change_capture_max_records
         ),

@@ -67,7 +67,12 @@ def _bootstrap_change_capture(spec, connection, partition: str, console) -> None
     """change_capture: streams: start the stream's capture from the partition just published (or, when
     the partition went to no Iceberg table, from a native export), so `cdc run` works right after."""
     from offload_assets.aws.s3_writes import s3_put_kwargs
-    from offload_assets.cdc.table_capture import bootstrap_from_export, open_table_capture, run_table_capture
+    from offload_assets.cdc.table_capture import (
+        ChangeCaptureRefused,
+        bootstrap_from_export,
+        open_table_capture,
+        run_table_capture,
+    )
     from offload_assets.export.layout import parse_export_time
     from offload_assets.iceberg.catalog import connect_catalog
     from offload_assets.local.emulator import backdate_point_in_time_recovery
@@ -76,13 +81,17 @@ def _bootstrap_change_capture(spec, connection, partition: str, console) -> None
     # A re-bootstrap loads a native export: PITR on, with a window reaching back to now minus 5 minutes.
     backdate_point_in_time_recovery(connection.endpoint_url, spec.dynamodb_table, days=1, region=connection.region_name)
     s3 = connection.client("s3")
-    capture = open_table_capture(
-        spec,
-        dynamodb=connection.client("dynamodb"),
-        streams=connection.client("dynamodbstreams"),
-        s3=s3,
-        catalog=connect_catalog(connection, s3_put_kwargs(spec)),
-    )
+    try:
+        capture = open_table_capture(
+            spec,
+            dynamodb=connection.client("dynamodb"),
+            streams=connection.client("dynamodbstreams"),
+            s3=s3,
+            catalog=connect_catalog(connection, s3_put_kwargs(spec)),
+        )
+    except ChangeCaptureRefused as err:
+        console.print(f"    [yellow]change capture not bootstrapped[/yellow]: {err}")
+        return
     if capture.target.table is not None and capture.target.table.current_snapshot() is not None:
         export = find_export_for_partition(s3, spec, partition)
         bootstrap_from_export(capture, parse_export_time(export.start_time), f"partition {partition}")
