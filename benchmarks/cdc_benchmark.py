@@ -2,9 +2,16 @@
 
     .venv/bin/python benchmarks/cdc_benchmark.py --changes 100000               # core only (scripted stream)
     .venv/bin/python benchmarks/cdc_benchmark.py --changes 2000 --table-rows 20000 --iceberg   # + Iceberg on the emulator
+    .venv/bin/python benchmarks/cdc_benchmark.py --lag 200 --cadence 60      # PutItem -> visible in SQL, p50/p95
 
 Changes are 60% updates, 30% inserts, 10% deletes of a Reviews-like table. Peak RSS from
-``resource.getrusage``. The end-to-end lag (PutItem -> visible in SQL) needs the sensor, not built yet.
+``resource.getrusage``; bytes written are the Iceberg snapshots' ``added-files-size``.
+
+``--lag``: on the emulator, a table with its stream on and its Iceberg table bootstrapped; a writer
+thread puts N items at random instants over ``N / writes-per-minute`` minutes while the capture
+loop does what the sensor does every ``cadence`` seconds (``capture_until_caught_up``); after each
+commit, SQL (DuckDB over the Iceberg snapshot's data files) finds which written keys are visible.
+Lag = visible time - PutItem time.
 """
 
 from __future__ import annotations
@@ -61,7 +68,14 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=100_000)
     ap.add_argument("--table-rows", type=int, default=10_000)
     ap.add_argument("--iceberg", action="store_true", help="also apply to an Iceberg table on the local emulator")
+    ap.add_argument("--max-records", type=int, default=10_000, help="records per Iceberg commit (--iceberg)")
+    ap.add_argument("--lag", type=int, default=0, help="measure PutItem -> SQL lag over this many writes")
+    ap.add_argument("--cadence", type=float, default=60.0, help="capture interval in seconds (--lag)")
+    ap.add_argument("--writes-per-minute", type=float, default=50.0, help="write rate (--lag)")
     args = ap.parse_args()
+    if args.lag:
+        run_lag(args.lag, args.cadence, args.writes_per_minute)
+        return
     stream = ScriptedStreamSource("Reviews", KEYS)
     rng = script(stream, args.table_rows, args.changes)
     snapshot_time = stream.now
@@ -104,18 +118,130 @@ def run_iceberg(stream, settings, snapshot_time, args) -> None:
         table = create_table(catalog, where, initial.schema, KEYS)
         props = bootstrap_properties(stream, settings, snapshot_time)
         apply_changes(table, upserts=initial, summary=props)
+        before = {s.snapshot_id for s in table.snapshots()}
         t0 = time.perf_counter()
         steps = capture_until_caught_up(
-            stream, IcebergTarget(table), CaptureSettings("Reviews", KEYS, max_records=10_000)
+            stream,
+            IcebergTarget(table),
+            CaptureSettings("Reviews", KEYS, max_records=args.max_records),
+            max_steps=10_000,
         )
         t1 = time.perf_counter()
         records = sum(s.batch.records for s in steps)
         files = table.inspect.files()
+        written = sum(
+            int(s.summary.additional_properties.get("added-files-size", 0))
+            for s in table.snapshots()
+            if s.snapshot_id not in before and s.summary is not None
+        )
         print(
             f"iceberg: {records} changes applied to a {args.table_rows}-row table in {t1 - t0:.2f}s "
-            f"({records / (t1 - t0):,.0f} changes/s, {len(steps)} commits); table now {table.scan().to_arrow().num_rows} rows, "
+            f"({records / (t1 - t0):,.0f} changes/s, {len(steps)} commits of <= {args.max_records}); "
+            f"{written:,} bytes written; table now {table.scan().to_arrow().num_rows} rows, "
             f"{len(files)} data files, {sum(files.column('file_size_in_bytes').to_pylist()):,} bytes; "
             f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        )
+    finally:
+        stop_local_emulator(state)
+
+
+def _visible_keys(aws, table, keys: list[str]) -> set[str]:
+    """SQL on the Iceberg table's current snapshot (DuckDB over its data files, as local SQL reads it)."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    table.refresh()
+    files = [t.file.file_path.removeprefix("s3://") for t in table.scan().plan_files()]
+    with duckdb.connect() as con:
+        con.register("reviews", ds.dataset(files, format="parquet", filesystem=aws.arrow_filesystem()))
+        wanted = ", ".join(f"'{k}'" for k in keys)
+        return {r[0] for r in con.sql(f"SELECT user_id FROM reviews WHERE user_id IN ({wanted})").fetchall()}
+
+
+def run_lag(writes: int, cadence: float, per_minute: float) -> None:
+    import statistics
+    import threading
+
+    from offload_assets.aws.connection import resolve_connection
+    from offload_assets.cdc.catch_up import apply_waiting
+    from offload_assets.cdc.iceberg_target import IcebergTarget
+    from offload_assets.cdc.native_snapshot import native_export_snapshot
+    from offload_assets.cdc.source import Boto3StreamSource
+    from offload_assets.iceberg.catalog import IcebergLocation, connect_catalog, create_table
+    from offload_assets.iceberg.schema import key_columns_of
+    from offload_assets.local.emulator import (
+        backdate_point_in_time_recovery,
+        ensure_local_emulator,
+        stop_local_emulator,
+    )
+    from offload_assets.table_spec import parse_tables
+
+    state = tempfile.mkdtemp(prefix="cdc-lag-")
+    emu = ensure_local_emulator(state)
+    try:
+        aws = resolve_connection(target="local", endpoint_url=emu.endpoint_url)
+        ddb, s3 = aws.client("dynamodb"), aws.client("s3")
+        s3.create_bucket(Bucket="cdc-bench")
+        ddb.create_table(
+            TableName="Reviews",
+            KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in zip(KEYS, ("HASH", "RANGE"), strict=True)],
+            AttributeDefinitions=[
+                {"AttributeName": "user_id", "AttributeType": "S"},
+                {"AttributeName": "review_id", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        for i in range(1000):
+            ddb.put_item(TableName="Reviews", Item={"user_id": {"S": f"seed{i}"}, "review_id": {"N": "1"}})
+        backdate_point_in_time_recovery(aws.endpoint_url, "Reviews", days=1, region=aws.region_name)
+        spec = parse_tables(
+            {"tables": [{"dynamodb_table": "Reviews", "s3_bucket": "cdc-bench", "table_format": "iceberg"}]}, "x"
+        ).tables[0]
+        catalog = connect_catalog(aws, {"ServerSideEncryption": "AES256"})
+        where = IcebergLocation("dynamodb-exports", "reviews", "s3://cdc-bench/iceberg/reviews")
+        target = IcebergTarget(
+            None, create=lambda schema: create_table(catalog, where, schema, key_columns_of(schema, KEYS))
+        )
+        source = Boto3StreamSource(aws.client("dynamodbstreams"))
+        settings = CaptureSettings("Reviews", KEYS)
+        take = lambda: native_export_snapshot(ddb, s3, spec)  # noqa: E731
+        apply_waiting(source, target, settings, take_snapshot=take)  # bootstrap
+
+        put_at: dict[str, float] = {}
+        rng = random.Random(11)
+        span = writes / per_minute * 60
+        instants = sorted(rng.uniform(0, span) for _ in range(writes))
+        start = time.monotonic()
+
+        def writer() -> None:
+            client = aws.client("dynamodb")
+            for n, at in enumerate(instants):
+                time.sleep(max(0.0, start + at - time.monotonic()))
+                key = f"w{n}"
+                client.put_item(TableName="Reviews", Item={"user_id": {"S": key}, "review_id": {"N": "1"}})
+                put_at[key] = time.monotonic()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        visible_at: dict[str, float] = {}
+        tick = start
+        while len(visible_at) < writes:
+            tick += cadence
+            time.sleep(max(0.0, tick - time.monotonic()))
+            apply_waiting(source, target, settings, take_snapshot=take)
+            pending = [k for k in list(put_at) if k not in visible_at]
+            if pending:
+                now = time.monotonic()
+                for k in _visible_keys(aws, target.table, pending):
+                    visible_at[k] = now
+            print(f"  t={time.monotonic() - start:6.1f}s: {len(visible_at)}/{writes} writes visible", flush=True)
+        thread.join()
+        lags = sorted(visible_at[k] - put_at[k] for k in visible_at)
+        q = statistics.quantiles(lags, n=100, method="inclusive")
+        print(
+            f"lag PutItem -> visible in SQL over {writes} writes at cadence {cadence:g}s: p50 {q[49]:.1f}s, "
+            f"p95 {q[94]:.1f}s, max {lags[-1]:.1f}s (p95 / cadence = {q[94] / cadence:.2f})"
         )
     finally:
         stop_local_emulator(state)

@@ -84,7 +84,12 @@ def build_iam_policy(
     statements: list[dict[str, Any]] = []
     ddb = "arn:aws:dynamodb:{r}:{a}:table/{t}"
     scan_tables = [ddb.format(r=region, a=account_id, t=s.dynamodb_table) for s in specs if s.export_method == "scan"]
-    native_tables = [s for s in specs if s.export_method in ("native", "incremental")]
+    # Change capture (re-)bootstraps from a native export, whatever the nightly export method.
+    native_tables = [
+        s
+        for s in specs
+        if s.export_method in ("native", "incremental") or getattr(s, "change_capture", "off") == "streams"
+    ]
     if scan_tables:
         statements.append({"Sid": "ScanExport", "Effect": "Allow", "Action": SCAN_ACTIONS, "Resource": scan_tables})
     if native_tables:

@@ -33,7 +33,12 @@ from offload_assets.cdc.source import StreamSource
 POSITION_PROPERTY = "offload.cdc.position"
 COMMITTED_AT_PROPERTY = "offload.cdc.committed_at"
 #: Summary properties a snapshot written from an export carries (issue 17's nightly path and ours).
-EXPORT_TIME_PROPERTIES = ("offload.export_time", "offload.export-time", "offload.cdc.snapshot_time")
+EXPORT_TIME_PROPERTIES = (
+    "offload-assets.export-time",  # iceberg/publish.py's partition commits
+    "offload.export_time",
+    "offload.export-time",
+    "offload.cdc.snapshot_time",
+)
 DEFAULT_OVERLAP = dt.timedelta(minutes=5)
 
 
@@ -49,7 +54,16 @@ class ChangeTarget(Protocol):
     def key_columns(self) -> tuple[str, ...]: ...
 
     def commit(self, upserts: pa.Table | None, deletes: pa.Table | None, properties: dict[str, str]) -> dict:
-        """Apply both in ONE atomic commit whose snapshot summary carries ``properties``; returns counts."""
+        """Apply both in ONE atomic commit whose snapshot summary carries ``properties``; returns counts.
+
+        Raises :class:`CommitConflict` when another writer committed first (nothing of ours landed)."""
+
+    def load_full_export(self, items: list[dict], properties: dict[str, str]) -> dict:
+        """Make the table exactly ``items`` (a full export) in ONE commit carrying ``properties`` (a (re-)bootstrap)."""
+
+
+class CommitConflict(RuntimeError):
+    """Another writer (the nightly partition, a second capture) committed first: re-read and redo the step."""
 
 
 class NotBootstrapped(RuntimeError):

@@ -8,13 +8,18 @@ ancestors, so a maintenance snapshot without our properties does not lose the po
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 
 import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
+from offload_assets.cdc.capture import CommitConflict
+from offload_assets.cdc.changes import convert_images
 from offload_assets.iceberg import apply_changes
 from offload_assets.iceberg.changes import table_key_columns
+from offload_assets.iceberg.diff import diff_full_state
 
 # The column doc issue 17 writes: "DynamoDB attribute 'name' (TYPE)".
 _DOC_RE = re.compile(r"^DynamoDB attribute '(?P<name>.*)'(?: \((?P<type>[A-Z_]+)\))?$")
@@ -31,12 +36,19 @@ def _with_converter_metadata(field: pa.Field) -> pa.Field:
 
 
 class IcebergTarget:
-    """:class:`offload_assets.cdc.capture.ChangeTarget` over a pyiceberg ``Table``."""
+    """:class:`offload_assets.cdc.capture.ChangeTarget` over a pyiceberg ``Table``.
 
-    def __init__(self, table: Table):
+    ``table`` may be ``None`` (no Iceberg table yet): ``create`` then makes it, from the first full
+    export's schema, when that export is loaded (the bootstrap of a table that never had a partition).
+    """
+
+    def __init__(self, table: Table | None, *, create: Callable[[pa.Schema], Table] | None = None):
         self.table = table
+        self._create = create
 
     def summaries(self) -> list[dict[str, str]]:
+        if self.table is None:
+            return []
         self.table.refresh()
         out = []
         snapshot = self.table.current_snapshot()
@@ -48,6 +60,8 @@ class IcebergTarget:
         return out
 
     def arrow_schema(self) -> pa.Schema | None:
+        if self.table is None:
+            return None
         schema = self.table.schema().as_arrow()
         return pa.schema([_with_converter_metadata(f) for f in schema])
 
@@ -55,4 +69,24 @@ class IcebergTarget:
         return table_key_columns(self.table)
 
     def commit(self, upserts: pa.Table | None, deletes: pa.Table | None, properties: dict[str, str]) -> dict:
-        return asdict(apply_changes(self.table, upserts=upserts, deletes=deletes, summary=properties))
+        try:
+            return asdict(apply_changes(self.table, upserts=upserts, deletes=deletes, summary=properties))
+        except (CommitFailedException, ValidationException) as err:
+            # The table moved under us (optimistic concurrency). pyiceberg retries a failed commit
+            # itself by rebasing it onto the new snapshot, and refuses (ValidationException) when
+            # the other writer added files our copy-on-write rewrite did not see: either way,
+            # nothing of ours landed, and the step is redone from the new current snapshot.
+            self.table.refresh()
+            raise CommitConflict(f"{'.'.join(self.table.name())}: {err}") from err
+
+    def load_full_export(self, items: list[dict], properties: dict[str, str]) -> dict:
+        """The table set to ``items`` by diff (only changed rows are rewritten), in ONE commit with ``properties``."""
+        export = convert_images(items, self.arrow_schema())
+        if self.table is None:
+            if self._create is None:
+                raise ValueError("no Iceberg table to bootstrap and no way to create it")
+            self.table = self._create(export.schema)
+        current = self.table.scan().to_arrow()
+        diff = diff_full_state(current, export, self.key_columns())
+        applied = self.commit(diff.upserts, diff.deletes, properties)
+        return {**applied, **diff.counts()}

@@ -11,6 +11,7 @@ consumer must converge to.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -234,9 +235,10 @@ class ScriptedStreamSource:
         shard = self._shard(arn, shard_id)
         if after >= 0 and after < stream.trimmed_through:
             raise TrimmedDataAccess(f"TrimmedDataAccessException: records after {after} of {shard_id} were trimmed")
-        waiting = [r for r in shard.records if r.sequence > after]
-        page = tuple(waiting[:limit])
+        # Records are appended in sequence order: bisect, so reading N records costs N log N, not N^2.
+        first = bisect.bisect_right(shard.records, after, key=lambda r: r.sequence)
+        page = tuple(shard.records[first : first + limit])
         last = page[-1].sequence if page else after
-        if shard.closed_at is not None and len(waiting) <= limit:
+        if shard.closed_at is not None and len(shard.records) - first <= limit:
             return RecordsPage(records=page, next_iterator=None)
         return RecordsPage(records=page, next_iterator=orjson.dumps([arn, shard_id, str(last), epoch]).decode())

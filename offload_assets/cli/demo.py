@@ -27,6 +27,12 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
         f"[bold]2/4[/bold] DynamoDB table {spec.dynamodb_table}: {len(seeded):,} items ({expected} by J.K. Rowling)"
     )
 
+    if spec.change_capture == "streams":
+        from offload_assets.cdc.table_capture import enable_stream
+
+        if enable_stream(connection.client("dynamodb"), spec.dynamodb_table):
+            console.print(f"    {spec.dynamodb_table}: DynamoDB stream on (NEW_AND_OLD_IMAGES) for change capture")
+
     defs = build_definitions(tables.path, target="local")
     job = defs.resolve_job_def(f"{spec.name}_offload_job")
     partition = partitions_for(spec).get_last_partition_key()
@@ -41,6 +47,8 @@ def run_demo(*, items: int, console: Any, tables_file: str | None = None) -> int
         return 1
     console.print(f"    run {result.run_id} succeeded (see it with `{_command()} dev`)")
 
+    if spec.change_capture == "streams":
+        _bootstrap_change_capture(spec, connection, partition, console)
     console.print(f"[bold]4/4[/bold] {BLOG_QUERY}")
     answer = run_query(BLOG_QUERY, connection=connection).scalar()
     console.print(f"num_reviews = [bold]{answer}[/bold]")
@@ -208,6 +216,47 @@ def run_iceberg_demo(*, items: int, console: Any, tables_file: str | None = None
         f'history: [bold]{_command()} query[/bold] \'SELECT * FROM "{spec.catalog_database}"."{spec.catalog_table}$snapshots"\''
     )
     return 0
+
+
+def _bootstrap_change_capture(spec, connection, partition: str, console) -> None:
+    """change_capture: streams: start the stream's capture from the partition just published (or, when
+    the partition went to no Iceberg table, from a native export), so `cdc run` works right after."""
+    from offload_assets.aws.s3_writes import s3_put_kwargs
+    from offload_assets.cdc.table_capture import (
+        ChangeCaptureRefused,
+        bootstrap_from_export,
+        open_table_capture,
+        run_table_capture,
+    )
+    from offload_assets.export.layout import parse_export_time
+    from offload_assets.iceberg.catalog import connect_catalog
+    from offload_assets.local.emulator import backdate_point_in_time_recovery
+    from offload_assets.snapshot.build import find_export_for_partition
+
+    # A re-bootstrap loads a native export: PITR on, with a window reaching back to now minus 5 minutes.
+    backdate_point_in_time_recovery(connection.endpoint_url, spec.dynamodb_table, days=1, region=connection.region_name)
+    s3 = connection.client("s3")
+    try:
+        capture = open_table_capture(
+            spec,
+            dynamodb=connection.client("dynamodb"),
+            streams=connection.client("dynamodbstreams"),
+            s3=s3,
+            catalog=connect_catalog(connection, s3_put_kwargs(spec)),
+        )
+    except ChangeCaptureRefused as err:
+        console.print(f"    [yellow]change capture not bootstrapped[/yellow]: {err}")
+        return
+    if capture.target.table is not None and capture.target.table.current_snapshot() is not None:
+        export = find_export_for_partition(s3, spec, partition)
+        bootstrap_from_export(capture, parse_export_time(export.start_time), f"partition {partition}")
+        origin = f"partition {partition} (export {export.export_id})"
+    else:
+        run = run_table_capture(capture)
+        origin = run.rebootstraps[0].origin if run.rebootstraps else "its committed position"
+    console.print(
+        f"    change capture bootstrapped from {origin}: `{_command()} cdc run {spec.dynamodb_table}` applies new changes"
+    )
 
 
 def _command() -> str:

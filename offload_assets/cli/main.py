@@ -20,7 +20,7 @@ import os
 import sys
 
 from offload_assets.aws.connection import TARGET_ENV_VAR
-from offload_assets.cli import convert, export, iam, local, query
+from offload_assets.cli import cdc, convert, export, iam, local, query
 from offload_assets.cli.common import (  # noqa: F401 (the exit codes are part of this module's interface)
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         local.add_local_parser,
         local.add_dev_parser,
         add_deploy_parser,
+        cdc.add_cdc_parser,
     ):
         add_parser(sub)
     return parser

@@ -11,6 +11,7 @@ import time
 import dagster as dg
 
 from offload_assets.conversion.options import DataFileMismatch
+from offload_assets.defs.change_capture import build_change_capture
 from offload_assets.defs.metadata import snapshot_metadata
 from offload_assets.defs.notifications import notify_export_finished, notify_snapshot_failed, notify_snapshot_published
 from offload_assets.defs.orchestration import build_table_orchestration, follow_upstream_runs
@@ -255,4 +256,5 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             catalog_key=keys["catalog"],
             partitions=partitions,
         ),
+        build_change_capture(spec, keys["source"]),
     )
