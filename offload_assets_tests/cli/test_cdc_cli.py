@@ -9,8 +9,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from offload_assets.aws.s3_writes import s3_put_kwargs
-from offload_assets.cdc.table_capture import iceberg_location
 from offload_assets.iceberg.catalog import connect_catalog, load_table
+from offload_assets.iceberg.publish import iceberg_location
 from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.cdc.test_table_capture import STREAM_ON, create_reviews, rows, scan_rows
 from offload_assets_tests.conftest import TEST_BUCKET, write_tables_file

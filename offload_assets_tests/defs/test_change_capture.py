@@ -42,7 +42,7 @@ def _metadata(result, key) -> dict:
 
 def _iceberg_rows(project: Project):
     from offload_assets.aws.s3_writes import s3_put_kwargs
-    from offload_assets.cdc.table_capture import iceberg_location
+    from offload_assets.iceberg.publish import iceberg_location
 
     table = load_table(connect_catalog(project.aws, s3_put_kwargs(project.spec)), iceberg_location(project.spec))
     return rows(table.scan().to_arrow()), table
