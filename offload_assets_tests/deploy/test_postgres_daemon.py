@@ -52,6 +52,26 @@ def _start(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> sub
         )
 
 
+def _most_at_once(instance, runs, asset_key) -> int:
+    """The most steps materializing ``asset_key`` that were running at once, from the runs' event logs."""
+    edges = []
+    for run in runs:
+        events = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
+        [step] = {
+            e.step_key
+            for e in events
+            if e.dagster_event.is_step_materialization and e.dagster_event.asset_key == asset_key
+        }
+        for e in events:
+            if e.step_key == step and e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+                edges.append((e.timestamp, 1 if e.dagster_event.event_type_value == "STEP_START" else -1))
+    running = most = 0
+    for _, change in sorted(edges, key=lambda edge: (edge[0], edge[1])):  # an end before a start at the same instant
+        running += change
+        most = max(most, running)
+    return most
+
+
 def test_daemon_runs_a_three_partition_backfill_on_postgres(tmp_path, emulator, aws, monkeypatch):
     tables = write_tables_file(
         tmp_path / "tables.yaml",
@@ -167,6 +187,8 @@ def test_daemon_runs_a_three_partition_backfill_on_postgres(tmp_path, emulator, 
         }
         assert not failures, failures
         assert sorted(r.tags["dagster/partition"] for r in runs) == partitions
+        # The dynamodb_export pool held: at no moment were more than two export steps running.
+        assert _most_at_once(instance, runs, keys["export"]) <= 2
 
         # What is in PostgreSQL itself: the three runs, and each partition's materializations.
         with contextlib.closing(pg.connect()) as conn, conn.cursor() as cur:
