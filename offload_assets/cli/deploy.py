@@ -81,7 +81,7 @@ def add_deploy_parser(sub: Any) -> None:
         "  2. aws cloudformation deploy --stack-name offload-assets --template-file stack.yaml \\\n"
         "         --capabilities CAPABILITY_NAMED_IAM\n"
         "  3. OFFLOAD_ASSETS_TARGET=aws offload-assets deploy check --stack offload-assets",
-        examples="  offload-assets deploy template | cfn-lint -\n  offload-assets deploy check --stack offload-assets",
+        examples="  offload-assets deploy template | cfn-lint\n  offload-assets deploy check --stack offload-assets",
     )
     actions = deploy.add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
     template = add_command(
@@ -92,7 +92,7 @@ def add_deploy_parser(sub: Any) -> None:
         "enforced, TLS only, lifecycle rules), the Glue database(s), an Athena workgroup, the Dagster role with\n"
         "exactly the `offload-assets iam-policy` statements, the Glue job role (engine: glue tables), the\n"
         "notification topic and a snapshot_published queue. Each output says where its value goes.",
-        examples="  offload-assets deploy template > stack.yaml\n  offload-assets deploy template --format json | cfn-lint -",
+        examples="  offload-assets deploy template > stack.yaml\n  offload-assets deploy template --format json | cfn-lint",
     )
     template.add_argument("--format", choices=["yaml", "json"], default="yaml")
     tables_option(template)
