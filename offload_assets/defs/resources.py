@@ -8,6 +8,7 @@ variable, ``OFFLOAD_ASSETS_TARGET``, and in local mode the endpoint is the proje
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -74,6 +75,10 @@ class GlueJobsResource(_AwsClientResource):
     )
 
 
+ATHENA_WORKGROUP_ENV_VAR = "OFFLOAD_ASSETS_ATHENA_WORKGROUP"
+ATHENA_OUTPUT_LOCATION_ENV_VAR = "OFFLOAD_ASSETS_ATHENA_OUTPUT_LOCATION"
+
+
 class AthenaResource(_AwsClientResource):
     """Athena settings and client. Locally, queries run on DuckDB instead (see offload_assets.sql.query)."""
 
@@ -112,11 +117,19 @@ class OffloadS3Resource(S3Resource):
 
 
 def default_resources(**overrides: Any) -> dict[str, dg.ConfigurableResource]:
-    """The resources every table's assets use; ``overrides`` (e.g. target, local_state_dir) apply to all."""
+    """The resources every table's assets use; ``overrides`` (e.g. target, local_state_dir) apply to all.
+
+    A deployment names its Athena workgroup and result location (the stack's outputs) with
+    ``$OFFLOAD_ASSETS_ATHENA_WORKGROUP`` and ``$OFFLOAD_ASSETS_ATHENA_OUTPUT_LOCATION``.
+    """
+    athena = {
+        "workgroup": os.environ.get(ATHENA_WORKGROUP_ENV_VAR) or "primary",
+        "output_location": os.environ.get(ATHENA_OUTPUT_LOCATION_ENV_VAR) or None,
+    }
     return {
         "dynamodb": DynamoDBResource(**overrides),
         "s3": OffloadS3Resource(**overrides),
         "glue": GlueResource(**overrides),
-        "athena": AthenaResource(**overrides),
+        "athena": AthenaResource(**{**athena, **overrides}),
         "glue_jobs": GlueJobsResource(**overrides),
     }

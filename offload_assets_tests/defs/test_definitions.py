@@ -74,3 +74,17 @@ def test_dagster_cli_validates_the_workspace():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert TABLES_FILE.exists()
+
+
+def test_a_deployment_names_its_athena_workgroup_and_result_location(tmp_path, monkeypatch):
+    """The stack's workgroup and result location reach the Athena resource the checks query with."""
+    from offload_assets.defs.resources import ATHENA_OUTPUT_LOCATION_ENV_VAR, ATHENA_WORKGROUP_ENV_VAR
+
+    tables_file = write_tables_file(
+        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "results-bucket"}
+    )
+    assert build_definitions(tables_file).resources["athena"].workgroup == "primary"
+    monkeypatch.setenv(ATHENA_WORKGROUP_ENV_VAR, "offload-assets")
+    monkeypatch.setenv(ATHENA_OUTPUT_LOCATION_ENV_VAR, "s3://results-bucket/athena/")
+    athena = build_definitions(tables_file).resources["athena"]
+    assert (athena.workgroup, athena.output_location) == ("offload-assets", "s3://results-bucket/athena/")
