@@ -76,6 +76,20 @@ def test_cdc_run_applies_put_update_delete_and_status_reports_the_position(captu
     )
     assert [(u, int(r)) for u, r in answer] == [("new", 5), ("u1", 1)]
     assert rows(table.scan().to_arrow()) == scan_rows(ddb, table.schema().as_arrow())
+    # and as a user asks: `offload-assets query`, the table resolved from Glue (table_type=ICEBERG)
+    code, out, err = run_cli(
+        capsys,
+        "query",
+        "--format",
+        "json",
+        """SELECT user_id, rating FROM "dynamodb-exports"."reviews" WHERE user_id IN ('new', 'u1', 'u2') ORDER BY 1""",
+    )
+    assert code == 0, err
+    assert [(r["user_id"], int(r["rating"])) for r in json.loads(out)] == [("new", 5), ("u1", 1)]
+    code, out, err = run_cli(
+        capsys, "query", "--format", "json", 'SELECT count(*) AS n FROM "dynamodb-exports"."reviews"'
+    )
+    assert code == 0 and json.loads(out) == [{"n": len(scan_rows(ddb, table.schema().as_arrow()))}], out + err
 
     code, out, _ = run_cli(capsys, "cdc", "status", "Reviews", "--tables", str(capture_tables), "--format", "json")
     [status] = json.loads(out)
