@@ -23,7 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog.glue import GlueCatalog
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.aws.s3_writes import enforce_s3_settings
@@ -146,7 +148,33 @@ def publish_iceberg(
     partition_key: str,
     key_attributes: tuple[str, ...],
 ) -> IcebergPublishResult:
-    """Commit the partition's staged snapshot to the Iceberg table (created on the first partition)."""
+    """Commit the partition's staged snapshot to the Iceberg table (created on the first partition).
+
+    Another writer committing first (change capture, a concurrent run) makes the optimistic commit
+    fail with nothing of ours landed: the whole decision (order, diff, counts) is redone on the
+    table's new current snapshot, up to :data:`COMMIT_ATTEMPTS` times, so no change is lost.
+    """
+    retrying = Retrying(
+        retry=retry_if_exception_type((CommitFailedException, ValidationException)),
+        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=0.2, max=5),
+        reraise=True,
+    )
+    return retrying(_publish_once, catalog, s3, filesystem, spec, partition_key, key_attributes)
+
+
+#: Optimistic commits tried before a publish gives up on a table other writers keep moving.
+COMMIT_ATTEMPTS = 8
+
+
+def _publish_once(
+    catalog: GlueCatalog,
+    s3: Any,
+    filesystem: Any,
+    spec: TableSpec,
+    partition_key: str,
+    key_attributes: tuple[str, ...],
+) -> IcebergPublishResult:
     s3 = enforce_s3_settings(s3, spec)
     where = f"table {spec.dynamodb_table!r}, partition {partition_key}"
     snapshot = latest_complete_snapshot(s3, spec, partition_key)

@@ -91,3 +91,40 @@ def test_the_tables_file_refuses_iceberg_with_the_glue_engine():
 
     with pytest.raises(TablesFileError, match="table_format 'iceberg' needs engine 'local'"):
         make_spec(engine="glue")
+
+
+def test_a_partition_that_loses_the_commit_race_redoes_it_on_the_new_snapshot(aws, monkeypatch):
+    """Another writer (change capture, say) commits between our read and our commit: pyiceberg's
+    optimistic commit fails, nothing of ours lands, and the publish is redone on the new current
+    snapshot, so both commits are kept and the table ends in the export's state."""
+    import pyarrow as pa
+
+    import offload_assets.iceberg.publish as publish
+
+    spec = make_spec()
+    ddb = seed(aws, spec, 40)
+    run_partition(aws, spec, "2026-11-20")
+    for n in (1, 2):
+        ddb.put_item(
+            TableName=spec.dynamodb_table,
+            Item={k: {"S": v} if isinstance(v, str) else {"N": str(v)} for k, v in review(n, author="Changed").items()},
+        )
+    real_apply, calls = publish.apply_changes, []
+
+    def apply_after_another_writer(table, **kwargs):
+        calls.append(table.metadata.current_snapshot_id)
+        if len(calls) == 1:  # the other writer: its own catalog, its own commit, first
+            other = load_table(connect_catalog(aws), iceberg_location(spec))
+            row = other.scan(row_filter="user == 'user-0005'").to_arrow()
+            changed = row.set_column(row.schema.get_field_index("author"), "author", pa.array(["Intruder"]))
+            real_apply(other, upserts=changed, deletes=None, summary={"writer": "other"})
+        return real_apply(table, **kwargs)
+
+    monkeypatch.setattr(publish, "apply_changes", apply_after_another_writer)
+    day2 = run_partition(aws, spec, "2026-11-21")
+    assert len(calls) == 2 and calls[0] != calls[1]  # lost once, redone on the other writer's snapshot
+    table, state = _table_state(aws, spec)
+    assert state == dynamodb_state(ddb, spec.dynamodb_table)  # the export's state (the intruder's row re-diffed)
+    assert day2.counts["updated"] == 3  # the two changed reviews and the intruder's row, put back
+    writers = [s.summary.additional_properties.get("writer") for s in table.metadata.snapshots]
+    assert writers.count("other") == 1 and len(partition_commits(table)) == 2  # both commits kept
