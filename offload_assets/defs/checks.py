@@ -15,15 +15,15 @@ from typing import Any
 
 import dagster as dg
 
+from offload_assets.defs.metadata import check_result
 from offload_assets.defs.resources import AthenaResource, DynamoDBResource, GlueResource, OffloadS3Resource
 from offload_assets.export.layout import latest_completed_export
-from offload_assets.snapshot.build import SnapshotManifest, latest_complete_snapshot
+from offload_assets.snapshot.build import SnapshotManifest, key_attributes, latest_complete_snapshot
 from offload_assets.snapshot.checks import (
     ERROR,
     WARN,
     CheckOutcome,
     freshness,
-    key_attributes,
     newest_registered_partition,
     previous_published_snapshot,
     published_export_time,
@@ -39,28 +39,6 @@ from offload_assets.snapshot.verdict import BLOCKING_CHECKS, record_check_result
 from offload_assets.table_spec import TableSpec
 
 FRESHNESS_CHECK = "newest_partition_fresh"
-
-
-def check_result(outcome: CheckOutcome, **extra: Any) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.WARN if outcome.severity == WARN else dg.AssetCheckSeverity.ERROR,
-        description=outcome.description,
-        metadata=_metadata({**outcome.metadata, **extra}),
-    )
-
-
-def _metadata(values: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        out[key] = (
-            dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
-            if isinstance(value, (dict, list, tuple))
-            else value
-        )
-    return out
 
 
 def _no_snapshot(spec: TableSpec, partition_key: str) -> dg.AssetCheckResult:

@@ -27,8 +27,8 @@ from offload_assets.iceberg.checks import (
 )
 from offload_assets.iceberg.maintenance import athena_maintenance_statements, maintain_table
 from offload_assets.iceberg.publish import PartitionOrderError, iceberg_location, publish_iceberg
-from offload_assets.snapshot.build import MissingSnapshotError
-from offload_assets.snapshot.checks import CheckOutcome, key_attributes
+from offload_assets.snapshot.build import MissingSnapshotError, key_attributes
+from offload_assets.snapshot.checks import CheckOutcome
 from offload_assets.table_spec import TableSpec
 
 CHANGES_CHECK = "iceberg_changes_add_up"
@@ -131,7 +131,7 @@ def iceberg_baseline_schema(spec: TableSpec, s3: OffloadS3Resource, glue: GlueRe
 def build_changes_check(
     spec: TableSpec, *, catalog_key: dg.AssetKey, partitions: dg.PartitionsDefinition
 ) -> dg.AssetChecksDefinition:
-    from offload_assets.defs.checks import check_result
+    from offload_assets.defs.metadata import check_result
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 from offload_assets.catalog.glue_types import arrow_to_glue
 from offload_assets.conversion.options import ORIGINAL_NAME_KEY
 from offload_assets.snapshot.build import SnapshotManifest
+from offload_assets.snapshot.checks import WARN, CheckOutcome
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -43,3 +45,25 @@ def snapshot_metadata(snap: SnapshotManifest, started: float) -> dict[str, Any]:
         "input_bytes": snap.extra.get("input_bytes"),
         "quarantined_lines": snap.extra.get("quarantined_lines"),
     }
+
+
+def check_result(outcome: CheckOutcome, **extra: Any) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.WARN if outcome.severity == WARN else dg.AssetCheckSeverity.ERROR,
+        description=outcome.description,
+        metadata=_check_metadata({**outcome.metadata, **extra}),
+    )
+
+
+def _check_metadata(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        out[key] = (
+            dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+            if isinstance(value, (dict, list, tuple))
+            else value
+        )
+    return out

@@ -82,14 +82,18 @@ def find_export_for_partition(s3: S3Client, spec: TableSpec, partition_key: str)
     return manifest
 
 
+def key_attributes(dynamodb: Any, table_name: str) -> list[str]:
+    """The table's key attribute names, partition key first (DescribeTable)."""
+    schema = dynamodb.describe_table(TableName=table_name)["Table"]["KeySchema"]
+    return [k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH")]
+
+
 def table_key_attributes(dynamodb: Any, table_name: str, log: Any = None) -> tuple[str, ...]:
     """The table's hash key then range key (DescribeTable), the columns a new snapshot puts first.
 
     A table DescribeTable cannot see (an export adopted from another account, a deleted table)
     converts without them: its new columns keep name order (``log`` is told why).
     """
-    from offload_assets.snapshot.checks import key_attributes
-
     try:
         return tuple(key_attributes(dynamodb, table_name))
     except dynamodb.exceptions.ClientError as err:

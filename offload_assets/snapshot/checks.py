@@ -30,7 +30,6 @@ from offload_assets.snapshot.build import SnapshotManifest, read_snapshot_manife
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 if TYPE_CHECKING:
-    from types_boto3_dynamodb import DynamoDBClient
     from types_boto3_glue import GlueClient
     from types_boto3_s3 import S3Client
 
@@ -189,12 +188,6 @@ def snapshot_at(s3: S3Client, location: str) -> SnapshotManifest | None:
 
 
 # --------------------------------------------------------------------------- primary keys
-
-
-def key_attributes(dynamodb: DynamoDBClient, table_name: str) -> list[str]:
-    """The table's key attribute names, partition key first (DescribeTable)."""
-    schema = dynamodb.describe_table(TableName=table_name)["Table"]["KeySchema"]
-    return [k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH")]
 
 
 def key_columns(

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from offload_assets.aws.s3_conditional import put_json_if, read_json
-from offload_assets.snapshot.build import SnapshotManifest
+from offload_assets.snapshot.build import SnapshotManifest, key_attributes
 from offload_assets.snapshot.checks import (
     ERROR,
     CheckOutcome,
-    key_attributes,
     row_count_parity,
     snapshot_parquet_rows,
     unique_primary_keys,
