@@ -4,12 +4,8 @@ then visible in ``offload-assets query``; the SQL state equals a full scan of th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +18,7 @@ from offload_assets.table_spec import load_tables_file
 from offload_assets_tests.cdc.test_table_capture import STREAM_ON, create_reviews, scan_rows
 from offload_assets_tests.cli.test_cli import run_cli
 from offload_assets_tests.conftest import TEST_BUCKET, write_tables_file
-from offload_assets_tests.ui.dagster_ui import free_port, tail
+from offload_assets_tests.ui.dagster_ui import DagsterDev, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANGED = """SELECT user_id, rating FROM "dynamodb-exports"."reviews" WHERE user_id IN ('new', 'u1', 'u2') ORDER BY 1"""
@@ -53,18 +49,9 @@ def test_with_dev_running_the_sensor_applies_put_update_delete(tmp_path, aws, em
     code, _, err = run_cli(capsys, "cdc", "run", "Reviews", "--tables", str(tables))  # the bootstrap
     assert code == 0, err
 
-    port, log_path = free_port(), tmp_path / "dev.log"
+    log_path = tmp_path / "dev.log"
     env = {**os.environ, "OFFLOAD_ASSETS_TABLES": str(tables), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    with open(log_path, "wb") as log:
-        dev = subprocess.Popen(
-            [sys.executable, "-m", "offload_assets.cli.main", "dev", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    dev = DagsterDev.start_offload_assets_dev(cwd=ROOT, env=env, log_path=log_path)
     try:
         ddb.put_item(TableName="Reviews", Item={"user_id": {"S": "new"}, "review_id": {"N": "1"}, "rating": {"N": "5"}})
         ddb.update_item(
@@ -77,20 +64,14 @@ def test_with_dev_running_the_sensor_applies_put_update_delete(tmp_path, aws, em
         expected = [{"user_id": "new", "rating": 5}, {"user_id": "u1", "rating": 1}]
         deadline, answer = time.monotonic() + 300, None
         while time.monotonic() < deadline:
-            assert dev.poll() is None, f"offload-assets dev exited:\n{tail(log_path)}"
+            assert dev.process.poll() is None, f"offload-assets dev exited:\n{tail(log_path)}"
             answer = [{"user_id": r["user_id"], "rating": int(r["rating"])} for r in _query(capsys, CHANGED)]
             if answer == expected:
                 break
             time.sleep(3)
         assert answer == expected, f"not applied by the sensor's run within 300 s:\n{tail(log_path)}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(dev.pid, signal.SIGTERM)
-        try:
-            dev.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait(timeout=10)
+        dev.stop()
 
     spec = load_tables_file(tables).table("Reviews")
     table = load_table(connect_catalog(aws, s3_put_kwargs(spec)), iceberg_location(spec))

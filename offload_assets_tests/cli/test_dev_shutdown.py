@@ -7,16 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from offload_assets_tests.ui.dagster_ui import free_port, tail
+from offload_assets_tests.ui.dagster_ui import DagsterDev, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,35 +52,17 @@ def command_line(pid: int) -> str:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_signal_to_the_group_stops_ui_daemon_and_code_server_within_seconds(sig, emulator, aws, tmp_path):
-    port = free_port()
-    log_path = tmp_path / "dev.log"
     env = {
         **os.environ,
         "OFFLOAD_ASSETS_HOME": str(emulator.state_dir),  # this test's emulator, not the user's
         "OFFLOAD_ASSETS_TARGET": "local",
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "offload_assets.cli.main", "dev", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # as a shell job: its own process group, signalled as a whole
-        )
+    log_path = tmp_path / "dev.log"
+    dev = DagsterDev.start_offload_assets_dev(cwd=ROOT, env=env, log_path=log_path)
+    process = dev.process
     tree: set[int] = set()
     try:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline, served = time.monotonic() + 180, False
-        while time.monotonic() < deadline and not served:
-            assert process.poll() is None, f"offload-assets dev exited early:\n{tail(log_path)}"
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                with opener.open(f"http://127.0.0.1:{port}/server_info", timeout=2) as resp:
-                    served = resp.status == 200
-            time.sleep(0.5)
-        assert served, f"the UI did not answer on port {port}:\n{tail(log_path)}"
         # the code server comes up with the workspace: wait until the tree has all three services
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

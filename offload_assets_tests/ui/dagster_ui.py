@@ -71,31 +71,45 @@ class DagsterDev:
 
     @classmethod
     def start(cls, *, workspace: Path, env: dict[str, str], log_path: Path, timeout: float = 120.0) -> DagsterDev:
+        """``dagster dev -w <workspace>``."""
         port = free_port()
-        log = open(log_path, "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=workspace.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: SIGINT to the group stops it cleanly
-        )
-        log.close()
+        argv = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+        return cls._spawn(argv, port, cwd=workspace.parent, env=env, log_path=log_path, timeout=timeout)
+
+    @classmethod
+    def start_offload_assets_dev(
+        cls, *, cwd: Path, env: dict[str, str], log_path: Path, timeout: float = 180.0
+    ) -> DagsterDev:
+        """``offload-assets dev``, as a user starts it from the checkout."""
+        port = free_port()
+        argv = [sys.executable, "-m", "offload_assets.cli.main", "dev", "--port", str(port)]
+        return cls._spawn(argv, port, cwd=cwd, env=env, log_path=log_path, timeout=timeout)
+
+    @classmethod
+    def _spawn(cls, argv: list[str], port: int, *, cwd: Path, env: dict[str, str], log_path: Path, timeout: float):
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a signal to the group stops it all
+            )
         dev = cls(process=process, port=port, log_path=log_path)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with code {process.returncode}:\n{tail(log_path)}")
+                raise RuntimeError(f"{argv[2]} dev exited with code {process.returncode}:\n{tail(log_path)}")
             with contextlib.suppress(urllib.error.URLError, OSError):
                 with opener.open(f"{dev.url}/server_info", timeout=2) as resp:
                     if resp.status == 200:
                         return dev
             time.sleep(0.5)
         dev.stop()
-        raise RuntimeError(f"dagster dev did not serve {dev.url} within {timeout:.0f} s:\n{tail(log_path)}")
+        raise RuntimeError(f"{argv[2]} dev did not serve {dev.url} within {timeout:.0f} s:\n{tail(log_path)}")
 
     def stop(self, timeout: float = 30.0) -> None:
         pgid = self.process.pid  # session leader: its pid is the group id
