@@ -1,13 +1,16 @@
 """The Dagster skin of a table with ``table_format: iceberg`` (issue 17).
 
 The catalog asset commits each partition to the table's Iceberg table (one snapshot of that day's
-changes, :mod:`offload_assets.iceberg.publish`); its checks read the commits' snapshot summaries
+changes, :mod:`offload_assets.iceberg.publish`). With ``export_method: incremental`` the Parquet
+snapshot asset stages only the day's converted changes when it can (:func:`stage_iceberg_changes`,
+:mod:`offload_assets.iceberg.incremental`) and the catalog asset applies them directly; its checks read the commits' snapshot summaries
 (:mod:`offload_assets.iceberg.checks`); a maintenance asset on the table's own schedule
 (``maintenance_cron``) expires snapshots, removes orphan files and compacts small files
 (:mod:`offload_assets.iceberg.maintenance`: pyiceberg locally, Athena OPTIMIZE/VACUUM on AWS).
 """
 
 import datetime as dt
+import time
 import warnings
 from typing import Any
 
@@ -25,10 +28,18 @@ from offload_assets.iceberg.checks import (
     iceberg_row_parity,
     sql_count_of_commit,
 )
+from offload_assets.iceberg.incremental import (
+    APPLIED_FROM,
+    StaleChangesError,
+    publish_partition,
+    stage_incremental_changes,
+)
 from offload_assets.iceberg.maintenance import athena_maintenance_statements, maintain_table
-from offload_assets.iceberg.publish import PartitionOrderError, iceberg_location, publish_iceberg
+from offload_assets.iceberg.publish import PartitionOrderError, iceberg_location
 from offload_assets.snapshot.build import MissingSnapshotError, key_attributes
 from offload_assets.snapshot.checks import CheckOutcome
+from offload_assets.snapshot.publish import UnpublishableSnapshotError
+from offload_assets.snapshot.verdict import blocking_checks_verifier
 from offload_assets.table_spec import TableSpec
 
 CHANGES_CHECK = "iceberg_changes_add_up"
@@ -52,6 +63,54 @@ def iceberg_catalog_description(spec: TableSpec) -> str:
     )
 
 
+def stage_iceberg_changes(
+    context: dg.AssetExecutionContext,
+    spec: TableSpec,
+    s3: OffloadS3Resource,
+    glue: GlueResource,
+    key_attributes: tuple[str, ...],
+) -> dg.MaterializeResult | None:
+    """The Parquet snapshot asset's body for a day applied from its incremental export (None: convert the full export).
+
+    Stages only the day's changed items (upserts as Parquet, deleted keys beside them); the merged
+    full export is not converted.
+    """
+    from offload_assets.defs.metadata import snapshot_metadata
+
+    started = time.monotonic()
+    try:
+        snap = stage_incremental_changes(
+            s3.get_table_client(spec),
+            s3.get_filesystem(),
+            iceberg_table(spec, s3, glue),
+            spec,
+            context.partition_key,
+            run_id=context.run.run_id,
+            key_names=key_attributes,
+        )
+    except PartitionOrderError as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    if snap is None:
+        return None
+    extra = snap.extra
+    context.log.info(
+        f"staged the day's changes only: {snap.rows} upserted items, {extra['delete_keys']} deleted keys "
+        f"(incremental export {extra['incremental_export_id']}; the table has {extra['previous_rows']} rows)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **snapshot_metadata(snap, started),
+            "conversion": "changes only (incremental export)",
+            "incremental_export_id": extra["incremental_export_id"],
+            "base_export_id": extra["base_export_id"],
+            "staged_upserts": dg.MetadataValue.int(snap.rows),
+            "staged_delete_keys": dg.MetadataValue.int(extra["delete_keys"]),
+            **{k: dg.MetadataValue.int(extra[k]) for k in ("inserted", "updated", "deleted", "previous_rows")},
+            "already_applied": extra["already_applied"],
+        }
+    )
+
+
 def publish_iceberg_partition(
     context: dg.AssetExecutionContext,
     spec: TableSpec,
@@ -62,11 +121,11 @@ def publish_iceberg_partition(
     """The catalog asset's body for an Iceberg table: commit the partition's changes, report the snapshot."""
     catalog = connect_catalog(s3.connection(), s3_put_kwargs(spec), glue=glue.get_client())
     keys = tuple(key_attributes(dynamodb.get_client(), spec.dynamodb_table))
+    client, filesystem = s3.get_table_client(spec), s3.get_filesystem()
+    verify = blocking_checks_verifier(client, filesystem, dynamodb.get_client(), spec)
     try:
-        out = publish_iceberg(
-            catalog, s3.get_table_client(spec), s3.get_filesystem(), spec, context.partition_key, keys
-        )
-    except (PartitionOrderError, MissingSnapshotError) as err:
+        out = publish_partition(catalog, client, filesystem, spec, context.partition_key, keys, verify=verify)
+    except (PartitionOrderError, MissingSnapshotError, StaleChangesError, UnpublishableSnapshotError) as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
     metadata_location = catalog.load_table(iceberg_location(spec).identifier).metadata_location
     return dg.MaterializeResult(
@@ -75,6 +134,7 @@ def publish_iceberg_partition(
             "dagster/row_count": out.rows,
             "table_format": "iceberg",
             "table_change": out.change,
+            "applied_from": out.summary.get(APPLIED_FROM, "full-export diff"),
             "snapshot_id": str(out.snapshot_id),
             "export_id": out.export_id,
             **{k.replace("-", "_"): dg.MetadataValue.int(v) for k, v in out.counts.items()},
@@ -250,4 +310,5 @@ __all__ = [
     "iceberg_table_freshness",
     "maintenance_key",
     "publish_iceberg_partition",
+    "stage_iceberg_changes",
 ]

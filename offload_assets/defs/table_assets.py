@@ -162,6 +162,11 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
     ) -> dg.MaterializeResult:
         # new columns start with the table's hash key, then its range key
         keys = table_key_attributes(dynamodb.get_client(), spec.dynamodb_table, log=context.log.warning)
+        if spec.table_format == "iceberg" and spec.export_method == "incremental":  # stage the day's changes only
+            from offload_assets.defs.iceberg_assets import stage_iceberg_changes
+
+            if (staged := stage_iceberg_changes(context, spec, s3=s3, glue=glue, key_attributes=keys)) is not None:
+                return staged
         if spec.engine == "glue":  # converted by a PySpark job on AWS Glue, through Dagster Pipes
             from offload_assets.defs.glue_pipes import glue_snapshot_result
 

@@ -105,7 +105,7 @@ def _read_staged(filesystem: Any, snapshot: SnapshotManifest) -> pa.Table:
     return pq.read_table(paths, filesystem=filesystem, schema=snapshot.schema)
 
 
-def _result(
+def publish_result(
     table: Table, change: str, export_id: str, applied: AppliedChanges | None, removed: int
 ) -> IcebergPublishResult:
     snap = table.current_snapshot()
@@ -183,7 +183,7 @@ def _publish_once(
     if snapshot is None:
         done = check_partition_order(partition_commits(table), partition_key, where) if table else None
         if done is not None:  # already committed, staging removed: nothing to do
-            return _result(table, "already committed", done.export_id, None, 0)
+            return publish_result(table, "already committed", done.export_id, None, 0)
         raise MissingSnapshotError(
             f"{where}: no complete Parquet snapshot under s3://{spec.s3_bucket}/{spec.parquet_partition_prefix(partition_key)}/ "
             "(materialize the Parquet snapshot asset for this partition first)"
@@ -195,7 +195,7 @@ def _publish_once(
     done = check_partition_order(partition_commits(table), partition_key, where)
     if done is not None and done.export_id == snapshot.export_id:
         removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
-        return _result(table, "already committed", done.export_id, None, removed)
+        return publish_result(table, "already committed", done.export_id, None, removed)
 
     keys = table_key_columns(table)
     current = table.scan().to_arrow()
@@ -203,7 +203,7 @@ def _publish_once(
     if done is not None and not (diff.upserts.num_rows or diff.deletes.num_rows):
         # the same partition again, with a new export of the same state: nothing to commit
         removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
-        return _result(table, "already committed", done.export_id, None, removed)
+        return publish_result(table, "already committed", done.export_id, None, removed)
     stored = table.properties.get(ARROW_SCHEMA_PARAM)
     merged = merge_table_schema(schema_from_text(stored) if stored else None, snapshot.schema, where=where)
     summary = {
@@ -223,7 +223,7 @@ def _publish_once(
         table_properties={ARROW_SCHEMA_PARAM: schema_to_text(merged)},
     )
     removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
-    return _result(table, change, snapshot.export_id, applied, removed)
+    return publish_result(table, change, snapshot.export_id, applied, removed)
 
 
 __all__ = [
@@ -236,4 +236,5 @@ __all__ = [
     "iceberg_location",
     "partition_commits",
     "publish_iceberg",
+    "publish_result",
 ]

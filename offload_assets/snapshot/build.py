@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
 SNAPSHOT_MANIFEST = "_snapshot.json"
+#: ``extra["kind"]`` of a snapshot that stages a day's changes, not a full state (Iceberg tables fed by
+#: incremental exports, :mod:`offload_assets.iceberg.incremental`); a full snapshot has no kind.
+CHANGES_KIND = "changes"
 _RUN_DIR_RE = re.compile(r"^run-\d{8}T\d{6}\d*Z-[A-Za-z0-9]+$")
 
 
@@ -59,6 +62,11 @@ class SnapshotManifest:
     @property
     def s3_uri(self) -> str:
         return f"s3://{self.bucket}/{self.run_dir}/"
+
+    @property
+    def kind(self) -> str:
+        """``"full"`` (the table's state) or :data:`CHANGES_KIND` (a day's upserts, deletes in ``extra``)."""
+        return str(self.extra.get("kind", "full"))
 
     @property
     def total_bytes(self) -> int:

@@ -26,7 +26,7 @@ from pyarrow import fs as pafs
 from offload_assets.catalog.glue_tables import ORIGINAL_NAME_KEY, get_catalog_table, list_partitions
 from offload_assets.catalog.glue_types import arrow_to_glue
 from offload_assets.export.layout import latest_completed_export, parse_export_time
-from offload_assets.snapshot.build import SnapshotManifest, read_snapshot_manifest
+from offload_assets.snapshot.build import CHANGES_KIND, SnapshotManifest, read_snapshot_manifest
 from offload_assets.table_spec import PARTITION_COLUMN, TableSpec
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ def row_count_parity(
     spec: TableSpec, snapshot: SnapshotManifest, present: ParquetRows, *, export_items: int | None
 ) -> CheckOutcome:
     """Export items = rows the snapshot claims = rows in its Parquet files (and every listed file is there)."""
+    if snapshot.kind == CHANGES_KIND:
+        return change_row_parity(spec, snapshot, present, export_items=export_items)
     where = f"table {spec.dynamodb_table!r}, partition {snapshot.partition_key}"
     listed = _listed_files(snapshot)
     present_names = {name.rsplit("/", 1)[-1] for name in present.files}
@@ -130,6 +132,66 @@ def row_count_parity(
     return CheckOutcome(
         True,
         f"{where}: {present.rows:,} rows in the export and in {len(present.files)} Parquet file(s).",
+        metadata=metadata,
+    )
+
+
+def change_row_parity(
+    spec: TableSpec, snapshot: SnapshotManifest, present: ParquetRows, *, export_items: int | None
+) -> CheckOutcome:
+    """Row parity of a change snapshot (a day staged from an incremental export for an Iceberg table).
+
+    previous rows + inserted - deleted = the day's merged export items (the rows the table must
+    hold after the commit); the staged files hold exactly the inserted + updated items, every listed
+    file is there and readable, and the staged delete keys are the deleted ones plus those of items
+    the table did not hold.
+    """
+    where = f"table {spec.dynamodb_table!r}, partition {snapshot.partition_key}"
+    extra = snapshot.extra
+    previous, inserted, updated, deleted = (
+        int(extra.get(k, 0)) for k in ("previous_rows", "inserted", "updated", "deleted")
+    )
+    absent, delete_keys = int(extra.get("deletes_of_absent_items", 0)), int(extra.get("delete_keys", 0))
+    listed = _listed_files(snapshot)
+    missing = sorted(set(listed) - {n.rsplit("/", 1)[-1] for n in present.files} - set(present.unreadable))
+    metadata: dict[str, Any] = {
+        "export_item_count": export_items,
+        "previous_rows": previous,
+        "inserted": inserted,
+        "updated": updated,
+        "deleted": deleted,
+        "staged_rows": present.rows,
+        "staged_delete_keys": delete_keys,
+        "export_id": snapshot.export_id,
+        "snapshot_uri": snapshot.s3_uri,
+    }
+    problems = []
+    if export_items is None:
+        problems.append("the export's item count is unknown")
+    elif previous + inserted - deleted != export_items:
+        problems.append(
+            f"previous rows {previous:,} + inserted {inserted:,} - deleted {deleted:,} = "
+            f"{previous + inserted - deleted:,}, the export has {export_items:,} items"
+        )
+    if inserted + updated != present.rows or snapshot.rows != present.rows:
+        problems.append(
+            f"{inserted:,} inserted + {updated:,} updated items, the snapshot claims {snapshot.rows:,} rows, "
+            f"its files hold {present.rows:,}"
+        )
+    if deleted + absent != delete_keys:
+        problems.append(
+            f"{deleted:,} deleted + {absent:,} absent = {deleted + absent:,}, {delete_keys:,} delete keys staged"
+        )
+    if missing:
+        problems.append(f"missing Parquet file(s): {', '.join(missing[:MAX_EXAMPLES])}")
+    if present.unreadable:
+        problems.append(f"unreadable Parquet file(s): {', '.join(sorted(present.unreadable)[:MAX_EXAMPLES])}")
+    if problems:
+        return CheckOutcome(False, f"{where}: " + "; ".join(problems) + f" ({snapshot.s3_uri}).", metadata=metadata)
+    return CheckOutcome(
+        True,
+        f"{where}: {previous:,} previous rows + {inserted:,} inserted - {deleted:,} deleted = {export_items:,} "
+        f"exported items; {present.rows:,} changed items staged (not the whole table), {delete_keys:,} delete keys.",
         metadata=metadata,
     )
 
