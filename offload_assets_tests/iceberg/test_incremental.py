@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import pytest
+
 from offload_assets.export.layout import list_completed_exports
-from offload_assets.export.partition_export import incremental_export_prefix
+from offload_assets.export.partition_export import export_partition, incremental_export_prefix
 from offload_assets.iceberg.catalog import connect_catalog, load_table
 from offload_assets.iceberg.checks import changes_add_up, commit_of
-from offload_assets.iceberg.incremental import apply_incremental_export
+from offload_assets.iceberg.incremental import (
+    APPLIED_FROM,
+    apply_incremental_export,
+    publish_partition,
+    stage_incremental_changes,
+)
 from offload_assets.iceberg.publish import iceberg_location
 from offload_assets.local.demo_data import to_low_level
+from offload_assets.local.emulator import backdate_point_in_time_recovery
+from offload_assets.snapshot.publish import UnpublishableSnapshotError
+from offload_assets.snapshot.verdict import blocking_checks_verifier
 from offload_assets_tests.export.conftest import BUCKET
 from offload_assets_tests.export.test_incremental_export import _json_image, _record, write_incremental_export
 from offload_assets_tests.iceberg.pipeline import dynamodb_state, make_spec, review, run_partition, seed
@@ -49,3 +61,83 @@ def test_incremental_export_is_applied_as_one_snapshot_of_its_changes(aws):
     assert apply_incremental_export(table, s3, spec, "2026-11-21", incremental, ("User", "Book")) is None
     table.refresh()
     assert len(table.metadata.snapshots) == snapshots  # applied once
+
+
+def _incremental_days(aws, emulator, spec, changes: bool = True):
+    """Day 1 committed from a full (native) export; day 2's merged export built from an INCREMENTAL_EXPORT."""
+    ddb = seed(aws, spec, 40)
+    backdate_point_in_time_recovery(emulator.endpoint_url, spec.dynamodb_table, days=4)
+    now = dt.datetime.now(dt.UTC)
+    day2 = (now - dt.timedelta(days=1)).date().isoformat()
+    day1 = (now - dt.timedelta(days=2)).date().isoformat()
+    run_partition(aws, spec, day1)
+    records = []
+    if changes:
+        new = to_low_level(review(1, author="Changed"))
+        ddb.put_item(TableName=spec.dynamodb_table, Item=new)
+        records.append(_record(new, new=_json_image(new), micros=10))
+        gone = to_low_level(review(2))
+        ddb.delete_item(TableName=spec.dynamodb_table, Key={"User": gone["User"], "Book": gone["Book"]})
+        records.append(_record(gone, old=_json_image(gone), micros=20))
+    s3 = aws.client("s3")
+    write_incremental_export(
+        s3,
+        prefix=incremental_export_prefix(spec, day2),
+        records=records,
+        from_time=spec.export_time(day1),
+        to_time=spec.export_time(day2),
+        table_arn="arn:x",
+    )
+    export_partition(spec, day2, dynamodb=ddb, s3=s3, now=spec.export_time(day2) + dt.timedelta(minutes=5))
+    return ddb, s3, day1, day2
+
+
+def _stage(aws, spec, day):
+    table = load_table(connect_catalog(aws), iceberg_location(spec))
+    return stage_incremental_changes(
+        aws.client("s3"), aws.arrow_filesystem(), table, spec, day, run_id="test", key_names=("User", "Book")
+    )
+
+
+def test_staged_changes_that_fail_their_blocking_checks_are_never_committed(aws, emulator):
+    spec = make_spec(s3_bucket=BUCKET, export_method="incremental")
+    ddb, s3, _, day2 = _incremental_days(aws, emulator, spec)
+    staged = _stage(aws, spec, day2)
+    assert staged.kind == "changes" and staged.rows == 1 and staged.extra["delete_keys"] == 1
+    assert (staged.extra["previous_rows"], staged.extra["export_item_count"]) == (40, 39)
+    s3.delete_object(Bucket=BUCKET, Key=staged.files[0]["path"].split("/", 1)[1])  # a staged file lost
+    verify = blocking_checks_verifier(s3, aws.arrow_filesystem(), ddb, spec)
+    table = load_table(connect_catalog(aws), iceberg_location(spec))
+    snapshots = len(table.metadata.snapshots)
+    with pytest.raises(
+        UnpublishableSnapshotError, match="failed row_count_parity: .*0 inserted \\+ 1 updated.*missing Parquet file"
+    ):
+        publish_partition(connect_catalog(aws), s3, aws.arrow_filesystem(), spec, day2, ("User", "Book"), verify=verify)
+    table.refresh()
+    assert len(table.metadata.snapshots) == snapshots and table.scan().to_arrow().num_rows == 40  # nothing committed
+
+
+def test_a_base_export_the_table_did_not_commit_takes_the_full_export_path(aws, emulator):
+    spec = make_spec(s3_bucket=BUCKET, export_method="incremental")
+    ddb, s3, day1, day2 = _incremental_days(aws, emulator, spec, changes=False)
+    # day 1 exported again after its commit: same state, a new export id the table never committed
+    export_partition(spec, day1, dynamodb=ddb, s3=s3, now=spec.export_time(day1) + dt.timedelta(minutes=5))
+    new = to_low_level(review(3, author="Changed"))
+    ddb.put_item(TableName=spec.dynamodb_table, Item=new)
+    write_incremental_export(
+        s3,
+        prefix=incremental_export_prefix(spec, day2),
+        records=[_record(new, new=_json_image(new), micros=30)],
+        from_time=spec.export_time(day1),
+        to_time=spec.export_time(day2),
+        table_arn="arn:x",
+    )
+    export_partition(spec, day2, dynamodb=ddb, s3=s3, now=spec.export_time(day2) + dt.timedelta(minutes=5))
+    assert _stage(aws, spec, day2) is None  # not applicable: the Parquet step converts the merged export
+    out = run_partition(aws, spec, day2)
+    assert out.counts["updated"] == 1 and APPLIED_FROM not in out.summary
+    table = load_table(connect_catalog(aws), iceberg_location(spec))
+    rows = table.scan().to_arrow().to_pylist()
+    assert {(r["user"], r["book"]): (r["author"], r["rating"]) for r in rows} == dynamodb_state(
+        ddb, spec.dynamodb_table
+    )
