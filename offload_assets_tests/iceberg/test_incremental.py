@@ -63,23 +63,18 @@ def test_incremental_export_is_applied_as_one_snapshot_of_its_changes(aws):
     assert len(table.metadata.snapshots) == snapshots  # applied once
 
 
-def _incremental_days(aws, emulator, spec, changes: bool = True):
-    """Day 1 committed from a full (native) export; day 2's merged export built from an INCREMENTAL_EXPORT."""
+def _day1(aws, emulator, spec):
+    """Day 1 committed from a full (native) export of 40 items; (dynamodb, s3, day 1, day 2)."""
     ddb = seed(aws, spec, 40)
     backdate_point_in_time_recovery(emulator.endpoint_url, spec.dynamodb_table, days=4)
     now = dt.datetime.now(dt.UTC)
-    day2 = (now - dt.timedelta(days=1)).date().isoformat()
-    day1 = (now - dt.timedelta(days=2)).date().isoformat()
+    day1, day2 = ((now - dt.timedelta(days=d)).date().isoformat() for d in (2, 1))
     run_partition(aws, spec, day1)
-    records = []
-    if changes:
-        new = to_low_level(review(1, author="Changed"))
-        ddb.put_item(TableName=spec.dynamodb_table, Item=new)
-        records.append(_record(new, new=_json_image(new), micros=10))
-        gone = to_low_level(review(2))
-        ddb.delete_item(TableName=spec.dynamodb_table, Key={"User": gone["User"], "Book": gone["Book"]})
-        records.append(_record(gone, old=_json_image(gone), micros=20))
-    s3 = aws.client("s3")
+    return ddb, aws.client("s3"), day1, day2
+
+
+def _export_day2(spec, ddb, s3, day1, day2, records) -> None:
+    """Day 2's merged export, built from an INCREMENTAL_EXPORT of ``records``."""
     write_incremental_export(
         s3,
         prefix=incremental_export_prefix(spec, day2),
@@ -89,7 +84,14 @@ def _incremental_days(aws, emulator, spec, changes: bool = True):
         table_arn="arn:x",
     )
     export_partition(spec, day2, dynamodb=ddb, s3=s3, now=spec.export_time(day2) + dt.timedelta(minutes=5))
-    return ddb, s3, day1, day2
+
+
+def _update_and_delete(ddb, spec) -> list:
+    new = to_low_level(review(1, author="Changed"))
+    ddb.put_item(TableName=spec.dynamodb_table, Item=new)
+    gone = to_low_level(review(2))
+    ddb.delete_item(TableName=spec.dynamodb_table, Key={"User": gone["User"], "Book": gone["Book"]})
+    return [_record(new, new=_json_image(new), micros=10), _record(gone, old=_json_image(gone), micros=20)]
 
 
 def _stage(aws, spec, day):
@@ -101,7 +103,8 @@ def _stage(aws, spec, day):
 
 def test_staged_changes_that_fail_their_blocking_checks_are_never_committed(aws, emulator):
     spec = make_spec(s3_bucket=BUCKET, export_method="incremental")
-    ddb, s3, _, day2 = _incremental_days(aws, emulator, spec)
+    ddb, s3, day1, day2 = _day1(aws, emulator, spec)
+    _export_day2(spec, ddb, s3, day1, day2, _update_and_delete(ddb, spec))
     staged = _stage(aws, spec, day2)
     assert staged.kind == "changes" and staged.rows == 1 and staged.extra["delete_keys"] == 1
     assert (staged.extra["previous_rows"], staged.extra["export_item_count"]) == (40, 39)
@@ -119,23 +122,13 @@ def test_staged_changes_that_fail_their_blocking_checks_are_never_committed(aws,
 
 def test_a_base_export_the_table_did_not_commit_takes_the_full_export_path(aws, emulator):
     spec = make_spec(s3_bucket=BUCKET, export_method="incremental")
-    ddb, s3, day1, day2 = _incremental_days(aws, emulator, spec, changes=False)
+    ddb, s3, day1, day2 = _day1(aws, emulator, spec)
     # day 1 exported again after its commit: same state, a new export id the table never committed
     export_partition(spec, day1, dynamodb=ddb, s3=s3, now=spec.export_time(day1) + dt.timedelta(minutes=5))
-    new = to_low_level(review(3, author="Changed"))
-    ddb.put_item(TableName=spec.dynamodb_table, Item=new)
-    write_incremental_export(
-        s3,
-        prefix=incremental_export_prefix(spec, day2),
-        records=[_record(new, new=_json_image(new), micros=30)],
-        from_time=spec.export_time(day1),
-        to_time=spec.export_time(day2),
-        table_arn="arn:x",
-    )
-    export_partition(spec, day2, dynamodb=ddb, s3=s3, now=spec.export_time(day2) + dt.timedelta(minutes=5))
+    _export_day2(spec, ddb, s3, day1, day2, _update_and_delete(ddb, spec))
     assert _stage(aws, spec, day2) is None  # not applicable: the Parquet step converts the merged export
     out = run_partition(aws, spec, day2)
-    assert out.counts["updated"] == 1 and APPLIED_FROM not in out.summary
+    assert (out.counts["updated"], out.counts["deleted"]) == (1, 1) and APPLIED_FROM not in out.summary
     table = load_table(connect_catalog(aws), iceberg_location(spec))
     rows = table.scan().to_arrow().to_pylist()
     assert {(r["user"], r["book"]): (r["author"], r["rating"]) for r in rows} == dynamodb_state(
