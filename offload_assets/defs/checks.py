@@ -106,7 +106,9 @@ def build_snapshot_checks(
                     partitions_def=partitions,
                     blocking=True,
                     description="Export manifest item count = rows in the snapshot's Parquet files (read from their "
-                    "footers) = rows the snapshot claims. Blocking: a snapshot failing it is not published.",
+                    "footers) = rows the snapshot claims (an Iceberg day staged from an incremental export: previous rows + "
+                    "inserted - deleted = the export's items, the files hold the inserted + updated items). Blocking: a "
+                    "snapshot failing it is not published.",
                 ),
                 dg.AssetCheckSpec(
                     "unique_primary_keys",

@@ -151,6 +151,11 @@ def build_table_definitions(spec: TableSpec) -> dg.Definitions:
             f"Parquet snapshot of `{spec.dynamodb_table}` (type descriptors stripped, {spec.compression}) under "
             f"`{table_uri}{PARTITION_COLUMN}=<date>/`. Written to a run-unique directory; not visible to SQL until "
             "the catalog table is materialized."
+            + (
+                " A day of an incremental export stages only its changed items (and deleted keys) for the Iceberg table."
+                if spec.table_format == "iceberg" and spec.export_method == "incremental"
+                else ""
+            )
         ),
     )
     def parquet_snapshot(

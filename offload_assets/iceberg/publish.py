@@ -4,7 +4,9 @@ The Parquet snapshot asset converts the partition's export as for Hive tables (s
 same types, the table's schema handed in so existing columns keep their types). Publishing then
 diffs that staged state against the Iceberg table by primary key and commits only the inserted,
 updated and deleted items, in ONE snapshot whose summary records the partition, the export and
-the counts. The staged Parquet files are removed afterwards: the Iceberg table holds the data.
+the counts. The staged Parquet files are removed afterwards: the Iceberg table holds the data. (A day of an
+incremental export is staged as its changes only and committed by
+:mod:`offload_assets.iceberg.incremental`, which falls back to this module for every full export.)
 
 Rules (enforced here, documented in the README):
 
