@@ -107,7 +107,7 @@ def _read_staged(filesystem: Any, snapshot: SnapshotManifest) -> pa.Table:
     return pq.read_table(paths, filesystem=filesystem, schema=snapshot.schema)
 
 
-def publish_result(
+def _result(
     table: Table, change: str, export_id: str, applied: AppliedChanges | None, removed: int
 ) -> IcebergPublishResult:
     snap = table.current_snapshot()
@@ -185,7 +185,7 @@ def _publish_once(
     if snapshot is None:
         done = check_partition_order(partition_commits(table), partition_key, where) if table else None
         if done is not None:  # already committed, staging removed: nothing to do
-            return publish_result(table, "already committed", done.export_id, None, 0)
+            return _result(table, "already committed", done.export_id, None, 0)
         raise MissingSnapshotError(
             f"{where}: no complete Parquet snapshot under s3://{spec.s3_bucket}/{spec.parquet_partition_prefix(partition_key)}/ "
             "(materialize the Parquet snapshot asset for this partition first)"
@@ -197,7 +197,7 @@ def _publish_once(
     done = check_partition_order(partition_commits(table), partition_key, where)
     if done is not None and done.export_id == snapshot.export_id:
         removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
-        return publish_result(table, "already committed", done.export_id, None, removed)
+        return _result(table, "already committed", done.export_id, None, removed)
 
     keys = table_key_columns(table)
     current = table.scan().to_arrow()
@@ -205,7 +205,7 @@ def _publish_once(
     if done is not None and not (diff.upserts.num_rows or diff.deletes.num_rows):
         # the same partition again, with a new export of the same state: nothing to commit
         removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
-        return publish_result(table, "already committed", done.export_id, None, removed)
+        return _result(table, "already committed", done.export_id, None, removed)
     stored = table.properties.get(ARROW_SCHEMA_PARAM)
     merged = merge_table_schema(schema_from_text(stored) if stored else None, snapshot.schema, where=where)
     summary = {
@@ -225,8 +225,11 @@ def _publish_once(
         table_properties={ARROW_SCHEMA_PARAM: schema_to_text(merged)},
     )
     removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
-    return publish_result(table, change, snapshot.export_id, applied, removed)
+    return _result(table, change, snapshot.export_id, applied, removed)
 
+
+#: The result of a partition's commit as this module reports it (also for :mod:`offload_assets.iceberg.incremental`).
+publish_result = _result
 
 __all__ = [
     "COUNT_KEYS",

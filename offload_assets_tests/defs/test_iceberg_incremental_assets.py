@@ -112,7 +112,7 @@ def test_incremental_day_is_applied_from_its_changes_only(aws, emulator, tmp_pat
         27 - 1 + 2 - 1 + 2
     )
     catalog_meta = second.asset_materializations_for_node(_node(keys["catalog"]))[0].metadata
-    assert catalog_meta["applied_from"].value == "incremental-export"
+    assert catalog_meta["applied_from"].value == "incremental-export" and catalog_meta["dagster/row_count"].value == 82
     table = load_table(connect_catalog(aws), iceberg_location(spec))
     commit = commit_of(table, day2)
     summary = commit.summary
@@ -121,7 +121,6 @@ def test_incremental_day_is_applied_from_its_changes_only(aws, emulator, tmp_pat
     assert summary["offload-assets.previous-rows"] == "80" and summary["offload-assets.export-items"] == "82"
     assert summary[APPLIED_FROM] == "incremental-export" and summary[INCREMENTAL_EXPORT_ID]
     assert summary["offload-assets.export-time"] == t2.isoformat()
-    assert summary["total-records"] == "82"  # Iceberg's own count agrees
     assert latest_complete_snapshot(s3, spec, day2) is None  # the staged changes were removed after the commit
 
     # Time travel: day 1's snapshot answers day 1's count.
