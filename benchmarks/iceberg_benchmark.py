@@ -1,7 +1,7 @@
 """Hive vs Iceberg (issue 17): 7 daily partitions with 1% of the items changed each day.
 
     .venv/bin/python benchmarks/iceberg_benchmark.py --items 20000
-    .venv/bin/python benchmarks/iceberg_benchmark.py --mode incremental --sizes 5000 50000 --changes 200
+    .venv/bin/python benchmarks/iceberg_benchmark.py --mode incremental --sizes 20000 200000 --changes 500
 
 One DynamoDB table on the project's local emulator (own temporary state), two tables-file entries
 reading it: ``table_format: hive`` and ``table_format: iceberg``. Each day, 1% of the items change
@@ -55,8 +55,8 @@ def main() -> None:
         help="incremental: day N of an "
         "incremental vs a full export at --sizes with --changes changes (iceberg_incremental_benchmark.py)",
     )
-    ap.add_argument("--sizes", type=int, nargs=2, default=(5_000, 50_000))
-    ap.add_argument("--changes", type=int, default=200)
+    ap.add_argument("--sizes", type=int, nargs=2, default=(20_000, 200_000))
+    ap.add_argument("--changes", type=int, default=500)
     args = ap.parse_args()
     if args.mode == "incremental":
         from iceberg_incremental_benchmark import run  # benchmarks/ is on sys.path when run as a script

@@ -283,7 +283,11 @@ def _commit_staged_changes(
         )
     upserts = _read_files(filesystem, list(snapshot.files), snapshot.schema)
     deletes = _read_files(filesystem, extra["delete_files"])
-    counts = count_changes(table, upserts, deletes)  # again: another writer may have committed since staging
+    current = table.current_snapshot()
+    if current is not None and current.snapshot_id == extra.get("base_snapshot_id"):  # the table as staged against
+        counts = {k: int(extra[k.replace("-", "_")]) for k in COUNT_KEYS}
+    else:  # another writer (change capture, maintenance) committed since staging: count again
+        counts = count_changes(table, upserts, deletes)
     stored = table.properties.get(ARROW_SCHEMA_PARAM)
     merged = merge_table_schema(schema_from_text(stored) if stored else None, snapshot.schema, where=where)
     summary = {
