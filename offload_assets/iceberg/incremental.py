@@ -273,7 +273,10 @@ def _commit_staged_changes(
         )
     extra = snapshot.extra
     done = check_partition_order(partition_commits(table), partition_key, where)
-    if done is not None and done.summary.get(INCREMENTAL_EXPORT_ID) == extra["incremental_export_id"]:
+    if done is not None and (
+        done.summary.get(INCREMENTAL_EXPORT_ID) == extra["incremental_export_id"]
+        or done.export_id == snapshot.export_id
+    ):  # this day's changes, or this day's merged export (by the full path), are in the table already
         removed = delete_prefix(s3, bucket=spec.s3_bucket, prefix=snapshot.run_dir + "/")
         return publish_result(table, "already committed", done.export_id, None, removed)
     newest = _newest_commit(table)

@@ -12,6 +12,7 @@ from offload_assets.iceberg.catalog import connect_catalog, load_table
 from offload_assets.iceberg.checks import changes_add_up, commit_of
 from offload_assets.iceberg.incremental import (
     APPLIED_FROM,
+    StaleChangesError,
     apply_incremental_export,
     publish_partition,
     stage_incremental_changes,
@@ -134,3 +135,20 @@ def test_a_base_export_the_table_did_not_commit_takes_the_full_export_path(aws, 
     assert {(r["user"], r["book"]): (r["author"], r["rating"]) for r in rows} == dynamodb_state(
         ddb, spec.dynamodb_table
     )
+
+
+def test_changes_staged_on_a_base_the_table_moved_past_are_refused(aws, emulator):
+    spec = make_spec(s3_bucket=BUCKET, export_method="incremental")
+    ddb, s3, day1, day2 = _day1(aws, emulator, spec)
+    _export_day2(spec, ddb, s3, day1, day2, _update_and_delete(ddb, spec))
+    staged = _stage(aws, spec, day2)
+    assert staged.kind == "changes"
+    # day 1 re-run with a new export after the staging: the table's newest commit is no longer the base
+    ddb.put_item(TableName=spec.dynamodb_table, Item=to_low_level(review(5, author="Late")))
+    run_partition(aws, spec, day1)
+    table = load_table(connect_catalog(aws), iceberg_location(spec))
+    snapshots = len(table.metadata.snapshots)
+    with pytest.raises(StaleChangesError, match="re-materialize the Parquet snapshot"):
+        publish_partition(connect_catalog(aws), s3, aws.arrow_filesystem(), spec, day2, ("User", "Book"))
+    table.refresh()
+    assert len(table.metadata.snapshots) == snapshots
