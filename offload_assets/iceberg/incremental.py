@@ -31,7 +31,7 @@ longer the table's newest commit when it is published is refused (re-run the Par
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -45,12 +45,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.aws.s3_writes import encrypted_output_filesystem, enforce_s3_settings, s3_put_kwargs
 from offload_assets.catalog.glue_tables import ARROW_SCHEMA_PARAM, merge_table_schema
-from offload_assets.cdc.changes import convert_images
 from offload_assets.cdc.iceberg_target import IcebergTarget
 from offload_assets.conversion.export_lines import normalize_item
 from offload_assets.conversion.options import ConversionOptions
 from offload_assets.conversion.parquet_output import ParquetPartsWriter
+from offload_assets.conversion.python_engine import collect_stats, convert_items
 from offload_assets.conversion.schema_codec import schema_from_text, schema_to_text
+from offload_assets.conversion.schema_plan import plan_schema
 from offload_assets.export.incremental import read_change_set
 from offload_assets.export.layout import ExportManifest, latest_completed_export, list_completed_exports
 from offload_assets.export.partition_export import incremental_export_prefix
@@ -101,6 +102,15 @@ class DayChanges:
     upserts: pa.Table  # the new images, the table's columns first
     deletes: pa.Table  # the key columns of the deleted items
     lines: int  # lines of the incremental export
+    rescued_counts: dict[str, int] = field(default_factory=dict)  # column -> values rescued into _rescued_data
+
+
+def convert_images(images: list[dict], existing: pa.Schema | None) -> tuple[pa.Table, dict[str, int]]:
+    """Items (DynamoDB JSON) as Arrow by the converter's rules, ``existing`` first; and the rescued counts."""
+    plan = plan_schema(collect_stats(images)[0], existing, ConversionOptions())
+    converted = list(convert_items(images, plan))  # (batch, the running rescued counts)
+    rescued = dict(converted[-1][1]) if converted else {}
+    return pa.Table.from_batches([b for b, _ in converted], schema=plan.schema), rescued
 
 
 def _key_image(key: bytes, key_names: tuple[str, ...]) -> dict[str, Any]:
@@ -123,10 +133,10 @@ def convert_changes(table: Table, s3: Any, incremental: ExportManifest, key_name
     keys = table_key_columns(table)
     images = [normalize_item(c.new_image, native=True) for c in change_set.changes.values() if c.new_image is not None]
     gone = [_key_image(k, key_names) for k, c in change_set.changes.items() if c.new_image is None]
-    upserts = convert_images(images, existing) if images else existing.empty_table()
+    upserts, rescued = convert_images(images, existing) if images else (existing.empty_table(), {})
     key_schema = pa.schema([existing.field(k) for k in keys])
-    deletes = convert_images(gone, existing).select(list(keys)) if gone else key_schema.empty_table()
-    return DayChanges(upserts=upserts, deletes=deletes, lines=change_set.lines)
+    deletes = convert_images(gone, existing)[0].select(list(keys)) if gone else key_schema.empty_table()
+    return DayChanges(upserts=upserts, deletes=deletes, lines=change_set.lines, rescued_counts=rescued)
 
 
 def count_changes(table: Table, upserts: pa.Table, deletes: pa.Table) -> dict[str, int]:
@@ -236,7 +246,7 @@ def stage_incremental_changes(
         rows=changes.upserts.num_rows,
         files=files,
         schema=changes.upserts.schema,
-        rescued_counts={},
+        rescued_counts=changes.rescued_counts,
         extra={
             "kind": CHANGES_KIND,
             "export_item_count": export.item_count,  # the merged export: the table's rows after the day

@@ -152,3 +152,18 @@ def test_changes_staged_on_a_base_the_table_moved_past_are_refused(aws, emulator
         publish_partition(connect_catalog(aws), s3, aws.arrow_filesystem(), spec, day2, ("User", "Book"))
     table.refresh()
     assert len(table.metadata.snapshots) == snapshots
+
+
+def test_a_changed_item_that_does_not_fit_its_column_is_rescued_as_in_a_full_conversion(aws, emulator):
+    spec = make_spec(s3_bucket=BUCKET, export_method="incremental")
+    ddb, s3, day1, day2 = _day1(aws, emulator, spec)
+    odd = {**to_low_level(review(4)), "Rating": {"S": "five"}, "Shelf": {"S": "top"}}  # a new attribute too
+    ddb.put_item(TableName=spec.dynamodb_table, Item=odd)
+    _export_day2(spec, ddb, s3, day1, day2, [_record(odd, new=_json_image(odd), micros=40)])
+    staged = _stage(aws, spec, day2)
+    assert staged.rescued_counts == {"rating": 1} and "shelf" in staged.schema.names
+    publish_partition(connect_catalog(aws), s3, aws.arrow_filesystem(), spec, day2, ("User", "Book"))
+    table = load_table(connect_catalog(aws), iceberg_location(spec))
+    row = next(r for r in table.scan().to_arrow().to_pylist() if r["user"] == "user-0004")
+    assert row["rating"] is None and "five" in row["_rescued_data"] and row["shelf"] == "top"
+    assert table.scan().to_arrow().num_rows == 40
