@@ -19,6 +19,7 @@ from pyiceberg.table import Table
 
 from offload_assets.aws.s3_writes import s3_put_kwargs
 from offload_assets.conversion.schema_codec import schema_from_text
+from offload_assets.defs.notifications import notify_iceberg_committed, notify_snapshot_failed
 from offload_assets.defs.resources import AthenaResource, DynamoDBResource, GlueResource, OffloadS3Resource
 from offload_assets.iceberg.catalog import connect_catalog, load_table
 from offload_assets.iceberg.checks import (
@@ -126,8 +127,13 @@ def publish_iceberg_partition(
     try:
         out = publish_partition(catalog, client, filesystem, spec, context.partition_key, keys, verify=verify)
     except (PartitionOrderError, MissingSnapshotError, StaleChangesError, UnpublishableSnapshotError) as err:
+        notify_snapshot_failed(context, spec, s3, err)
         raise dg.Failure(description=str(err), allow_retries=False) from None
+    except Exception as err:
+        notify_snapshot_failed(context, spec, s3, err)
+        raise
     metadata_location = catalog.load_table(iceberg_location(spec).identifier).metadata_location
+    notified = notify_iceberg_committed(context, spec, s3, out, metadata_location)
     return dg.MaterializeResult(
         metadata={
             "dagster/table_name": f"{spec.catalog_database}.{spec.catalog_table}",
@@ -144,6 +150,7 @@ def publish_iceberg_partition(
             "files_removed": out.applied.files_removed if out.applied else 0,
             "staging_objects_removed": out.removed_staging,
             "metadata_location": metadata_location,
+            **notified,
         }
     )
 

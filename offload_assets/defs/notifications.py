@@ -82,6 +82,31 @@ def notify_snapshot_published(
     )
 
 
+def notify_iceberg_committed(
+    context: dg.AssetExecutionContext, spec: TableSpec, s3: Any, published: Any, metadata_location: str
+) -> dict[str, str]:
+    """``snapshot_published`` for an Iceberg table: one event per Iceberg snapshot (a re-run that commits nothing
+    names the same snapshot, so it is a duplicate and is not sent again)."""
+    return _send(
+        context,
+        spec,
+        s3,
+        Notification(
+            event=SNAPSHOT_PUBLISHED,
+            status="succeeded",
+            spec=spec,
+            partition=context.partition_key,
+            identity=f"iceberg-snapshot:{published.snapshot_id}",
+            export_id=published.export_id,
+            export_time=spec.export_time(context.partition_key).isoformat(),
+            snapshot_location=metadata_location,
+            iceberg_snapshot_id=str(published.snapshot_id),
+            row_count=published.rows,
+            dagster_run_id=context.run.run_id,
+        ),
+    )
+
+
 def notify_snapshot_failed(
     context: dg.AssetExecutionContext, spec: TableSpec, s3: Any, error: BaseException
 ) -> dict[str, str]:

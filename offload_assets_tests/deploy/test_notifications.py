@@ -85,3 +85,46 @@ def test_one_snapshot_published_per_partition_and_one_more_per_rerun(tmp_path, e
     assert catalog_only.success and _drain(sqs, url) == []
     [mat] = [e.step_materialization_data.materialization for e in catalog_only.get_asset_materialization_events()]
     assert mat.metadata["notification"].value == "duplicate"
+
+
+def test_an_iceberg_table_announces_each_committed_snapshot_once(tmp_path, emulator, aws):
+    stack = deploy_stack(
+        aws, write_tables_file(tmp_path / "b.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "stack-lake"})
+    )
+    entry = {
+        "dynamodb_table": "Reviews",
+        "s3_bucket": bucket_output(stack),
+        "catalog_database": database_output(stack),
+        "notification_topic_arn": stack.outputs["NotificationTopicArn"],
+        "export_method": "native",
+        "table_format": "iceberg",
+    }
+    tables = write_tables_file(tmp_path / "tables.yaml", entry)
+    items = len(seed_reviews(aws.client("dynamodb"), table_name="Reviews", count=60))
+    backdate_point_in_time_recovery(emulator.endpoint_url, "Reviews", days=3)
+    defs = build_definitions(tables, target="local", endpoint_url=emulator.endpoint_url)
+    job, instance = defs.resolve_job_def("reviews_offload_job"), dg.DagsterInstance.ephemeral()
+    today = dt.datetime.now(dt.UTC).date()
+    partitions = [(today - dt.timedelta(days=1)).isoformat(), today.isoformat()]
+    runs = {p: job.execute_in_process(partition_key=p, instance=instance) for p in partitions}
+    assert all(r.success for r in runs.values())
+
+    sqs, url = aws.client("sqs"), stack.outputs["SnapshotPublishedQueueUrl"]
+    bodies = sorted((json.loads(m["Body"]) for m in _drain(sqs, url)), key=lambda b: b["partition"])
+    assert [b["partition"] for b in bodies] == partitions
+    snapshot_ids = [b["iceberg_snapshot_id"] for b in bodies]
+    assert all(s and s.isdigit() for s in snapshot_ids) and len(set(snapshot_ids)) == 2
+    for body in bodies:
+        assert body["event"] == "snapshot_published" and body["status"] == "succeeded" and body["row_count"] == items
+        assert body["snapshot_location"].endswith(".metadata.json") and "/iceberg/" in body["snapshot_location"]
+        assert body["dagster_run_id"] == runs[body["partition"]].run_id and body["export_id"]
+
+    # Re-running the newest partition commits nothing new: the same Iceberg snapshot, not announced again.
+    rerun = job.execute_in_process(partition_key=partitions[1], instance=instance)
+    assert rerun.success and _drain(sqs, url) == []
+    catalog = [
+        e.step_materialization_data.materialization
+        for e in rerun.get_asset_materialization_events()
+        if e.step_materialization_data.materialization.metadata.get("table_format")
+    ]
+    assert [m.metadata["notification"].value for m in catalog] == ["duplicate"]
