@@ -510,7 +510,7 @@ def _convert_batch(batch: pa.RecordBatch, converter: BatchConverter, plan: Schem
     ok = converter.ok_rows(item, covered_rows(item, raw, converter.root))
     n_ok = pc.sum(ok).as_py() or 0
     if n_ok:
-        converted, out.stats, out.rescued = converter.convert(item if n_ok == len(item) else item.filter(ok))
+        converted, out.stats, out.rescued = converter.convert(item, None if n_ok == len(item) else ok)
         out.batches.append(converted)
     if n_ok < len(item):
         _per_item_rows(batch, pc.invert(ok), converter, plan, out, keep_aside)
