@@ -205,8 +205,10 @@ class _PlanChanged(Exception):
 def _sample_plan(filesystem, files: list[InputFile], table: str, existing_schema, options):
     """The plan and read structure guessed from the first lines of every file."""
     stats = ValueStats()
+    # SAMPLE_LINES is this module's: the tests make it tiny
+    limit = min(SAMPLE_LINES, max(duckdb_input.SAMPLE_LINES_MIN, duckdb_input.SAMPLE_TOTAL // max(1, len(files))))
     for f in files:
-        sample(filesystem, f, stats, table, SAMPLE_LINES)  # this module's: the tests make it tiny
+        sample(filesystem, f, stats, table, limit)
     return plan_schema(stats, existing_schema, options), ReadNode(tags=("M",), fields=read_fields(stats.fields))
 
 
