@@ -59,12 +59,13 @@ from .arrow_convert import BatchConverter
 from .arrow_coverage import covered_rows
 from .arrow_values import clear_caches
 from .duckdb_input import InputFile, InputFiles, describe, sample, tally_batch
-from .duckdb_sql import ReadNode, build_query, read_fields
+from .duckdb_sql import ReadNode, build_query, read_root
 from .export_lines import NotAnItem, item_from_line, iter_parsed_lines, parse_line
 from .options import ConversionOptions, WrittenFile
 from .parquet_output import ParquetPartsWriter
 from .quarantine import BadLines
 from .schema_plan import SchemaPlan, plan_schema
+from .typed_read import TYPED_FILE_BYTES, file_proven, typed_query, typed_values
 from .value_stats import ValueStats, add_item
 
 SAMPLE_LINES = duckdb_input.SAMPLE_LINES
@@ -156,7 +157,7 @@ def convert_with_plan(
     try:
         with _prepared([path], filesystem, table_name, options, bad_lines, {}) as engine:
             _sample_plan(filesystem, engine.files, table_name, None, options)  # settles each file's line format
-            root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+            root = read_root(stats.fields)
             while True:
                 try:
                     return engine.run_round(plan, root, writer, with_stats=False)[1]
@@ -210,7 +211,7 @@ def _sample_plan(filesystem, files: list[InputFile], table: str, existing_schema
     limit = min(SAMPLE_LINES, max(duckdb_input.SAMPLE_LINES_MIN, duckdb_input.SAMPLE_TOTAL // max(1, len(files))))
     for f in files:
         sample(filesystem, f, stats, table, limit)
-    return plan_schema(stats, existing_schema, options), ReadNode(tags=("M",), fields=read_fields(stats.fields))
+    return plan_schema(stats, existing_schema, options), read_root(stats.fields)
 
 
 def _first_round(engine: _Engine, output: _Output, plan: SchemaPlan, root: ReadNode, existing_schema):
@@ -245,7 +246,7 @@ def _first_round(engine: _Engine, output: _Output, plan: SchemaPlan, root: ReadN
 
 def _exact_round(engine: _Engine, output: _Output, plan: SchemaPlan, stats: ValueStats):
     """Convert again with the plan decided from every value."""
-    root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+    root = read_root(stats.fields)
     writer = output.writer(plan)
     engine.per_item = None
     try:
@@ -354,6 +355,7 @@ class _Engine:
         self.options = options
         self.bad_lines = bad_lines
         self.per_item: _PerItemRows | None = None
+        self.typed = True  # the typed read is tried (until a file fails its proof)
 
     def run_round(self, plan: SchemaPlan, root: ReadNode, writer, *, with_stats: bool):
         """Convert every file with ``plan`` into ``writer`` (anything with ``write(batch)``);
@@ -366,14 +368,17 @@ class _Engine:
             for window in _windows(self.files, self.options):
                 self.inputs.prepare(window)
                 try:
+                    todo = self._typed_scan(scan, root, window) if self._typed_ok(root, window) else window
+                    if not todo:
+                        continue
                     try:
-                        bad_files += scan.run(window, self._connect())
+                        bad_files += scan.run(todo, self._connect())
                     except _READ_ERRORS as exc:
-                        self.inputs.check_checksums(window)  # a changed file says so before DuckDB's error
-                        bad_files += _named_first(window, str(exc))  # located per line
+                        self.inputs.check_checksums(todo)  # a changed file says so before DuckDB's error
+                        bad_files += _named_first(todo, str(exc))  # located per line
                         reasons.append(str(exc))
                         continue
-                    bad_files += self._check_window(window, bad_files)
+                    bad_files += self._check_window(todo, bad_files)
                 finally:
                     self.inputs.release(window)
         finally:
@@ -382,6 +387,56 @@ class _Engine:
         if bad_files:
             raise _BadFiles([f for f in self.files if any(f is b for b in bad_files)], "; ".join(reasons))
         return scan.stats, dict(scan.counts), scan.rows
+
+    def _typed_ok(self, root: ReadNode, window: list[InputFile]) -> bool:
+        """Whether the window's files take the typed read first (:mod:`.typed_read`): not once a
+        file failed its proof, not when the sample saw names equal but for case (their files
+        cannot be proven), only local native files of known decompressed size."""
+        return (
+            self.typed
+            and bool(root.fields)
+            and not root.case_collisions
+            and all(
+                f.local is not None
+                and f.format == "native"
+                and f.size <= TYPED_FILE_BYTES
+                and f.content_bytes is not None
+                and f.content_bytes >= 0
+                for f in window
+            )
+        )
+
+    def _typed_scan(self, scan: _WindowScan, root: ReadNode, window: list[InputFile]) -> list[InputFile]:
+        """Convert the window's files with the typed read, ``CONVERT_WORKERS`` files at a time,
+        each kept once proven, in order; returns the files left for the exact path (from the
+        first that failed on)."""
+        stop = threading.Event()
+        with ThreadPoolExecutor(CONVERT_WORKERS, thread_name_prefix="offload-typed") as pool:
+            futures = [pool.submit(self._typed_file, scan, f, root, stop) for f in window]
+            try:
+                for i, (f, future) in enumerate(zip(window, futures)):
+                    done = future.result()
+                    if done is None:
+                        self.typed = False  # the export's other files are likely alike
+                        return window[i:]
+                    scan.commit_typed(f, done)
+                    futures[i] = done = None
+                    self.inputs.check_checksums([f])
+                    self.inputs.check_item_counts([f])
+            finally:
+                stop.set()
+                for future in futures:
+                    if future is not None:
+                        future.cancel()
+        return []
+
+    def _typed_file(self, scan: _WindowScan, f: InputFile, root: ReadNode, stop: threading.Event):
+        if stop.is_set():
+            return None
+        try:
+            return scan.typed_file(f, _database(1, self.options.memory_limit).cursor(), root, stop)
+        except _READ_ERRORS:
+            return None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return _database(self.options.threads or os.cpu_count() or 1, self.options.memory_limit).cursor()
@@ -520,6 +575,37 @@ class _WindowScan:
             con.close()
         return bad
 
+    def typed_file(self, f: InputFile, con: duckdb.DuckDBPyConnection, root: ReadNode, stop: threading.Event):
+        """Convert one file with the typed read (:mod:`.typed_read`), on this thread (one file
+        per worker, each with a one-thread DuckDB cursor: both cores busy, each file decompressed
+        and parsed once). Returns the converted batches, or ``None`` when the file cannot be
+        proven (or ``stop`` was set)."""
+        done: list[_BatchResult] = []
+        rows = size = 0
+        try:
+            for batch in con.sql(typed_query([f.local], f.gzip, root)).to_arrow_reader(BATCH_ROWS):
+                out = _typed_on_worker(batch.column("item"), self.converter)
+                del batch
+                if out is None or stop.is_set():
+                    return None
+                rows += out.tally[0]
+                size += out.tally[1]
+                out.tally = {}
+                done.append(out)
+                _release_memory()
+        finally:
+            con.close()
+        if not file_proven(f, rows, size):
+            return None
+        f.tally = [rows, size]
+        return done
+
+    def commit_typed(self, f: InputFile, done: list[_BatchResult]) -> None:
+        """Write a proven file's batches and merge what they found."""
+        for out in done:
+            self._take(out, {})
+        self.rows += f.tally[0]
+
     def _take(self, out: _BatchResult, by_local: dict[str, InputFile]) -> list[InputFile]:
         """Write one converted batch and merge what it found; returns its bad files."""
         for b in out.batches:
@@ -534,6 +620,23 @@ class _WindowScan:
             tally[0] += rows
             tally[1] += text_bytes
         return [by_local[p] for p in out.bad_files if p in by_local]
+
+
+def _typed_on_worker(item: pa.Array, converter: BatchConverter) -> _BatchResult | None:
+    """Convert one batch of the typed read (runs on a worker thread); ``None`` when a row is not
+    valid (its file takes the exact path, which converts such rows per item)."""
+    try:
+        item, ok, size = typed_values(item, converter.root)
+        ok = converter.ok_rows(item, ok)
+        if not pc.all(ok).as_py():
+            return None
+        out = _BatchResult()
+        converted, out.stats, out.rescued = converter.convert(item)
+        out.batches.append(converted)
+        out.tally = (len(item), pc.sum(size).as_py() or 0)
+        return out
+    finally:
+        clear_caches()
 
 
 def _convert_on_worker(batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan, keep_aside: bool):
