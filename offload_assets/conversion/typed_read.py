@@ -26,6 +26,8 @@ time.
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -155,11 +157,26 @@ def _strings(t: pa.Array) -> tuple[pa.Array, pa.Array]:
     if len(t) == 0:
         return t, ok
     unquoted = pc.binary_slice(t.view(pa.binary()), 1, -1).view(pa.string())
+    if not _holds_backslash(t):  # one search over the text, not one per value (most text has no escape)
+        return unquoted, ok
     escaped = pc.fill_null(pc.and_(quoted, pc.match_substring(t, "\\")), False)
     if pc.any(escaped).as_py():
         texts = [orjson.loads(x) for x in pc.filter(t, escaped).to_pylist()]
         unquoted = pc.replace_with_mask(unquoted, escaped, pa.array(texts, pa.string()))
     return unquoted, ok
+
+
+_BACKSLASH = re.compile(rb"\\")
+
+
+def _holds_backslash(t: pa.Array) -> bool:
+    if t.type != pa.string():
+        return True  # (no shortcut)
+    _, offsets, data = t.buffers()
+    if data is None or len(t) == 0:
+        return False
+    offsets = pa.Array.from_buffers(pa.int32(), len(t) + 1, [None, offsets], offset=t.offset)
+    return _BACKSLASH.search(memoryview(data)[offsets[0].as_py() : offsets[len(t)].as_py()]) is not None
 
 
 def file_proven(f: InputFile, rows: int, size_sum: int) -> bool:
