@@ -371,6 +371,14 @@ class _Engine:
                     todo = self._typed_scan(scan, root, window) if self._typed_ok(root, window) else window
                     if not todo:
                         continue
+                    if len(todo) > 1:  # one file per worker (see _WindowScan.run_per_file)
+                        bad, refused = scan.run_per_file(todo, self._file_cursor)
+                        if refused:
+                            self.inputs.check_checksums(todo)  # a changed file says so before DuckDB's error
+                        bad_files += bad + [f for f, _ in refused]  # located per line
+                        reasons += [str(exc) for _, exc in refused]
+                        bad_files += self._check_window(todo, bad_files)
+                        continue
                     try:
                         bad_files += scan.run(todo, self._connect())
                     except _READ_ERRORS as exc:
@@ -412,31 +420,32 @@ class _Engine:
         first that failed on)."""
         stop = threading.Event()
         with ThreadPoolExecutor(CONVERT_WORKERS, thread_name_prefix="offload-typed") as pool:
-            futures = [pool.submit(self._typed_file, scan, f, root, stop) for f in window]
             try:
-                for i, (f, future) in enumerate(zip(window, futures)):
-                    done = future.result()
+                results = _in_order(pool, lambda f: self._typed_file(scan, f, root, stop), window)
+                for i, (f, done) in enumerate(results):
                     if done is None:
                         self.typed = False  # the export's other files are likely alike
                         return window[i:]
                     scan.commit_typed(f, done)
-                    futures[i] = done = None
+                    del done
                     self.inputs.check_checksums([f])
                     self.inputs.check_item_counts([f])
             finally:
                 stop.set()
-                for future in futures:
-                    if future is not None:
-                        future.cancel()
         return []
 
     def _typed_file(self, scan: _WindowScan, f: InputFile, root: ReadNode, stop: threading.Event):
         if stop.is_set():
             return None
         try:
-            return scan.typed_file(f, _database(1, self.options.memory_limit).cursor(), root, stop)
+            return scan.typed_file(f, self._file_cursor(), root, stop)
         except _READ_ERRORS:
             return None
+
+    def _file_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for one file on one worker thread (measured: two files on two one-thread
+        cursors beat one query over both files on two threads)."""
+        return _database(1, self.options.memory_limit).cursor()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return _database(self.options.threads or os.cpu_count() or 1, self.options.memory_limit).cursor()
@@ -575,6 +584,43 @@ class _WindowScan:
             con.close()
         return bad
 
+    def run_per_file(
+        self, window: list[InputFile], cursor
+    ) -> tuple[list[InputFile], list[tuple[InputFile, Exception]]]:
+        """Scan the window one file per worker thread (``cursor()`` gives each its DuckDB
+        cursor), converting on that thread, writing in file order. Returns the files with lines
+        the per-item path could not read, and the files DuckDB refused with its error."""
+        by_local = {f.local: f for f in window}
+        keep_aside = self.per_item is not None
+        bad: list[InputFile] = []
+        refused: list[tuple[InputFile, Exception]] = []
+        with ThreadPoolExecutor(CONVERT_WORKERS, thread_name_prefix="offload-file") as pool:
+            for f, (outcome, rows) in _in_order(pool, lambda f: self._exact_file(f, cursor(), keep_aside), window):
+                if isinstance(outcome, Exception):
+                    refused.append((f, outcome))
+                    continue
+                self.rows += rows
+                for out in outcome:
+                    bad += self._take(out, by_local)
+                del outcome
+        return bad, refused
+
+    def _exact_file(self, f: InputFile, con: duckdb.DuckDBPyConnection, keep_aside: bool):
+        """``(converted batches, rows)`` of one file by the exact path, or ``(DuckDB's error, 0)``."""
+        source = f"read_ndjson_objects({[f.local]!r}, filename=true, compression='{'gzip' if f.gzip else 'none'}')"
+        results, rows = [], 0
+        try:
+            for batch in con.sql(build_query(source, self.converter.root, [f.local])).to_arrow_reader(BATCH_ROWS):
+                rows += batch.num_rows
+                results.append(_convert_on_worker(batch, self.converter, self.plan, keep_aside))
+                del batch
+                _release_memory()
+        except _READ_ERRORS as exc:
+            return exc, 0
+        finally:
+            con.close()
+        return results, rows
+
     def typed_file(self, f: InputFile, con: duckdb.DuckDBPyConnection, root: ReadNode, stop: threading.Event):
         """Convert one file with the typed read (:mod:`.typed_read`), on this thread (one file
         per worker, each with a one-thread DuckDB cursor: both cores busy, each file decompressed
@@ -687,6 +733,29 @@ def _per_item_rows(batch, rest, converter: BatchConverter, plan: SchemaPlan, out
         for b, local_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
             out.batches.append(b)
         out.rescued.update(local_counts)
+
+
+def _in_order(pool: ThreadPoolExecutor, work, items: list):
+    """``(item, work(item))`` in the order of ``items``, ``work`` running on ``pool`` at most
+    ``CONVERT_WORKERS`` items ahead (what is done waits in memory until its turn)."""
+    pending: deque = deque()
+    todo = iter(items)
+    try:
+        for item in todo:
+            pending.append((item, pool.submit(work, item)))
+            if len(pending) >= CONVERT_WORKERS:
+                break
+        while pending:
+            item, future = pending.popleft()
+            result = future.result()
+            for following in todo:
+                pending.append((following, pool.submit(work, following)))
+                break
+            yield item, result
+            del result
+    finally:
+        for _, future in pending:
+            future.cancel()
 
 
 def _named_first(window: list[InputFile], message: str) -> list[InputFile]:
