@@ -2,19 +2,27 @@
 
 Flow (each step a function or method below):
 
-1. **Sample** (:func:`_sample_plan`): the first ``SAMPLE_LINES`` lines of every file are read per
-   item to guess the *read structure* (every attribute, map key and DynamoDB type seen) and the
-   schema plan.
-2. **Round 1** (:func:`_first_round`, :meth:`_Engine.run_round`): per window of files
-   (:func:`_windows`), :meth:`_WindowScan.run` has DuckDB read every line (``read_ndjson_objects``) and type it with ``json_transform``
-   (:mod:`.duckdb_sql`); batches of Arrow data go to worker threads (:func:`_convert_batch`) that
-   check coverage (:mod:`.arrow_coverage`) and validity, gather the full statistics and convert
-   (:mod:`.arrow_convert`); this thread writes Parquet, in input order. Rows DuckDB could not type
-   completely (attributes the sample missed, names equal but for case, numbers not in DynamoDB's
-   canonical form) take the per-item path (:func:`_per_item_rows`, :mod:`.python_engine`), which adds them to the
-   statistics; in round 1 they are kept aside until the plan is final. Then
-   :meth:`~_Engine._check_window` proves the window was read whole (:mod:`.duckdb_input`:
-   checksums, every line returned, item counts).
+1. **Sample** (:func:`_sample_plan`): up to ``SAMPLE_TOTAL`` lines over all files (at most
+   ``SAMPLE_LINES`` per file) are read per item to guess the *read structure* (every attribute,
+   map key and DynamoDB type seen) and the schema plan.
+2. **Round 1** (:func:`_first_round`, :meth:`_Engine.run_round`), per window of files
+   (:func:`_windows`), one file per worker thread, each on a one-thread DuckDB cursor, the
+   converted batches written in file order by a writer thread (:class:`_WriterThread`):
+
+   a. the **typed read** first (:meth:`_Engine._typed_scan`, :mod:`.typed_read`): DuckDB types
+      each line with the declared structure (``read_ndjson(records=true, columns=...)``), no line
+      text; the file is kept when its proof holds (typed sizes add up to the decompressed size,
+      every payload of its JSON type, every value valid). Not tried when the sample saw names
+      equal but for case (they cannot be declared side by side), nor after a file failed.
+   b. the **exact path** for the files left (:meth:`_WindowScan.run_per_file`): DuckDB reads
+      every line (``read_ndjson_objects``) and types it with ``json_transform`` (:mod:`.duckdb_sql`),
+      keeping its text; each batch's coverage (:mod:`.arrow_coverage`) and validity are checked
+      per row, the full statistics gathered and the batch converted (:mod:`.arrow_convert`). Rows
+      DuckDB could not type completely (attributes the sample missed, names equal but for case,
+      numbers not in DynamoDB's canonical form) take the per-item path (:func:`_per_item_rows`,
+      :mod:`.python_engine`), which adds them to the statistics; in round 1 they are kept aside
+      until the plan is final. Then :meth:`~_Engine._check_window` proves the window was read
+      whole (:mod:`.duckdb_input`: checksums, every line returned, item counts).
 3. End of :func:`_first_round`: the plan decided from the full statistics is compared with the sampled
    one: equal, round 1 stands; only new columns (attributes the sample missed), the written files
    are rewritten with the new (null) columns; anything else, the files are dropped and **round 2**
@@ -27,11 +35,13 @@ The Spark job's tasks use the same steps per file: :func:`file_statistics` (pass
 Bad lines: a file DuckDB refused (or did not read whole) is scanned per line to find them
 (:meth:`_Engine.locate_bad_lines`); ``fail`` raises :class:`ExportLineError` with table, file and
 line, ``quarantine`` sets them aside and the round restarts on cleaned copies.
-Output is reproducible: DuckDB keeps insertion order, batches are written in the order read, so
-the same export gives the same rows in the same order and the same bytes.
-Memory stays bounded: DuckDB streams small Arrow batches (its own memory is capped), a few are in
-flight at a time, the writer holds at most one row group, and freed memory is handed back to the
-OS after each batch.
+Output is reproducible: DuckDB keeps insertion order, files are written in their order and each
+file's batches in the order read, so the same export gives the same rows in the same order and
+the same bytes.
+Memory stays bounded: DuckDB streams small Arrow batches (its own memory is capped), at most two
+files' converted batches wait for their turn (a typed file larger than ``TYPED_FILE_BYTES``
+compressed takes the exact path), the writer holds at most one row group, and freed memory is
+handed back to the OS after each batch.
 """
 
 from __future__ import annotations
@@ -371,7 +381,9 @@ class _Engine:
                     todo = self._typed_scan(scan, root, window) if self._typed_ok(root, window) else window
                     if not todo:
                         continue
-                    if len(todo) > 1:  # one file per worker (see _WindowScan.run_per_file)
+                    if len(todo) > 1 and all(f.size <= TYPED_FILE_BYTES for f in todo):
+                        # one file per worker (see _WindowScan.run_per_file); a file's batches
+                        # wait in memory for its turn, so not for large files
                         bad, refused = scan.run_per_file(todo, self._file_cursor)
                         if refused:
                             self.inputs.check_checksums(todo)  # a changed file says so before DuckDB's error
