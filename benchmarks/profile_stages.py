@@ -5,8 +5,9 @@
 Runs the DuckDB engine's steps one after the other on the cached benchmark export (see
 ``run_benchmark.py``): sample + plan, DuckDB's read (decompress + split + ``json_transform`` +
 Arrow export, with and without the raw line text, and the typed ``read_ndjson(records=true,
-columns=...)`` read for comparison), the coverage check, validity, statistics + conversion
-(rescue included), and the Parquet write. Prints CPU seconds per stage.
+columns=...)`` read for comparison), the engine's typed read and its per-file proof, the
+coverage check, validity, statistics + conversion (rescue included), and the Parquet write.
+Prints CPU seconds per stage.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     from offload_assets.conversion.duckdb_engine import _sample_plan
     from offload_assets.conversion.duckdb_input import describe
     from offload_assets.conversion.duckdb_sql import build_query, item_structure, sql_string
+    from offload_assets.conversion.typed_read import typed_query, typed_values
 
     files = json.loads((args.work / f"reviews-{args.items}" / "manifest.json").read_text())["files"]
     fs = pafs.LocalFileSystem()
@@ -75,6 +77,13 @@ def main() -> None:
     for _ in con.sql(typed).to_arrow_reader(16 * 1024):
         pass
     stage("read: read_ndjson(records=true, columns=...) (comparison)", t)
+    t = _cpu()
+    typed_batches = list(con.sql(typed_query(files, True, root)).to_arrow_reader(16 * 1024))
+    stage("typed read: read_ndjson(records=true), scalars as JSON (the engine's)", t)
+    t = _cpu()
+    typed_items = [typed_values(b.column("item"), root) for b in typed_batches]
+    stage("typed read: unquote payloads + JSON types + sizes (per-file proof)", t)
+    del typed_batches, typed_items
     t = _cpu()
     for _ in con.sql(f"SELECT count(*) FROM read_ndjson_objects({files!r}, compression='gzip')").fetchall():
         pass

@@ -109,27 +109,36 @@ def valid(v: pa.Array, node: ReadNode) -> pa.Array:
 # Statistics
 
 
-def add_stats(v: pa.Array, node: ReadNode, stats: ValueStats) -> None:
+def add_stats(v: pa.Array, node: ReadNode, stats: ValueStats, rows: pa.Array | None = None) -> None:
+    """Account the values of ``v`` (only where ``rows`` is true, when given: the same arrays serve
+    validity, statistics and conversion, so their number codes and base64 are computed once)."""
     for t in node.tags:
         a = _tag(v, t)
-        count = len(a) - a.null_count
+        count = len(a) - a.null_count if rows is None else pc.sum(pc.and_(_valid(a), rows)).as_py() or 0
         if count:
             stats.tags[t] += count
     if "N" in node.tags:
-        _count_codes(number_codes(_tag(v, "N")), stats.numbers)
+        _count_codes(number_codes(_tag(v, "N")), stats.numbers, rows)
     if "NS" in node.tags:
-        _, elements, _ = list_parts(_tag(v, "NS"))
-        _count_codes(number_codes(elements), stats.set_numbers)
+        _, elements, parents = list_parts(_tag(v, "NS"))
+        _count_codes(number_codes(elements), stats.set_numbers, _element_rows(rows, parents))
     if "M" in node.tags and node.fields:
         m = _tag(v, "M")
         for name, child in node.fields.items():
-            add_stats(struct_field(m, name), child, stats.field_stats(name))
+            add_stats(struct_field(m, name), child, stats.field_stats(name), rows)
     if "L" in node.tags and node.element is not None:
-        _, elements, _ = list_parts(_tag(v, "L"))
-        add_stats(elements, node.element, stats.element_stats())
+        _, elements, parents = list_parts(_tag(v, "L"))
+        add_stats(elements, node.element, stats.element_stats(), _element_rows(rows, parents))
 
 
-def _count_codes(codes: pa.Array, counter: Counter) -> None:
+def _element_rows(rows: pa.Array | None, parents: pa.Array) -> pa.Array | None:
+    """Per list element: whether its row is counted."""
+    return None if rows is None else pc.take(rows, parents)
+
+
+def _count_codes(codes: pa.Array, counter: Counter, rows: pa.Array | None = None) -> None:
+    if rows is not None:
+        codes = pc.filter(codes, rows)
     codes = codes.drop_null()
     if len(codes):
         for entry in pc.value_counts(codes).to_pylist():
@@ -249,9 +258,11 @@ def convert_numbers(t: pa.Array, arrow_type: pa.DataType) -> tuple[pa.Array, pa.
     present = _valid(t)
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return present, t.cast(arrow_type)
-    if pa.types.is_floating(arrow_type):
-        return present, pc.cast(t, arrow_type)
     codes = number_codes(t)
+    if pa.types.is_floating(arrow_type):  # only numbers DynamoDB could hold (rows left out may hold others)
+        return present, pc.cast(
+            pc.if_else(pc.fill_null(pc.greater_equal(codes, 0), False), t, pa.scalar(None, t.type)), arrow_type
+        )
     if pa.types.is_integer(arrow_type):
         fit = pc.fill_null(pc.and_(pc.greater_equal(codes, 0), pc.equal(pc.bit_wise_and(codes, 1), 1)), False)
         if arrow_type.bit_width < 64 or pa.types.is_unsigned_integer(arrow_type):
@@ -301,16 +312,20 @@ class BatchConverter:
                 checks.append(valid(struct_field(item, name), node))
         return _and(*checks)
 
-    def convert(self, item: pa.Array) -> tuple[pa.RecordBatch, ValueStats | None, Counter]:
+    def convert(
+        self, item: pa.Array, rows: pa.Array | None = None
+    ) -> tuple[pa.RecordBatch, ValueStats | None, Counter]:
         """The output batch for rows that are all covered and valid, their statistics (when
-        gathering) and rescued counts per column."""
+        gathering) and rescued counts per column. ``rows``: convert only these rows (the others
+        are left out of the batch, the statistics and the rescued counts), without copying
+        ``item`` first (what :meth:`ok_rows` computed for its arrays is reused)."""
         n = len(item)
         stats = None
         if self.with_stats:
             stats = ValueStats()
-            stats.tags["M"] += n
+            stats.tags["M"] += n if rows is None else pc.sum(rows).as_py() or 0
             for name, node in self.root.fields.items():
-                add_stats(struct_field(item, name), node, stats.field_stats(name))
+                add_stats(struct_field(item, name), node, stats.field_stats(name), rows)
         rescued: Counter = Counter()
         arrays = []
         misfits = []
@@ -324,6 +339,8 @@ class BatchConverter:
             v = struct_field(item, column.original)
             fit, out = convert(v, node, column.kind)
             misfit = pc.and_(pc.invert(nullish(v, node)), pc.invert(fit))
+            if rows is not None:
+                misfit = pc.and_(misfit, rows)
             count = pc.sum(misfit).as_py() or 0
             if count:
                 rescued[column.name] += count
@@ -332,7 +349,8 @@ class BatchConverter:
         rescue_index = self.plan.schema.get_field_index(RESCUED_COLUMN)
         arrays[rescue_index] = self._rescue(n, misfits)
         clear_caches()
-        return pa.RecordBatch.from_arrays(arrays, schema=self.plan.schema), stats, rescued
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.plan.schema)
+        return (batch if rows is None else batch.filter(rows)), stats, rescued
 
     def _rescue(self, n: int, misfits) -> pa.Array:
         if not misfits:

@@ -58,24 +58,29 @@ def _list_payload(t: pa.Array, element_sizes: pa.Array, offsets: pa.Array) -> pa
     return _sum(pc.add(pc.max_element_wise(length, 1), 1), _segment_sums(offsets, element_sizes))
 
 
-def compact_size(v: pa.Array, node: ReadNode) -> pa.Array:
-    """Bytes of ``{"TAG":payload}`` per value, as compact JSON without escapes (0 if null)."""
+def compact_size(v: pa.Array, node: ReadNode, json_leaves: bool = False) -> pa.Array:
+    """Bytes of ``{"TAG":payload}`` per value, as compact JSON without escapes (0 if null).
+    ``json_leaves``: scalar payloads and set elements are JSON text (quotes and escapes
+    included), as the typed read (:mod:`.typed_read`) declares them."""
+    quotes = 0 if json_leaves else 2
     parts = []
     for tag in node.tags:
         t = struct_field(v, tag)
         if tag in ("S", "N", "B"):
-            payload = pc.add(_int(pc.binary_length(t)), 2)
+            payload = pc.add(_int(pc.binary_length(t)), quotes)
         elif tag in ("BOOL", "NULL"):
-            payload = pc.subtract(5, _int(t))  # true: 4, false: 5
+            payload = _int(pc.binary_length(t)) if json_leaves else pc.subtract(5, _int(t))  # true: 4, false: 5
         elif tag in ("SS", "NS", "BS"):
             offsets, elements, _ = list_parts(t)
-            payload = _list_payload(t, pc.add(_int(pc.binary_length(elements)), 2), offsets)
+            payload = _list_payload(t, pc.add(_int(pc.binary_length(elements)), quotes), offsets)
         elif tag == "M":
-            payload = object_size(t, node.fields) if node.fields else _int(pc.binary_length(t))
+            payload = object_size(t, node.fields, json_leaves) if node.fields else _int(pc.binary_length(t))
         else:  # L
             offsets, elements, _ = list_parts(t)
             sizes = (
-                compact_size(elements, node.element) if node.element is not None else _int(pc.binary_length(elements))
+                compact_size(elements, node.element, json_leaves)
+                if node.element is not None
+                else _int(pc.binary_length(elements))
             )
             payload = _list_payload(t, sizes, offsets)
         # max_element_wise skips nulls, so mask absent tags explicitly
@@ -85,14 +90,14 @@ def compact_size(v: pa.Array, node: ReadNode) -> pa.Array:
     return _sum(*parts)
 
 
-def object_size(obj: pa.Array, fields: dict[str, ReadNode]) -> pa.Array:
+def object_size(obj: pa.Array, fields: dict[str, ReadNode], json_leaves: bool = False) -> pa.Array:
     """``{"k":v,...}`` over the present entries of a struct of typed values."""
     count = None
     sizes = None
     for name, child in fields.items():
         c = struct_field(obj, name)
         present = _present(c)
-        size = pc.multiply(present, pc.add(compact_size(c, child), len(orjson.dumps(name)) + 1))
+        size = pc.multiply(present, pc.add(compact_size(c, child, json_leaves), len(orjson.dumps(name)) + 1))
         count = present if count is None else pc.add(count, present)
         sizes = size if sizes is None else pc.add(sizes, size)
     return _sum(pc.max_element_wise(count, 1), 1, sizes)

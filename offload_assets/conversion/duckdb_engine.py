@@ -2,19 +2,27 @@
 
 Flow (each step a function or method below):
 
-1. **Sample** (:func:`_sample_plan`): the first ``SAMPLE_LINES`` lines of every file are read per
-   item to guess the *read structure* (every attribute, map key and DynamoDB type seen) and the
-   schema plan.
-2. **Round 1** (:func:`_first_round`, :meth:`_Engine.run_round`): per window of files
-   (:func:`_windows`), :meth:`_WindowScan.run` has DuckDB read every line (``read_ndjson_objects``) and type it with ``json_transform``
-   (:mod:`.duckdb_sql`); batches of Arrow data go to worker threads (:func:`_convert_batch`) that
-   check coverage (:mod:`.arrow_coverage`) and validity, gather the full statistics and convert
-   (:mod:`.arrow_convert`); this thread writes Parquet, in input order. Rows DuckDB could not type
-   completely (attributes the sample missed, names equal but for case, numbers not in DynamoDB's
-   canonical form) take the per-item path (:func:`_per_item_rows`, :mod:`.python_engine`), which adds them to the
-   statistics; in round 1 they are kept aside until the plan is final. Then
-   :meth:`~_Engine._check_window` proves the window was read whole (:mod:`.duckdb_input`:
-   checksums, every line returned, item counts).
+1. **Sample** (:func:`_sample_plan`): up to ``SAMPLE_TOTAL`` lines over all files (at most
+   ``SAMPLE_LINES`` per file) are read per item to guess the *read structure* (every attribute,
+   map key and DynamoDB type seen) and the schema plan.
+2. **Round 1** (:func:`_first_round`, :meth:`_Engine.run_round`), per window of files
+   (:func:`_windows`), one file per worker thread, each on a one-thread DuckDB cursor, the
+   converted batches written in file order by a writer thread (:class:`_WriterThread`):
+
+   a. the **typed read** first (:meth:`_Engine._typed_scan`, :mod:`.typed_read`): DuckDB types
+      each line with the declared structure (``read_ndjson(records=true, columns=...)``), no line
+      text; the file is kept when its proof holds (typed sizes add up to the decompressed size,
+      every payload of its JSON type, every value valid). Not tried when the sample saw names
+      equal but for case (they cannot be declared side by side), nor after a file failed.
+   b. the **exact path** for the files left (:meth:`_WindowScan.run_per_file`): DuckDB reads
+      every line (``read_ndjson_objects``) and types it with ``json_transform`` (:mod:`.duckdb_sql`),
+      keeping its text; each batch's coverage (:mod:`.arrow_coverage`) and validity are checked
+      per row, the full statistics gathered and the batch converted (:mod:`.arrow_convert`). Rows
+      DuckDB could not type completely (attributes the sample missed, names equal but for case,
+      numbers not in DynamoDB's canonical form) take the per-item path (:func:`_per_item_rows`,
+      :mod:`.python_engine`), which adds them to the statistics; in round 1 they are kept aside
+      until the plan is final. Then :meth:`~_Engine._check_window` proves the window was read
+      whole (:mod:`.duckdb_input`: checksums, every line returned, item counts).
 3. End of :func:`_first_round`: the plan decided from the full statistics is compared with the sampled
    one: equal, round 1 stands; only new columns (attributes the sample missed), the written files
    are rewritten with the new (null) columns; anything else, the files are dropped and **round 2**
@@ -27,11 +35,13 @@ The Spark job's tasks use the same steps per file: :func:`file_statistics` (pass
 Bad lines: a file DuckDB refused (or did not read whole) is scanned per line to find them
 (:meth:`_Engine.locate_bad_lines`); ``fail`` raises :class:`ExportLineError` with table, file and
 line, ``quarantine`` sets them aside and the round restarts on cleaned copies.
-Output is reproducible: DuckDB keeps insertion order, batches are written in the order read, so
-the same export gives the same rows in the same order and the same bytes.
-Memory stays bounded: DuckDB streams small Arrow batches (its own memory is capped), a few are in
-flight at a time, the writer holds at most one row group, and freed memory is handed back to the
-OS after each batch.
+Output is reproducible: DuckDB keeps insertion order, files are written in their order and each
+file's batches in the order read, so the same export gives the same rows in the same order and
+the same bytes.
+Memory stays bounded: DuckDB streams small Arrow batches (its own memory is capped), at most two
+files' converted batches wait for their turn (a typed file larger than ``TYPED_FILE_BYTES``
+compressed takes the exact path), the writer holds at most one row group, and freed memory is
+handed back to the OS after each batch.
 """
 
 from __future__ import annotations
@@ -59,18 +69,20 @@ from .arrow_convert import BatchConverter
 from .arrow_coverage import covered_rows
 from .arrow_values import clear_caches
 from .duckdb_input import InputFile, InputFiles, describe, sample, tally_batch
-from .duckdb_sql import ReadNode, build_query, read_fields
+from .duckdb_sql import ReadNode, build_query, read_root
 from .export_lines import NotAnItem, item_from_line, iter_parsed_lines, parse_line
 from .options import ConversionOptions, WrittenFile
 from .parquet_output import ParquetPartsWriter
 from .quarantine import BadLines
 from .schema_plan import SchemaPlan, plan_schema
+from .typed_read import TYPED_FILE_BYTES, file_proven, typed_query, typed_values
 from .value_stats import ValueStats, add_item
 
 SAMPLE_LINES = duckdb_input.SAMPLE_LINES
 BATCH_ROWS = 16 * 1024  # small batches keep peak memory flat (measured: 64k rows +25%)
 WINDOW_BYTES = 512 * 1024 * 1024
 CONVERT_WORKERS = 2
+WRITE_QUEUE = 4  # converted batches waiting for the writer thread
 #: What DuckDB could not read: located per line (a failure elsewhere is reported with its message).
 _READ_ERRORS = (duckdb.Error, OSError, pa.ArrowException)
 _ERROR_FILE = re.compile(r'in file "([^"]+)"')
@@ -155,7 +167,7 @@ def convert_with_plan(
     try:
         with _prepared([path], filesystem, table_name, options, bad_lines, {}) as engine:
             _sample_plan(filesystem, engine.files, table_name, None, options)  # settles each file's line format
-            root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+            root = read_root(stats.fields)
             while True:
                 try:
                     return engine.run_round(plan, root, writer, with_stats=False)[1]
@@ -205,9 +217,11 @@ class _PlanChanged(Exception):
 def _sample_plan(filesystem, files: list[InputFile], table: str, existing_schema, options):
     """The plan and read structure guessed from the first lines of every file."""
     stats = ValueStats()
+    # SAMPLE_LINES is this module's: the tests make it tiny
+    limit = min(SAMPLE_LINES, max(duckdb_input.SAMPLE_LINES_MIN, duckdb_input.SAMPLE_TOTAL // max(1, len(files))))
     for f in files:
-        sample(filesystem, f, stats, table, SAMPLE_LINES)  # this module's: the tests make it tiny
-    return plan_schema(stats, existing_schema, options), ReadNode(tags=("M",), fields=read_fields(stats.fields))
+        sample(filesystem, f, stats, table, limit)
+    return plan_schema(stats, existing_schema, options), read_root(stats.fields)
 
 
 def _first_round(engine: _Engine, output: _Output, plan: SchemaPlan, root: ReadNode, existing_schema):
@@ -242,7 +256,7 @@ def _first_round(engine: _Engine, output: _Output, plan: SchemaPlan, root: ReadN
 
 def _exact_round(engine: _Engine, output: _Output, plan: SchemaPlan, stats: ValueStats):
     """Convert again with the plan decided from every value."""
-    root = ReadNode(tags=("M",), fields=read_fields(stats.fields))
+    root = read_root(stats.fields)
     writer = output.writer(plan)
     engine.per_item = None
     try:
@@ -351,29 +365,99 @@ class _Engine:
         self.options = options
         self.bad_lines = bad_lines
         self.per_item: _PerItemRows | None = None
+        self.typed = True  # the typed read is tried (until a file fails its proof)
 
     def run_round(self, plan: SchemaPlan, root: ReadNode, writer, *, with_stats: bool):
         """Convert every file with ``plan`` into ``writer`` (anything with ``write(batch)``);
         returns the statistics, rescued counts and rows DuckDB returned."""
-        scan = _WindowScan(BatchConverter(plan, root, with_stats), plan, writer, self.per_item)
+        background = _WriterThread(writer)
+        scan = _WindowScan(BatchConverter(plan, root, with_stats), plan, background, self.per_item)
         bad_files: list[InputFile] = []
         reasons: list[str] = []
-        for window in _windows(self.files, self.options):
-            self.inputs.prepare(window)
-            try:
+        try:
+            for window in _windows(self.files, self.options):
+                self.inputs.prepare(window)
                 try:
-                    bad_files += scan.run(window, self._connect())
-                except _READ_ERRORS as exc:
-                    self.inputs.check_checksums(window)  # a changed file says so before DuckDB's error
-                    bad_files += _named_first(window, str(exc))  # located per line
-                    reasons.append(str(exc))
-                    continue
-                bad_files += self._check_window(window, bad_files)
-            finally:
-                self.inputs.release(window)
+                    todo = self._typed_scan(scan, root, window) if self._typed_ok(root, window) else window
+                    if not todo:
+                        continue
+                    if len(todo) > 1 and all(f.size <= TYPED_FILE_BYTES for f in todo):
+                        # one file per worker (see _WindowScan.run_per_file); a file's batches
+                        # wait in memory for its turn, so not for large files
+                        bad, refused = scan.run_per_file(todo, self._file_cursor)
+                        if refused:
+                            self.inputs.check_checksums(todo)  # a changed file says so before DuckDB's error
+                        bad_files += bad + [f for f, _ in refused]  # located per line
+                        reasons += [str(exc) for _, exc in refused]
+                        bad_files += self._check_window(todo, bad_files)
+                        continue
+                    try:
+                        bad_files += scan.run(todo, self._connect())
+                    except _READ_ERRORS as exc:
+                        self.inputs.check_checksums(todo)  # a changed file says so before DuckDB's error
+                        bad_files += _named_first(todo, str(exc))  # located per line
+                        reasons.append(str(exc))
+                        continue
+                    bad_files += self._check_window(todo, bad_files)
+                finally:
+                    self.inputs.release(window)
+        finally:
+            background.join()
+        background.check()
         if bad_files:
             raise _BadFiles([f for f in self.files if any(f is b for b in bad_files)], "; ".join(reasons))
         return scan.stats, dict(scan.counts), scan.rows
+
+    def _typed_ok(self, root: ReadNode, window: list[InputFile]) -> bool:
+        """Whether the window's files take the typed read first (:mod:`.typed_read`): not once a
+        file failed its proof, not when the sample saw names equal but for case (their files
+        cannot be proven), only local native files of known decompressed size."""
+        return (
+            self.typed
+            and bool(root.fields)
+            and not root.case_collisions
+            and all(
+                f.local is not None
+                and f.format == "native"
+                and f.size <= TYPED_FILE_BYTES
+                and f.content_bytes is not None
+                and f.content_bytes >= 0
+                for f in window
+            )
+        )
+
+    def _typed_scan(self, scan: _WindowScan, root: ReadNode, window: list[InputFile]) -> list[InputFile]:
+        """Convert the window's files with the typed read, ``CONVERT_WORKERS`` files at a time,
+        each kept once proven, in order; returns the files left for the exact path (from the
+        first that failed on)."""
+        stop = threading.Event()
+        with ThreadPoolExecutor(CONVERT_WORKERS, thread_name_prefix="offload-typed") as pool:
+            try:
+                results = _in_order(pool, lambda f: self._typed_file(scan, f, root, stop), window)
+                for i, (f, done) in enumerate(results):
+                    if done is None:
+                        self.typed = False  # the export's other files are likely alike
+                        return window[i:]
+                    scan.commit_typed(f, done)
+                    del done
+                    self.inputs.check_checksums([f])
+                    self.inputs.check_item_counts([f])
+            finally:
+                stop.set()
+        return []
+
+    def _typed_file(self, scan: _WindowScan, f: InputFile, root: ReadNode, stop: threading.Event):
+        if stop.is_set():
+            return None
+        try:
+            return scan.typed_file(f, self._file_cursor(), root, stop)
+        except _READ_ERRORS:
+            return None
+
+    def _file_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for one file on one worker thread (measured: two files on two one-thread
+        cursors beat one query over both files on two threads)."""
+        return _database(1, self.options.memory_limit).cursor()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return _database(self.options.threads or os.cpu_count() or 1, self.options.memory_limit).cursor()
@@ -434,6 +518,42 @@ def _windows(files: list[InputFile], options: ConversionOptions) -> list[list[In
     return windows
 
 
+class _WriterThread:
+    """Writes batches into ``writer`` on a thread of its own, in the order given: Parquet encoding
+    and compression release the GIL, so the thread handing batches to the converters never waits
+    for a row group to be written (measured: it did, idling a core for most of the write time).
+    At most ``WRITE_QUEUE`` batches wait."""
+
+    def __init__(self, writer) -> None:
+        self._writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="offload-parquet-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write(batch)
+                except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread
+                    self._error = exc
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.check()
+        self._queue.put(batch)
+
+    def check(self) -> None:
+        """Raise what writing raised."""
+        if self._error is not None:
+            raise self._error
+
+    def join(self) -> None:
+        """Wait until every batch given is written (or writing failed)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
 class _WindowScan:
     """DuckDB parses on its threads; ``CONVERT_WORKERS`` threads convert batches (Arrow compute
     releases the GIL); the calling thread writes Parquet, in the order DuckDB read. Gathers the
@@ -476,6 +596,74 @@ class _WindowScan:
             con.close()
         return bad
 
+    def run_per_file(
+        self, window: list[InputFile], cursor
+    ) -> tuple[list[InputFile], list[tuple[InputFile, Exception]]]:
+        """Scan the window one file per worker thread (``cursor()`` gives each its DuckDB
+        cursor), converting on that thread, writing in file order. Returns the files with lines
+        the per-item path could not read, and the files DuckDB refused with its error."""
+        by_local = {f.local: f for f in window}
+        keep_aside = self.per_item is not None
+        bad: list[InputFile] = []
+        refused: list[tuple[InputFile, Exception]] = []
+        with ThreadPoolExecutor(CONVERT_WORKERS, thread_name_prefix="offload-file") as pool:
+            for f, (outcome, rows) in _in_order(pool, lambda f: self._exact_file(f, cursor(), keep_aside), window):
+                if isinstance(outcome, Exception):
+                    refused.append((f, outcome))
+                    continue
+                self.rows += rows
+                for out in outcome:
+                    bad += self._take(out, by_local)
+                del outcome
+        return bad, refused
+
+    def _exact_file(self, f: InputFile, con: duckdb.DuckDBPyConnection, keep_aside: bool):
+        """``(converted batches, rows)`` of one file by the exact path, or ``(DuckDB's error, 0)``."""
+        source = f"read_ndjson_objects({[f.local]!r}, filename=true, compression='{'gzip' if f.gzip else 'none'}')"
+        results, rows = [], 0
+        try:
+            for batch in con.sql(build_query(source, self.converter.root, [f.local])).to_arrow_reader(BATCH_ROWS):
+                rows += batch.num_rows
+                results.append(_convert_on_worker(batch, self.converter, self.plan, keep_aside))
+                del batch
+                _release_memory()
+        except _READ_ERRORS as exc:
+            return exc, 0
+        finally:
+            con.close()
+        return results, rows
+
+    def typed_file(self, f: InputFile, con: duckdb.DuckDBPyConnection, root: ReadNode, stop: threading.Event):
+        """Convert one file with the typed read (:mod:`.typed_read`), on this thread (one file
+        per worker, each with a one-thread DuckDB cursor: both cores busy, each file decompressed
+        and parsed once). Returns the converted batches, or ``None`` when the file cannot be
+        proven (or ``stop`` was set)."""
+        done: list[_BatchResult] = []
+        rows = size = 0
+        try:
+            for batch in con.sql(typed_query([f.local], f.gzip, root)).to_arrow_reader(BATCH_ROWS):
+                out = _typed_on_worker(batch.column("item"), self.converter)
+                del batch
+                if out is None or stop.is_set():
+                    return None
+                rows += out.tally[0]
+                size += out.tally[1]
+                out.tally = {}
+                done.append(out)
+                _release_memory()
+        finally:
+            con.close()
+        if not file_proven(f, rows, size):
+            return None
+        f.tally = [rows, size]
+        return done
+
+    def commit_typed(self, f: InputFile, done: list[_BatchResult]) -> None:
+        """Write a proven file's batches and merge what they found."""
+        for out in done:
+            self._take(out, {})
+        self.rows += f.tally[0]
+
     def _take(self, out: _BatchResult, by_local: dict[str, InputFile]) -> list[InputFile]:
         """Write one converted batch and merge what it found; returns its bad files."""
         for b in out.batches:
@@ -490,6 +678,23 @@ class _WindowScan:
             tally[0] += rows
             tally[1] += text_bytes
         return [by_local[p] for p in out.bad_files if p in by_local]
+
+
+def _typed_on_worker(item: pa.Array, converter: BatchConverter) -> _BatchResult | None:
+    """Convert one batch of the typed read (runs on a worker thread); ``None`` when a row is not
+    valid (its file takes the exact path, which converts such rows per item)."""
+    try:
+        item, ok, size = typed_values(item, converter.root)
+        ok = converter.ok_rows(item, ok)
+        if not pc.all(ok).as_py():
+            return None
+        out = _BatchResult()
+        converted, out.stats, out.rescued = converter.convert(item)
+        out.batches.append(converted)
+        out.tally = (len(item), pc.sum(size).as_py() or 0)
+        return out
+    finally:
+        clear_caches()
 
 
 def _convert_on_worker(batch: pa.RecordBatch, converter: BatchConverter, plan: SchemaPlan, keep_aside: bool):
@@ -510,7 +715,7 @@ def _convert_batch(batch: pa.RecordBatch, converter: BatchConverter, plan: Schem
     ok = converter.ok_rows(item, covered_rows(item, raw, converter.root))
     n_ok = pc.sum(ok).as_py() or 0
     if n_ok:
-        converted, out.stats, out.rescued = converter.convert(item if n_ok == len(item) else item.filter(ok))
+        converted, out.stats, out.rescued = converter.convert(item, None if n_ok == len(item) else ok)
         out.batches.append(converted)
     if n_ok < len(item):
         _per_item_rows(batch, pc.invert(ok), converter, plan, out, keep_aside)
@@ -540,6 +745,29 @@ def _per_item_rows(batch, rest, converter: BatchConverter, plan: SchemaPlan, out
         for b, local_counts in python_engine.convert_items(items, plan):  # noqa: B007 (last = totals)
             out.batches.append(b)
         out.rescued.update(local_counts)
+
+
+def _in_order(pool: ThreadPoolExecutor, work, items: list):
+    """``(item, work(item))`` in the order of ``items``, ``work`` running on ``pool`` at most
+    ``CONVERT_WORKERS`` items ahead (what is done waits in memory until its turn)."""
+    pending: deque = deque()
+    todo = iter(items)
+    try:
+        for item in todo:
+            pending.append((item, pool.submit(work, item)))
+            if len(pending) >= CONVERT_WORKERS:
+                break
+        while pending:
+            item, future = pending.popleft()
+            result = future.result()
+            for following in todo:
+                pending.append((following, pool.submit(work, following)))
+                break
+            yield item, result
+            del result
+    finally:
+        for _, future in pending:
+            future.cancel()
 
 
 def _named_first(window: list[InputFile], message: str) -> list[InputFile]:

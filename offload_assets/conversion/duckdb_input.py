@@ -31,11 +31,15 @@ import pyarrow.fs as pafs
 
 from offload_assets.export.layout import MD5Reader
 
-from .export_lines import check_md5, iter_parsed_lines, iter_raw_lines
+from .export_lines import NotAnItem, check_md5, detect_line_format, item_from_line, iter_parsed_lines, iter_raw_lines
 from .options import DataFileMismatch, ExpectedDataFile
 from .value_stats import ValueStats, add_item
 
 SAMPLE_LINES = 1000
+#: Lines sampled over all files (at most ``SAMPLE_LINES`` and at least ``SAMPLE_LINES_MIN`` per file): the
+#: files of an export are alike, and the sample runs before anything else, on one core.
+SAMPLE_TOTAL = 4000
+SAMPLE_LINES_MIN = 20
 COPY_CHUNK = 8 << 20
 
 
@@ -73,14 +77,20 @@ def describe(filesystem: pafs.FileSystem, path: str, index: int, input_format: s
 def sample(filesystem: pafs.FileSystem, f: InputFile, stats: ValueStats, table: str, limit: int = SAMPLE_LINES) -> None:
     """Add the first ``limit`` items of ``f`` to ``stats`` and settle its line format
     (a guess only: whatever the sample misses or gets wrong the full pass finds)."""
-    file_format = None
+    file_format = None if f.format == "auto" else f.format
     try:
-        for n, line in enumerate(iter_parsed_lines(filesystem, f.path, table=table, input_format=f.format)):
+        for n, (_, text) in enumerate(iter_raw_lines(filesystem, f.path, table=table)):
             if n >= limit:
                 break
-            file_format = line.line_format
-            if line.problem is None:  # bad lines are found and reported by the full pass
-                add_item(stats, line.item)
+            # bad lines (duplicate keys included, which this skips looking for) are found and
+            # reported by the full pass
+            try:
+                obj = orjson.loads(text)
+                if file_format is None:
+                    file_format = detect_line_format(obj)
+                add_item(stats, item_from_line(obj, file_format))
+            except (orjson.JSONDecodeError, NotAnItem):
+                continue
     except Exception:  # noqa: BLE001 - corrupt files are reported by the full pass
         pass
     f.format = file_format or "native"

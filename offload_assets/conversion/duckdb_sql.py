@@ -41,6 +41,7 @@ class ReadNode:
     tags: tuple[str, ...] = ()
     fields: dict[str, ReadNode] = field(default_factory=dict)
     element: ReadNode | None = None
+    case_collisions: bool = False  # (root only) names equal but for case were seen: some not declared
 
     def structure(self):
         out = {}
@@ -81,6 +82,20 @@ def read_fields(fields: dict[str, ValueStats], level: int = 1) -> dict[str, Read
         groups.setdefault(name.lower(), []).append(name)
     keep = {max(names, key=lambda n: (sum(fields[n].tags.values()), [-ord(c) for c in n])) for names in groups.values()}
     return {name: read_node(fields[name], level) for name in fields if name in keep}
+
+
+def read_root(fields: dict[str, ValueStats]) -> ReadNode:
+    """The read structure of the items whose attributes are ``fields``."""
+    return ReadNode(tags=("M",), fields=read_fields(fields), case_collisions=_case_collisions(fields))
+
+
+def _case_collisions(fields: dict[str, ValueStats]) -> bool:
+    if len({name.lower() for name in fields}) < len(fields):
+        return True
+    return any(
+        _case_collisions(s.fields) or (s.elements is not None and _case_collisions({"": s.elements}))
+        for s in fields.values()
+    )
 
 
 def item_structure(root: ReadNode) -> dict:
