@@ -120,7 +120,7 @@ def compact_small_files(table: Table, *, target_bytes: int) -> tuple[int, int]:
     Merge-on-read leaves position delete files behind each change commit; compaction folds them
     in: every data file some delete applies to is rewritten without its deleted rows, and every
     delete file is dropped, so the table reads as plain data files again. Small files (under
-    ``target_bytes``) are bin-packed too, when there are two or more. Rows are unchanged; the commit
+    ``target_bytes``) are bin-packed too, when there are two or more (or any, next to deletes). Rows are unchanged; the commit
     is ONE snapshot marked ``offload-assets.maintenance=compaction``.
     """
     table.refresh()
@@ -129,7 +129,9 @@ def compact_small_files(table: Table, *, target_bytes: int) -> tuple[int, int]:
     tasks = list(table.scan().plan_files())
     deletes = _live_delete_files(table)
     small = [t for t in tasks if t.file.file_size_in_bytes < target_bytes and not t.delete_files]
-    rewrite = [t for t in tasks if t.delete_files] + (small if len(small) >= 2 else [])
+    with_deletes = [t for t in tasks if t.delete_files]
+    # files are written anyway when deletes are folded in: small files join them, even a single one
+    rewrite = with_deletes + (small if len(small) >= 2 or with_deletes else [])
     if not rewrite and not deletes:
         return 0, 0
     with table.transaction() as tx:
