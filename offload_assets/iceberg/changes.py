@@ -32,6 +32,7 @@ from offload_assets.iceberg.positions import touched_positions
 from offload_assets.iceberg.row_delta import RowDelta, write_position_deletes
 from offload_assets.iceberg.schema import key_columns_of, new_columns
 
+
 @dataclass(frozen=True)
 class AppliedChanges:
     """What one :func:`apply_changes` commit did."""
