@@ -142,10 +142,12 @@ def apply_changes(
             replaced_rows = _key_table(hits, keys, target).join(upsert_keys, list(keys), join_type="left semi").num_rows
         deleted_rows = hits.num_rows - replaced_rows
         commit_uuid = uuid.uuid4()
+        # rows in key order: neighbouring keys compress together, and each file's key bounds are narrow
+        ordered = upserts.sort_by([(k, "ascending") for k in keys]) if upserts.num_rows else upserts
         added = (
             list(
                 _dataframe_to_data_files(
-                    tx.table_metadata, upserts, io=table.io, write_uuid=commit_uuid, counter=itertools.count(0)
+                    tx.table_metadata, ordered, io=table.io, write_uuid=commit_uuid, counter=itertools.count(0)
                 )
             )
             if upserts.num_rows

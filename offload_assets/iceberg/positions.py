@@ -17,6 +17,8 @@ are unique (a UUID each), so matching the path is matching the file.
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,10 +34,64 @@ FILE_COLUMN = "__offload_file"
 ROW_COLUMN = "file_row_number"
 
 
+class _PositionalFile(io.RawIOBase):
+    """A pyarrow file as DuckDB's fsspec bridge reads it: ``seek`` + ``read``, positioned per thread.
+
+    DuckDB's threads share one Python handle per file and each read is a ``seek`` then a
+    ``read``; with one shared position they race (wrong bytes, short reads). Here every thread
+    has its own position and reads with pyarrow's thread-safe ``read_at``.
+    """
+
+    def __init__(self, file: Any) -> None:
+        super().__init__()
+        self._file = file
+        self._size = file.size()
+        self._local = threading.local()
+
+    @property
+    def _pos(self) -> int:
+        return getattr(self._local, "pos", 0)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._local.pos = base + offset
+        return self._local.pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        pos = self._pos
+        size = self._size - pos if size is None or size < 0 else min(size, self._size - pos)
+        data = self._file.read_at(size, pos) if size > 0 else b""
+        self._local.pos = pos + len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 class _PyArrowFiles(ArrowFSWrapper):
     """A pyarrow filesystem as DuckDB sees it (fsspec), under its own scheme so it never shadows ``s3://``."""
 
     protocol = SCHEME
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if mode != "rb":
+            raise PermissionError(f"{SCHEME}:// is read-only ({path})")
+        return _PositionalFile(self.fs.open_input_file(self._strip_protocol(path)))
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
