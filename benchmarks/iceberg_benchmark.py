@@ -9,8 +9,10 @@ reading it: ``table_format: hive`` and ``table_format: iceberg``. Each day, 1% o
 converted + published (timed: build_snapshot + publish; hive's publish includes its blocking checks, row
 parity and unique keys, which for iceberg run as separate Dagster check steps, not timed here). Reported: S3 bytes under each format's
 prefix after day 7 (Parquet/Iceberg data and metadata; the raw exports separately, identical for
-both), the day 2..7 convert+publish times, and the time and answer of a count of the current state
-and of day 1 (hive: the newest / first partition; iceberg: the table / FOR VERSION AS OF day 1).
+both) next to ONE snapshot (hive's day-7 partition), the day 2..7 convert+publish times, what each
+Iceberg change commit wrote (merge-on-read: data files of the changed rows + one position delete
+file), and the time and answer of a count of the current state and of day 1 (hive: the newest /
+first partition; iceberg: the table / FOR VERSION AS OF day 1), then the same after maintenance.
 """
 
 from __future__ import annotations
@@ -42,6 +44,27 @@ def _prefix_bytes(s3, prefix: str) -> int:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         total += sum(o["Size"] for o in page.get("Contents", []))
     return total
+
+
+def _kinds(s3, prefix: str) -> str:
+    """Bytes under ``prefix`` by kind: data / position-delete Parquet, metadata JSON, manifests (Avro)."""
+    kinds: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for o in page.get("Contents", []):
+            key = o["Key"]
+            kind = (
+                "delete files"
+                if key.endswith("-deletes.parquet")
+                else "data files"
+                if key.endswith(".parquet")
+                else "metadata.json"
+                if key.endswith(".json")
+                else "manifests+lists"
+                if key.endswith(".avro")
+                else "other"
+            )
+            kinds[kind] = kinds.get(kind, 0) + o["Size"]
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items()))
 
 
 def main() -> None:
@@ -130,13 +153,26 @@ def main() -> None:
             )
 
         print(f"\nresults: {args.items:,} items, {len(DAYS)} days, {args.change_fraction:.0%} changed per day")
+        one_snapshot = _prefix_bytes(s3, hive.parquet_partition_prefix(DAYS[-1]) + "/")
+        print(f"one snapshot (hive's day-7 partition): {one_snapshot:,} bytes")
         for spec in tables:
             data = _prefix_bytes(s3, f"{spec.s3_prefix}/parquet/") + _prefix_bytes(s3, f"{spec.s3_prefix}/iceberg/")
             exports = _prefix_bytes(s3, f"{spec.s3_prefix}/exports/")
+            day_times = ", ".join(f"{t:.2f}" for t in times[spec.table_format])
             print(
-                f"{spec.table_format:8s} table bytes after day 7: {data:,} (raw exports {exports:,}); "
-                f"day 2..7 convert+publish: mean {statistics.mean(times[spec.table_format]):.2f} s, "
-                f"max {max(times[spec.table_format]):.2f} s"
+                f"{spec.table_format:8s} table bytes after day 7: {data:,} = {data / one_snapshot:.2f}x one snapshot "
+                f"(raw exports {exports:,}); day 2..7 convert+publish s: {day_times} "
+                f"(mean {statistics.mean(times[spec.table_format]):.2f})"
+            )
+        print(f"iceberg bytes by kind: {_kinds(s3, f'{iceberg.s3_prefix}/iceberg/')}")
+        table = catalog.load_table(("dynamodb-exports", "reviews_iceberg"))
+        for snap in table.snapshots()[1:]:
+            p = snap.summary.additional_properties
+            print(
+                f"iceberg commit {p.get('offload-assets.partition')}: +{p.get('added-records', 0)} rows in "
+                f"{p.get('added-data-files', 0)} data file(s), {p.get('added-position-deletes', 0)} position deletes in "
+                f"{p.get('added-delete-files', 0)} delete file(s), {int(p.get('added-files-size', 0)):,} bytes; "
+                f"removed data files: {p.get('deleted-data-files', 0)}"
             )
         one_day = None
         for label, sql in (
@@ -164,12 +200,12 @@ def main() -> None:
         ).scalar()
         print(f"query iceberg day 1 (time travel): {answer:,} rows in {time.monotonic() - t0:.2f} s")
 
-        # Copy-on-write rewrites every data file holding a changed key: with changes spread over the
-        # whole key space, each day's snapshot is a near-full copy until old snapshots are expired.
+        # Merge-on-read: each day adds its changed rows and a position delete file; maintenance
+        # compacts them into plain data files and, once old snapshots expire, removes the rest.
         from offload_assets.iceberg.maintenance import maintain_table
 
         table = catalog.load_table(("dynamodb-exports", "reviews_iceberg"))
-        for keep in (3, 1):
+        for keep in (7, 3, 1):
             t0 = time.monotonic()
             out = maintain_table(
                 table,
@@ -180,10 +216,15 @@ def main() -> None:
                 now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2),
             )
             data = _prefix_bytes(s3, f"{iceberg.s3_prefix}/iceberg/")
+            print(f"  by kind: {_kinds(s3, f'{iceberg.s3_prefix}/iceberg/')}")
             print(
-                f"iceberg after maintenance keeping {keep} snapshot(s): {data:,} bytes ({out.orphan_files_removed} files "
-                f"removed, {out.files_compacted} compacted) in {time.monotonic() - t0:.2f} s"
+                f"iceberg after maintenance keeping {keep} snapshot(s): {data:,} bytes = {data / one_snapshot:.2f}x one "
+                f"snapshot ({out.orphan_files_removed} files removed, {out.files_compacted} compacted) in "
+                f"{time.monotonic() - t0:.2f} s"
             )
+        t0 = time.monotonic()
+        answer = run_query('SELECT count(*) FROM "dynamodb-exports"."reviews_iceberg"', connection=aws).scalar()
+        print(f"query iceberg current (compacted): {answer:,} rows in {time.monotonic() - t0:.2f} s")
     finally:
         stop_local_emulator(state)
 

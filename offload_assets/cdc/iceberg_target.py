@@ -72,9 +72,8 @@ class IcebergTarget:
         try:
             return asdict(apply_changes(self.table, upserts=upserts, deletes=deletes, summary=properties))
         except (CommitFailedException, ValidationException) as err:
-            # The table moved under us (optimistic concurrency). pyiceberg retries a failed commit
-            # itself by rebasing it onto the new snapshot, and refuses (ValidationException) when
-            # the other writer added files our copy-on-write rewrite did not see: either way,
+            # The table moved under us (optimistic concurrency). The merge-on-read commit refuses
+            # (ValidationException) to rebase its row positions onto another writer's snapshot:
             # nothing of ours landed, and the step is redone from the new current snapshot.
             self.table.refresh()
             raise CommitConflict(f"{'.'.join(self.table.name())}: {err}") from err

@@ -21,12 +21,14 @@ from offload_assets.aws.connection import AwsConnection
 from offload_assets.iceberg.file_io import FILE_IO_IMPL, sse_properties
 from offload_assets.iceberg.schema import iceberg_schema_for
 
-#: Table properties of every table we create: format v2, copy-on-write, zstd Parquet.
+#: Table properties of every table we create: format v2, merge-on-read (changes are new data files
+#: plus position delete files, as :func:`offload_assets.iceberg.apply_changes` writes them; Athena's
+#: own UPDATE/DELETE/MERGE then write the same way), zstd Parquet.
 TABLE_PROPERTIES = {
     "format-version": "2",
-    "write.delete.mode": "copy-on-write",
-    "write.update.mode": "copy-on-write",
-    "write.merge.mode": "copy-on-write",
+    "write.delete.mode": "merge-on-read",
+    "write.update.mode": "merge-on-read",
+    "write.merge.mode": "merge-on-read",
     "write.parquet.compression-codec": "zstd",
     "write.target-file-size-bytes": str(128 * 1024 * 1024),
 }

@@ -6,11 +6,15 @@ This is the small, stable API other features build on (the full-export diff in
     apply_changes(table, upserts=pa.Table, deletes=pa.Table of key columns, summary={"k": "v"})
     current_summary(table) -> {"operation": ..., "k": "v", "added-records": ..., ...}
 
-Copy-on-write: each data file holding a touched key is rewritten without the touched rows; the
-upserted rows are written as new files; files without a touched key are kept as they are. All of
-it (and any new columns of ``upserts``) lands in ONE snapshot of ONE commit, whose summary carries
-``summary`` next to Iceberg's own counts. Matching is an exact hash join on the key columns (no
-per-row predicates, so large change sets and composite keys stay cheap).
+Merge-on-read (Iceberg v2, what Athena writes for ``write.update.mode=merge-on-read``): the
+upserted rows are written as new data files; the rows they replace and the deleted rows are named
+by ONE position delete file (file path, row number), found by reading only the key columns of the
+live rows (:func:`offload_assets.iceberg.positions.touched_positions`); no existing data file is
+rewritten, so a commit writes bytes in proportion to its changes, not to the table. All of it
+(and any new columns of ``upserts``) lands in ONE snapshot of ONE commit
+(:class:`offload_assets.iceberg.row_delta.RowDelta`), whose summary carries ``summary`` next to
+Iceberg's own counts. Compaction (:mod:`offload_assets.iceberg.maintenance`) later folds the
+deletes into rewritten data files.
 """
 
 from __future__ import annotations
@@ -20,14 +24,13 @@ import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
-from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.schema import sanitize_column_names
 from pyiceberg.table import Table, Transaction
 
+from offload_assets.iceberg.positions import touched_positions
+from offload_assets.iceberg.row_delta import RowDelta, write_position_deletes
 from offload_assets.iceberg.schema import key_columns_of, new_columns
-
-_ROW = "__offload_row"
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,21 @@ class AppliedChanges:
     rows_upserted: int
     rows_replaced: int  # existing rows replaced by an upsert (updates)
     rows_deleted: int  # existing rows removed by a delete key (a key absent from the table counts 0)
-    files_kept: int
-    files_removed: int
-    files_added: int
+    files_kept: int  # data files with no row replaced or deleted by this commit
+    files_removed: int  # data files removed (merge-on-read: none, they get position deletes instead)
+    files_added: int  # data files added
+    delete_files_added: int = 0  # position delete files added (0 or 1)
+    position_deletes_added: int = 0  # rows of those (= rows_replaced + rows_deleted)
+    files_with_deletes: int = 0  # data files some of whose rows this commit deleted
+
+
+def live_rows(table: Table, snapshot_id: int | None = None) -> int:
+    """Rows of the snapshot (the current one by default): data file records minus position deletes."""
+    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    props = snapshot.summary.additional_properties
+    return int(props.get("total-records", 0)) - int(props.get("total-position-deletes", 0))
 
 
 def table_key_columns(table: Table) -> tuple[str, ...]:
@@ -80,14 +95,6 @@ def _refuse_duplicates(keys_table: pa.Table, keys: tuple[str, ...], what: str) -
         raise ValueError(f"{what}: a primary key appears more than once (one row per item)")
 
 
-def _rows_without(data: pa.Table, keys: tuple[str, ...], touched: pa.Table) -> tuple[pa.Table, int]:
-    """(rows of ``data`` whose key is not in ``touched``, number of rows removed)."""
-    numbered = data.select(list(keys)).append_column(_ROW, pa.array(range(len(data)), pa.int64()))
-    keep = numbered.join(touched, list(keys), join_type="left anti").column(_ROW).combine_chunks()
-    kept = data.take(pc.take(keep, pc.sort_indices(keep)))
-    return kept, len(data) - len(kept)
-
-
 def _evolve_schema(tx: Transaction, upserts: pa.Table) -> None:
     added = new_columns(tx.table_metadata.schema(), upserts.schema)
     if len(added):
@@ -123,53 +130,66 @@ def apply_changes(
         upsert_keys = _key_table(upserts, keys, target)
         _refuse_duplicates(upsert_keys, keys, "upserts")
         touched = pa.concat_tables([upsert_keys, delete_keys]) if delete_keys is not None else upsert_keys
-        removed, remnants, kept, replaced_rows, deleted_rows = [], [], 0, 0, 0
+        hits, data_files = pa.table({"file_path": pa.array([], pa.string())}), 0
         if touched.num_rows and tx.table_metadata.current_snapshot() is not None:
             touched = touched.group_by(list(keys)).aggregate([])
-            io = table.io
-            key_scan = ArrowScan(tx.table_metadata, io, tx.table_metadata.schema().select(*keys), AlwaysTrue())
-            full_scan = ArrowScan(tx.table_metadata, io, tx.table_metadata.schema(), AlwaysTrue())
-            for task in tx._scan().plan_files():
-                file_keys = key_scan.to_table([task])
-                hits = file_keys.join(touched, list(keys), join_type="left semi").num_rows
-                if not hits:
-                    kept += 1
-                    continue
-                rows, gone = _rows_without(full_scan.to_table([task]), keys, touched)
-                removed.append(task.file)
-                remnants.append(rows)
-                hit_keys = file_keys.join(touched, list(keys), join_type="left semi")
-                replaced_rows += hit_keys.join(upsert_keys, list(keys), join_type="left semi").num_rows
-                deleted_rows += gone
-            deleted_rows -= replaced_rows
-        new_rows = pa.concat_tables([*remnants, upserts]) if remnants else upserts
+            tasks = list(tx._scan().plan_files())
+            data_files = len(tasks)
+            hits = touched_positions(table.io, tasks, _file_column_names(tx, keys), touched)
+            hits = hits.rename_columns(["file_path", "pos", *keys])
+        replaced_rows = 0
+        if hits.num_rows:
+            replaced_rows = _key_table(hits, keys, target).join(upsert_keys, list(keys), join_type="left semi").num_rows
+        deleted_rows = hits.num_rows - replaced_rows
         commit_uuid = uuid.uuid4()
+        # rows in key order: neighbouring keys compress together, and each file's key bounds are narrow
+        ordered = upserts.sort_by([(k, "ascending") for k in keys]) if upserts.num_rows else upserts
         added = (
             list(
                 _dataframe_to_data_files(
-                    tx.table_metadata, new_rows, io=table.io, write_uuid=commit_uuid, counter=itertools.count(0)
+                    tx.table_metadata, ordered, io=table.io, write_uuid=commit_uuid, counter=itertools.count(0)
                 )
             )
-            if new_rows.num_rows
+            if upserts.num_rows
             else []
         )
+        delete_file = write_position_deletes(tx, table.io, hits, commit_uuid) if hits.num_rows else None
         props = {str(k): str(v) for k, v in (summary or {}).items()}
-        with tx.update_snapshot(snapshot_properties=props).overwrite(commit_uuid=commit_uuid) as snap:
-            for data_file in removed:
-                snap.delete_data_file(data_file)
+        with RowDelta(tx, table.io, props, commit_uuid) as delta:
             for data_file in added:
-                snap.append_data_file(data_file)
+                delta.append_data_file(data_file)
+            if delete_file is not None:
+                delta.append_delete_file(delete_file)
     table.refresh()
     current = table.current_snapshot()
+    touched_files = len(set(hits.column("file_path").to_pylist())) if hits.num_rows else 0
     return AppliedChanges(
         snapshot_id=current.snapshot_id if current else None,
         rows_upserted=upserts.num_rows,
         rows_replaced=replaced_rows,
         rows_deleted=deleted_rows,
-        files_kept=kept,
-        files_removed=len(removed),
+        files_kept=data_files - touched_files,
+        files_removed=0,
         files_added=len(added),
+        delete_files_added=1 if delete_file is not None else 0,
+        position_deletes_added=hits.num_rows,
+        files_with_deletes=touched_files,
     )
 
 
-__all__ = ["AppliedChanges", "apply_changes", "current_summary", "conform_to", "key_columns_of", "table_key_columns"]
+def _file_column_names(tx: Transaction, keys: tuple[str, ...]) -> list[str]:
+    """The key columns' names inside the data files (pyiceberg writes sanitized names)."""
+    schema = tx.table_metadata.schema()
+    sanitized = sanitize_column_names(schema)
+    return [sanitized.find_field(schema.find_field(k).field_id).name for k in keys]
+
+
+__all__ = [
+    "AppliedChanges",
+    "apply_changes",
+    "conform_to",
+    "current_summary",
+    "key_columns_of",
+    "live_rows",
+    "table_key_columns",
+]

@@ -3,9 +3,9 @@
 Locally (and on AWS when chosen) through pyiceberg: snapshots are expired with its
 ``ExpireSnapshots``; orphan files are the objects under the table's location that no remaining
 snapshot, manifest or metadata file references (older than a grace period, so a commit in flight
-is never touched); small data files are rewritten into files of the target size in ONE snapshot
-(pyiceberg has no rewrite-data-files action; the commit is the same copy-on-write overwrite
-:func:`~offload_assets.iceberg.changes.apply_changes` uses, rows unchanged).
+is never touched); small data files and the data files position deletes apply to are rewritten into files of the
+target size, and the delete files dropped, in ONE snapshot (pyiceberg has no rewrite-data-files
+action; the commit is :class:`~offload_assets.iceberg.row_delta.RowDelta`, rows unchanged).
 
 On AWS the same three steps are Athena statements (:func:`athena_maintenance_statements`):
 ``ALTER TABLE ... SET TBLPROPERTIES`` (Athena's VACUUM reads its retention from the table),
@@ -24,7 +24,10 @@ from typing import Any
 import pyarrow as pa
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table
+
+from offload_assets.iceberg.row_delta import RowDelta
 
 MAINTENANCE = "offload-assets.maintenance"
 #: Objects younger than this are never orphans: they may belong to a commit in flight.
@@ -101,36 +104,62 @@ def remove_orphan_files(
     return len(orphans), sum(size for _, size in orphans)
 
 
-def compact_small_files(table: Table, *, target_bytes: int) -> tuple[int, int]:
-    """Rewrite the current snapshot's data files smaller than ``target_bytes`` into target-size files: (rewritten, written).
+def _live_delete_files(table: Table) -> list[DataFile]:
+    """Every position delete file of the current snapshot (also those whose data files are gone)."""
+    snapshot = table.current_snapshot()
+    out = []
+    for manifest in snapshot.manifests(io=table.io) if snapshot else []:
+        if manifest.content == ManifestContent.DELETES:
+            out += [e.data_file for e in manifest.fetch_manifest_entry(io=table.io, discard_deleted=True)]
+    return out
 
-    Two or more small files are needed (one small file stays as it is). Rows are unchanged; the
-    commit is ONE snapshot marked ``offload-assets.maintenance=compaction``.
+
+def compact_small_files(table: Table, *, target_bytes: int) -> tuple[int, int]:
+    """Rewrite small data files and those with position deletes into target-size files: (rewritten, written).
+
+    Merge-on-read leaves position delete files behind each change commit; compaction folds them
+    in: every data file some delete applies to is rewritten without its deleted rows, and every
+    delete file is dropped, so the table reads as plain data files again. Small files (under
+    ``target_bytes``) are bin-packed too, when there are two or more (or any, next to deletes). Rows are unchanged; the commit
+    is ONE snapshot marked ``offload-assets.maintenance=compaction``.
     """
     table.refresh()
     if table.current_snapshot() is None:
         return 0, 0
-    small = [t for t in table.scan().plan_files() if t.file.file_size_in_bytes < target_bytes and not t.delete_files]
-    if len(small) < 2:
+    tasks = list(table.scan().plan_files())
+    deletes = _live_delete_files(table)
+    small = [t for t in tasks if t.file.file_size_in_bytes < target_bytes and not t.delete_files]
+    with_deletes = [t for t in tasks if t.delete_files]
+    # files are written anyway when deletes are folded in: small files join them, even a single one
+    rewrite = with_deletes + (small if len(small) >= 2 or with_deletes else [])
+    if not rewrite and not deletes:
         return 0, 0
     with table.transaction() as tx:
         tx.set_properties({"write.target-file-size-bytes": str(target_bytes)})
         scan = ArrowScan(tx.table_metadata, table.io, tx.table_metadata.schema(), AlwaysTrue())
-        rows = pa.concat_tables([scan.to_table([task]) for task in small])
+        rows = pa.concat_tables([scan.to_table([task]) for task in rewrite]) if rewrite else None  # deletes applied
         commit_uuid = uuid.uuid4()
-        written = list(
-            _dataframe_to_data_files(
-                tx.table_metadata, rows, io=table.io, write_uuid=commit_uuid, counter=itertools.count(0)
+        written = (
+            list(
+                _dataframe_to_data_files(
+                    tx.table_metadata, rows, io=table.io, write_uuid=commit_uuid, counter=itertools.count(0)
+                )
             )
+            if rows is not None and rows.num_rows
+            else []
         )
-        props = {MAINTENANCE: "compaction", f"{MAINTENANCE}.files-rewritten": str(len(small))}
-        with tx.update_snapshot(snapshot_properties=props).overwrite(commit_uuid=commit_uuid) as snap:
-            for task in small:
-                snap.delete_data_file(task.file)
+        props = {
+            MAINTENANCE: "compaction",
+            f"{MAINTENANCE}.files-rewritten": str(len(rewrite)),
+            f"{MAINTENANCE}.delete-files-removed": str(len(deletes)),
+        }
+        with RowDelta(tx, table.io, props, commit_uuid) as delta:
+            for file in [t.file for t in rewrite] + deletes:
+                delta.remove_file(file)
             for data_file in written:
-                snap.append_data_file(data_file)
+                delta.append_data_file(data_file)
     table.refresh()
-    return len(small), len(written)
+    return len(rewrite), len(written)
 
 
 def maintain_table(

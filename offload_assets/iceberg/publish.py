@@ -34,7 +34,7 @@ from offload_assets.aws.s3_writes import enforce_s3_settings
 from offload_assets.catalog.glue_tables import ARROW_SCHEMA_PARAM, merge_table_schema
 from offload_assets.conversion.schema_codec import schema_from_text, schema_to_text
 from offload_assets.iceberg.catalog import IcebergLocation, create_table, load_table
-from offload_assets.iceberg.changes import AppliedChanges, apply_changes, table_key_columns
+from offload_assets.iceberg.changes import AppliedChanges, apply_changes, live_rows, table_key_columns
 from offload_assets.iceberg.diff import diff_full_state
 from offload_assets.iceberg.schema import key_columns_of
 from offload_assets.snapshot.build import MissingSnapshotError, SnapshotManifest, latest_complete_snapshot
@@ -93,11 +93,12 @@ class IcebergPublishResult:
     counts: dict[str, int]
     rows: int
     data_files: int
-    data_bytes: int
+    data_bytes: int  # data and delete files
     export_id: str
     applied: AppliedChanges | None = None
     removed_staging: int = 0
     summary: dict[str, str] = field(default_factory=dict)
+    delete_files: int = 0  # position delete files of the current snapshot (compaction folds them in)
 
 
 def _read_staged(filesystem: Any, snapshot: SnapshotManifest) -> pa.Table:
@@ -117,9 +118,10 @@ def _result(
         change=change,
         snapshot_id=snap.snapshot_id if snap else None,
         counts={k: int(props.get(v, 0)) for k, v in COUNT_KEYS.items()},
-        rows=int(props.get("total-records", 0)),
+        rows=live_rows(table),  # data file records minus position deletes (merge-on-read)
         data_files=int(props.get("total-data-files", 0)),
         data_bytes=int(props.get("total-files-size", 0)),
+        delete_files=int(props.get("total-delete-files", 0)),
         export_id=export_id,
         applied=applied,
         removed_staging=removed,

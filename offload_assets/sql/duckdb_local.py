@@ -35,7 +35,9 @@ from offload_assets.catalog.glue_tables import (
     list_partitions,
 )
 from offload_assets.catalog.projection import ProjectionError, parse_projection, projected_locations, template_root
+from offload_assets.iceberg.positions import register_files, sql_list
 from offload_assets.sql.iceberg_relations import (
+    MergeOnReadRows,
     RelationName,
     is_iceberg,
     metadata_relation,
@@ -75,6 +77,7 @@ class _Session:
         self.registered: set[tuple[str, str]] = set()
         self.schemas: dict[str, dict[str, dict[str, str]]] = {}
         self.files: dict[tuple[str, str], int] = {}
+        self.allowed_paths: set[str] = set()  # files DuckDB reads itself (merge-on-read Iceberg snapshots)
 
 
 def _confine(con: duckdb.DuckDBPyConnection, duck_sql: str) -> None:
@@ -265,8 +268,16 @@ class LocalSqlEngine:
         else:
             data, files = snapshot_relation(table, snapshot_for(table, ref, where), self.filesystem)
         handle = f"__offload_{len(session.registered)}"
-        session.con.register(handle, data)
-        session.con.execute(f"CREATE VIEW {target} AS SELECT * FROM {handle}")
+        if isinstance(data, MergeOnReadRows):  # position deletes: DuckDB anti-joins them itself
+            register_files(session.con, self.filesystem)
+            # file access goes off before the query runs (_confine): these files, and only these, stay readable
+            session.allowed_paths.update(data.urls)
+            session.con.execute(f"SET allowed_paths = {sql_list(sorted(session.allowed_paths))}")
+            session.con.register(handle, data.schema.empty_table())
+            session.con.execute(f"CREATE VIEW {target} AS SELECT * FROM {handle} UNION ALL BY NAME {data.sql}")
+        else:
+            session.con.register(handle, data)
+            session.con.execute(f"CREATE VIEW {target} AS SELECT * FROM {handle}")
         session.files[(meta.database, ref.key)] = files
 
     def _translate(

@@ -3,9 +3,11 @@
 Glue marks an Iceberg table with ``table_type=ICEBERG`` and points ``metadata_location`` at its
 current metadata file. The local engine reads that metadata with pyiceberg (no DuckDB extension),
 picks the snapshot a query asks for, and hands DuckDB that snapshot's data files
-(``plan_files()``) as a pyarrow dataset, like a Hive table's partitions. A snapshot with delete
-files (merge-on-read, which this project never writes: its tables are copy-on-write) is read
-through pyiceberg's own scan instead, so deletes are applied either way.
+(``plan_files()``) as a pyarrow dataset, like a Hive table's partitions. A snapshot with position
+delete files (merge-on-read, how this project writes changes) is read by DuckDB itself: each data
+file's rows (``read_parquet`` with ``filename`` and ``file_row_number``) anti-joined with the
+``(file_path, pos)`` of its delete files (:func:`offload_assets.iceberg.positions.live_rows_sql`),
+streamed like the dataset, never materialized in Python.
 
 Athena's syntax, translated here:
 
@@ -24,6 +26,7 @@ import pyarrow.dataset as ds
 from pyiceberg.table import StaticTable, Table
 from pyiceberg.table.snapshots import Snapshot
 
+from offload_assets.iceberg.positions import file_urls, live_rows_sql
 from offload_assets.sql.results import QueryError
 
 ICEBERG_TABLE_TYPE = "ICEBERG"
@@ -101,8 +104,23 @@ def _strip_scheme(path: str) -> str:
     return path.removeprefix("s3://").removeprefix("s3a://").removeprefix("file://")
 
 
+@dataclass(frozen=True)
+class MergeOnReadRows:
+    """A snapshot with position deletes: DuckDB SQL of its live rows over ``offload://`` URLs.
+
+    ``schema`` is the snapshot's table schema: the view is ``<empty table of schema> UNION ALL BY
+    NAME <sql>``, so columns keep the table's order and types and a column no data file has yet
+    reads as NULL (as the dataset does). DuckDB needs :func:`offload_assets.iceberg.positions.register_files`.
+    """
+
+    schema: pa.Schema
+    sql: str
+    delete_files: int
+    urls: tuple[str, ...]  # every file the SQL reads (DuckDB's allowed_paths once file access is off)
+
+
 def snapshot_relation(table: Table, snapshot: Snapshot | None, filesystem: Any) -> tuple[Any, int]:
-    """(a dataset or Arrow table of the snapshot's rows, number of data files) for DuckDB to register."""
+    """(a dataset, an Arrow table or :class:`MergeOnReadRows` of the snapshot's rows, number of data files)."""
     schema = table.schemas().get(snapshot.schema_id) if snapshot and snapshot.schema_id is not None else None
     schema = schema or table.schema()
     arrow_schema = schema.as_arrow()
@@ -111,7 +129,8 @@ def snapshot_relation(table: Table, snapshot: Snapshot | None, filesystem: Any) 
     scan = table.scan(snapshot_id=snapshot.snapshot_id)
     tasks = list(scan.plan_files())
     if any(task.delete_files for task in tasks):
-        return scan.to_arrow(), len(tasks)  # merge-on-read deletes: pyiceberg applies them
+        deletes = len({d.file_path for task in tasks for d in task.delete_files})
+        return MergeOnReadRows(arrow_schema, live_rows_sql(tasks), deletes, tuple(file_urls(tasks))), len(tasks)
     paths = [_strip_scheme(task.file.file_path) for task in tasks]
     dataset = ds.FileSystemDataset.from_paths(
         paths, schema=arrow_schema, format=ds.ParquetFileFormat(), filesystem=filesystem
@@ -139,6 +158,7 @@ def metadata_relation(table: Table, which: str, where: str) -> pa.Table:
 __all__ = [
     "ICEBERG_TABLE_TYPE",
     "METADATA_TABLES",
+    "MergeOnReadRows",
     "RelationName",
     "is_iceberg",
     "metadata_relation",

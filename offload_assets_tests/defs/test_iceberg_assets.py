@@ -68,9 +68,10 @@ def test_catalog_asset_commits_the_days_changes_and_checks_add_up(aws, emulator,
     maintenance = defs.resolve_job_def(f"{spec.name}_iceberg_maintenance_job").execute_in_process(instance=instance)
     assert maintenance.success
     mmeta = maintenance.asset_materializations_for_node("__".join(maintenance_key(keys["catalog"]).path))[0].metadata
-    # day 2 rewrote day 1's only file (copy-on-write): one file, nothing to compact (see test_maintenance)
-    assert mmeta["files_compacted"].value == 0 and mmeta["data_files"].value == 1
-    assert mmeta["expired_snapshots"].value == 1 and mmeta["snapshots"].value == 1  # retention_snapshots: 1
+    # day 2 added a data file and a position delete file (merge-on-read); compaction folds both into one
+    assert mmeta["files_compacted"].value == 2 and mmeta["data_files"].value == 1
+    # retention_snapshots: 1 keeps the compaction snapshot only (day 1 and day 2 expire)
+    assert mmeta["expired_snapshots"].value == 2 and mmeta["snapshots"].value == 1
     assert mmeta["orphan_files_removed"].value == 0  # day 1's files are younger than the grace period
     assert run_query(BLOG_QUERY, connection=aws).scalar() == 20
     assert run_query('SELECT count(*) FROM "dynamodb-exports"."reviews"', connection=aws).scalar() == 60

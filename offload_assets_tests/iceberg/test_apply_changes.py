@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from offload_assets.iceberg import apply_changes, current_summary
+from offload_assets.iceberg.changes import live_rows
 from offload_assets_tests.iceberg.conftest import reviews
 
 
@@ -38,7 +39,14 @@ def test_apply_changes_upserts_deletes_in_one_snapshot(reviews_table):
     assert rows[("u3", 500)]["tags"] == ["x", "t500"]
     summary = current_summary(reviews_table)
     assert summary["offload.partition"] == "2026-11-21" and summary["offload.export_id"] == "e2"
-    assert summary["total-records"] == "101"
+    # merge-on-read: 108 rows in data files, 7 of them named by the commit's position delete file
+    assert (summary["total-records"], summary["total-position-deletes"], summary["added-delete-files"]) == (
+        "108",
+        "7",
+        "1",
+    )
+    assert live_rows(reviews_table) == 101
+    assert (applied.files_removed, applied.delete_files_added, applied.position_deletes_added) == (0, 1, 7)
 
     # the previous snapshot is still readable (time travel)
     previous = reviews_table.metadata.snapshots[-2].snapshot_id
@@ -49,7 +57,9 @@ def test_untouched_files_are_kept_and_empty_changes_still_record_a_snapshot(revi
     apply_changes(reviews_table, upserts=reviews(50), summary={"offload.partition": "d1"})
     apply_changes(reviews_table, upserts=reviews(50, start=50), summary={"offload.partition": "d2"})
     applied = apply_changes(reviews_table, upserts=reviews(1, start=60, author="z"), summary={"p": "d3"})
-    assert applied.files_kept == 1 and applied.files_removed == 1  # only the file holding key 60
+    # merge-on-read: no data file rewritten; one row of the file holding key 60 position-deleted
+    assert (applied.files_kept, applied.files_with_deletes, applied.files_removed) == (1, 1, 0)
+    assert (applied.files_added, applied.delete_files_added, applied.position_deletes_added) == (1, 1, 1)
     assert len(_rows(reviews_table)) == 100
 
     nothing = apply_changes(reviews_table, summary={"offload.partition": "d4"})
