@@ -21,7 +21,7 @@ from offload_assets.sql.query import QueryError, run_query
 from offload_assets_tests.iceberg.pipeline import dynamodb_state, make_spec, review, run_partition, seed
 from offload_assets_tests.iceberg.test_second_reader import iceberg_rust_rows, sql_rows
 
-SEEDED = 600
+SEEDED = 3000
 
 
 def _put(ddb, spec, n, author):
@@ -67,14 +67,14 @@ def three_days(aws):
         _put(ddb, spec, n, "Updated")
     for n in (10, 11, 12):
         _delete(ddb, spec, n)
-    for n in (900, 901):
+    for n in (9000, 9001):
         _put(ddb, spec, n, "Inserted")
     commit("2026-11-21")
     _put(ddb, spec, 1, "Updated twice")  # its live row is now in day 2's data file
-    _put(ddb, spec, 900, "Changed insert")  # day 2's insert, updated
+    _put(ddb, spec, 9000, "Changed insert")  # day 2's insert, updated
     _put(ddb, spec, 10, "Back again")  # deleted on day 2, inserted again
     _delete(ddb, spec, 20)  # a day-1 row
-    _delete(ddb, spec, 901)  # a day-2 insert
+    _delete(ddb, spec, 9001)  # a day-2 insert
     commit("2026-11-22")
     return spec, load_table(connect_catalog(aws), iceberg_location(spec)), days
 
@@ -128,7 +128,7 @@ def test_every_reader_reads_dynamodbs_state_of_each_day(aws, three_days):
         assert iceberg_rust_rows(aws, metadata_file) == expected
     current = days[-1][2]
     assert sql_rows(aws) == current
-    assert ("user-0010", "book-3", "Back again", 1) in current and not any(r[0] == "user-0901" for r in current)
+    assert ("user-0010", "book-3", "Back again", 1) in current and not any(r[0] == "user-9001" for r in current)
     listed = run_query(
         'SELECT content, count(*) FROM "dynamodb-exports"."reviews$files" GROUP BY content ORDER BY content',
         connection=aws,
