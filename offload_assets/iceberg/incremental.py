@@ -38,9 +38,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog.glue import GlueCatalog
-from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.aws.s3_writes import encrypted_output_filesystem, enforce_s3_settings, s3_put_kwargs
@@ -58,7 +56,6 @@ from offload_assets.export.partition_export import incremental_export_prefix
 from offload_assets.iceberg.catalog import load_table
 from offload_assets.iceberg.changes import apply_changes, table_key_columns
 from offload_assets.iceberg.publish import (
-    COMMIT_ATTEMPTS,
     COUNT_KEYS,
     EXPORT_ID,
     EXPORT_ITEMS,
@@ -68,6 +65,7 @@ from offload_assets.iceberg.publish import (
     IcebergPublishResult,
     PartitionCommit,
     check_partition_order,
+    commit_retrying,
     iceberg_location,
     partition_commits,
     publish_iceberg,
@@ -360,13 +358,7 @@ def publish_partition(
         _refuse_unverified(s3, snapshot, verify, f"table {spec.dynamodb_table!r}, partition {partition_key}")
     if snapshot is None or snapshot.kind != CHANGES_KIND:
         return publish_iceberg(catalog, s3, filesystem, spec, partition_key, key_attributes)
-    retrying = Retrying(
-        retry=retry_if_exception_type((CommitFailedException, ValidationException)),
-        stop=stop_after_attempt(COMMIT_ATTEMPTS),
-        wait=wait_random_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
-    return retrying(_commit_staged_changes, catalog, s3, filesystem, spec, partition_key, snapshot)
+    return commit_retrying()(_commit_staged_changes, catalog, s3, filesystem, spec, partition_key, snapshot)
 
 
 def apply_incremental_export(

@@ -158,17 +158,21 @@ def publish_iceberg(
     fail with nothing of ours landed: the whole decision (order, diff, counts) is redone on the
     table's new current snapshot, up to :data:`COMMIT_ATTEMPTS` times, so no change is lost.
     """
-    retrying = Retrying(
+    return commit_retrying()(_publish_once, catalog, s3, filesystem, spec, partition_key, key_attributes)
+
+
+#: Optimistic commits tried before a publish gives up on a table other writers keep moving.
+COMMIT_ATTEMPTS = 8
+
+
+def commit_retrying() -> Retrying:
+    """Redo a whole publish decision after a lost optimistic commit (nothing of it landed), up to COMMIT_ATTEMPTS."""
+    return Retrying(
         retry=retry_if_exception_type((CommitFailedException, ValidationException)),
         stop=stop_after_attempt(COMMIT_ATTEMPTS),
         wait=wait_random_exponential(multiplier=0.2, max=5),
         reraise=True,
     )
-    return retrying(_publish_once, catalog, s3, filesystem, spec, partition_key, key_attributes)
-
-
-#: Optimistic commits tried before a publish gives up on a table other writers keep moving.
-COMMIT_ATTEMPTS = 8
 
 
 def _publish_once(
@@ -240,6 +244,7 @@ __all__ = [
     "IcebergPublishResult",
     "PartitionCommit",
     "PartitionOrderError",
+    "commit_retrying",
     "iceberg_location",
     "partition_commits",
     "publish_iceberg",
