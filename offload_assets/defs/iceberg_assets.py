@@ -146,6 +146,8 @@ def publish_iceberg_partition(
             **{k.replace("-", "_"): dg.MetadataValue.int(v) for k, v in out.counts.items()},
             "data_files": dg.MetadataValue.int(out.data_files),
             "data_bytes": dg.MetadataValue.int(out.data_bytes),
+            "delete_files": dg.MetadataValue.int(out.delete_files),
+            "position_deletes_added": out.applied.position_deletes_added if out.applied else 0,
             "files_added": out.applied.files_added if out.applied else 0,
             "files_removed": out.applied.files_removed if out.applied else 0,
             "staging_objects_removed": out.removed_staging,

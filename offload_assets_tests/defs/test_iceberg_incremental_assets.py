@@ -113,6 +113,9 @@ def test_incremental_day_is_applied_from_its_changes_only(aws, emulator, tmp_pat
     )
     catalog_meta = second.asset_materializations_for_node(_node(keys["catalog"]))[0].metadata
     assert catalog_meta["applied_from"].value == "incremental-export" and catalog_meta["dagster/row_count"].value == 82
+    # merge-on-read: the 3 replaced and 2 deleted rows are named by one position delete file, no data file rewritten
+    assert catalog_meta["position_deletes_added"].value == 3 + 2 and catalog_meta["delete_files"].value == 1
+    assert catalog_meta["files_removed"].value == 0
     table = load_table(connect_catalog(aws), iceberg_location(spec))
     commit = commit_of(table, day2)
     summary = commit.summary
