@@ -80,6 +80,9 @@ from .value_stats import ValueStats, add_item
 
 SAMPLE_LINES = duckdb_input.SAMPLE_LINES
 BATCH_ROWS = 16 * 1024  # small batches keep peak memory flat (measured: 64k rows +25%)
+#: The typed read's batches: its Arrow-side unquoting and checks are many small calls per column
+#: (measured on 250k rows: 0.79 CPU-s at 16k rows a batch, 0.46 at 64k).
+TYPED_BATCH_ROWS = 64 * 1024
 WINDOW_BYTES = 512 * 1024 * 1024
 CONVERT_WORKERS = 2
 WRITE_QUEUE = 4  # converted batches waiting for the writer thread
@@ -641,7 +644,7 @@ class _WindowScan:
         done: list[_BatchResult] = []
         rows = size = 0
         try:
-            for batch in con.sql(typed_query([f.local], f.gzip, root)).to_arrow_reader(BATCH_ROWS):
+            for batch in con.sql(typed_query([f.local], f.gzip, root)).to_arrow_reader(TYPED_BATCH_ROWS):
                 out = _typed_on_worker(batch.column("item"), self.converter)
                 del batch
                 if out is None or stop.is_set():
