@@ -57,7 +57,7 @@ def write_project(root: Path, tables: int) -> Path:
     ]
     (root / "tables.yaml").write_text(yaml.safe_dump({"tables": entries}))
     (root / "defs.py").write_text(
-        "from pathlib import Path\n\nfrom offload_assets.definitions import build_definitions\n\n"
+        "from pathlib import Path\n\nfrom offload_assets.defs.definitions import build_definitions\n\n"
         "defs = build_definitions(Path(__file__).with_name('tables.yaml'))\n"
     )
     (root / "workspace.yaml").write_text(
@@ -71,7 +71,7 @@ def write_project(root: Path, tables: int) -> Path:
 def load_cpu_seconds(tables_file: Path) -> float:
     import dagster as dg
 
-    from offload_assets.definitions import build_definitions
+    from offload_assets.defs.definitions import build_definitions
 
     build_definitions(tables_file, target="local")  # imports warm
     timings = []

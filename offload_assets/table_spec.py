@@ -414,7 +414,11 @@ def parse_tables(
     for entry in entries:
         fields = entry.model_dump()
         if entry.partitions_start is None:
-            fields["partitions_start"] = default_partitions_start(entry.export_method, added[_first_seen_key(entry)])
+            # Never after the table's current day: a day recorded under an earlier export_hour or
+            # time zone (or by another tables file naming the same catalog table) may be the next
+            # day, which would put the current partition before the start and every export in it aside.
+            key = _first_seen_key(entry)
+            fields["partitions_start"] = default_partitions_start(entry.export_method, min(added[key], current[key]))
         specs.append(TableSpec(**fields))
     seen: dict[str, str] = {}
     for spec in specs:

@@ -1,4 +1,9 @@
-"""Table of contents: one set of definitions per table in the tables file, plus the resources."""
+"""Table of contents: one set of definitions per table in the tables file, plus the resources.
+
+Importing this module builds nothing (the code location's ``defs`` is built in
+:mod:`offload_assets.definitions`): a process that builds its own definitions from another tables
+file does not load the default one, nor record its tables' first-seen days.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,3 @@ def build_definitions(tables_file: str | Path = TABLES_FILE, **resource_override
         # (export, convert and check, publish), and a process per step costs ~6 s on 2 cores.
         dg.Definitions(resources=default_resources(**resource_overrides), executor=dg.in_process_executor),
     )
-
-
-defs = build_definitions()

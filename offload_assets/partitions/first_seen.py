@@ -11,6 +11,10 @@ once past its ``export_hour``), recorded once in ``$OFFLOAD_ASSETS_HOME/tables_f
 - ``native`` and ``incremental`` tables start :data:`PITR_DAYS` days earlier: point-in-time
   recovery keeps 35 days, so those days can still be exported (backfilled).
 
+The recorded day never puts the start after the table's current day: moving ``export_hour``
+later (or ``timezone`` west) can make today's recorded day tomorrow's, and the start is then the
+current day instead, so the current partition (and any export in it) stays inside the range.
+
 A deployment whose home directory does not persist (a container) should set ``partitions_start``
 in the tables file instead: the day recorded here would be the container's first day.
 """

@@ -20,7 +20,7 @@ from offload_assets.aws.s3_writes import (
     native_export_kwargs,
     s3_put_kwargs,
 )
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.table_assets import partitions_for
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.sql.query import run_query

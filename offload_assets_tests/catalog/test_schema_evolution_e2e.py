@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from offload_assets.catalog.glue_tables import get_catalog_table, list_partitions
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.local.demo_data import put_items
 from offload_assets.snapshot.build import latest_complete_snapshot

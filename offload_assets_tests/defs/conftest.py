@@ -112,7 +112,7 @@ class Project:
     def __init__(self, tmp_path: Path, emulator, aws, **table_fields: Any) -> None:
         import dagster as dg
 
-        from offload_assets.definitions import build_definitions
+        from offload_assets.defs.definitions import build_definitions
         from offload_assets.defs.table_assets import asset_keys, partitions_for
         from offload_assets.table_spec import load_tables_file
         from offload_assets_tests.conftest import write_tables_file
@@ -224,7 +224,7 @@ def write_code_location(directory: Path, tables_file: Path, endpoint_url: str, l
 
     module = f"{location_name}_defs.py"
     (directory / module).write_text(
-        "from offload_assets.definitions import build_definitions\n"
+        "from offload_assets.defs.definitions import build_definitions\n"
         f"defs = build_definitions({str(tables_file)!r}, target='local', endpoint_url={endpoint_url!r})\n"
     )
     workspace = directory / "workspace.yaml"

@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from offload_assets.cli.demo import BLOG_QUERY
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.iceberg_assets import CHANGES_CHECK, maintenance_key
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.iceberg.catalog import connect_catalog, load_table

@@ -13,7 +13,7 @@ import datetime as dt
 
 import dagster as dg
 
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.iceberg_assets import CHANGES_CHECK
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.export.partition_export import incremental_export_prefix

@@ -20,7 +20,7 @@ from offload_assets_tests.defs.conftest import Project, check_results, drop_expo
     ],
 )
 def test_nightly_schedule_requests_the_day_of_its_tick(tmp_path, hour, tz, tick, cron, partition):
-    from offload_assets.definitions import build_definitions
+    from offload_assets.defs.definitions import build_definitions
 
     tables = write_tables_file(
         tmp_path / "tables.yaml",

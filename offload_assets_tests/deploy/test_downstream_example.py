@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.local.emulator import backdate_point_in_time_recovery
 from offload_assets_tests.conftest import write_tables_file

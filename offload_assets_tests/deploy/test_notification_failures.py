@@ -14,7 +14,7 @@ import json
 import dagster as dg
 
 from offload_assets.catalog.glue_tables import list_partitions
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.deploy.notifications import SNAPSHOT_PUBLISHED, Notification, marker_prefix, send_notification
 from offload_assets.local.demo_data import seed_reviews

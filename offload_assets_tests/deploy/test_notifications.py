@@ -13,7 +13,7 @@ import json
 
 import dagster as dg
 
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.table_assets import asset_keys
 from offload_assets.deploy.notifications import MESSAGE_FIELDS, SCHEMA_VERSION
 from offload_assets.local.demo_data import seed_reviews

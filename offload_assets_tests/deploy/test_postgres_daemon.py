@@ -86,7 +86,7 @@ def test_daemon_runs_a_three_partition_backfill_on_postgres(tmp_path, emulator, 
 
     module = tmp_path / "pg_code_location.py"
     module.write_text(
-        "from offload_assets.definitions import build_definitions\n"
+        "from offload_assets.defs.definitions import build_definitions\n"
         f"defs = build_definitions({str(tables)!r}, target='local', endpoint_url={emulator.endpoint_url!r})\n"
     )
     home = tmp_path / "dagster_home"

@@ -141,7 +141,7 @@ def cli_env(monkeypatch, emulator):
 def test_stack_deploys_on_the_emulator_and_the_demo_answers_against_it(tmp_path, capsys, emulator, aws, cli_env):
     import dagster as dg
 
-    from offload_assets.definitions import build_definitions
+    from offload_assets.defs.definitions import build_definitions
     from offload_assets.defs.table_assets import partitions_for
     from offload_assets.sql.query import run_query
 

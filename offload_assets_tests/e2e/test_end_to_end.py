@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.export.partition_export import ExportRefusedError, check_scan_partition
 from offload_assets.local.demo_data import seed_reviews

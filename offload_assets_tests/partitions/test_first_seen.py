@@ -74,3 +74,31 @@ def test_an_unwritable_home_gives_the_day_without_recording_it(tmp_path):
     day = dt.date(2026, 12, 3)
     assert FirstSeenDates(home).resolve({"db.t": day}) == {"db.t": day}
     assert default_partitions_start("scan", day) == day
+
+
+def test_a_day_recorded_under_a_later_export_hour_never_hides_the_current_partition(tmp_path, monkeypatch):
+    """Recorded at 06:00 UTC with export_hour 0 (day D); export_hour then moved to 18: the current
+    partition is D-1, so the start is D-1 too, and an export made now is inside the range."""
+    from offload_assets.export.discovery import partition_for_export_time
+
+    monkeypatch.setenv("OFFLOAD_ASSETS_HOME", str(tmp_path / "home"))
+    now = dt.datetime.now(dt.UTC)
+    hour = (now.hour + 12) % 24  # the current partition is yesterday's whenever now is before noon
+    current = current_day("UTC", hour)
+    (tmp_path / "home").mkdir()
+    recorded = current + dt.timedelta(days=1)
+    (tmp_path / "home" / "tables_first_seen.json").write_text(
+        json.dumps({"dynamodb-exports.reviews": recorded.isoformat()})
+    )
+    tables = write_tables_file(
+        tmp_path / "tables.yaml", {"dynamodb_table": "Reviews", "s3_bucket": "first-seen", "export_hour": hour}
+    )
+    spec = load_tables_file(tables).table("Reviews")
+    assert spec.partitions_start == current
+    keys = partitions_for(spec).get_partition_keys()
+    assert keys == [current.isoformat()]
+    assert partition_for_export_time(spec, now) in keys
+    # the record is left as it was: only the start is bounded by the current day
+    assert json.loads((tmp_path / "home" / "tables_first_seen.json").read_text()) == {
+        "dynamodb-exports.reviews": recorded.isoformat()
+    }

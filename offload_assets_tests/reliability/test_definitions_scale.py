@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets_tests.conftest import write_tables_file
 
 TABLES = 50

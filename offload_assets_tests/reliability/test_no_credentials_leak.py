@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.table_assets import partitions_for
 from offload_assets.local.demo_data import seed_reviews
 from offload_assets.table_spec import load_tables_file

@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from offload_assets.conversion import ConversionOptions, convert_export_to_parquet
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.resources import default_resources
 from offload_assets.defs.table_assets import asset_keys, partitions_for
 from offload_assets.snapshot.build import find_export_for_partition, latest_complete_snapshot, table_key_attributes

@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 
 from offload_assets.aws.connection import resolve_connection
-from offload_assets.definitions import build_definitions
+from offload_assets.defs.definitions import build_definitions
 from offload_assets.defs.table_assets import partitions_for
 from offload_assets.local.demo_data import generate_reviews, put_items, seed_reviews
 from offload_assets.sql.query import run_query
