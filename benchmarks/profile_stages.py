@@ -5,7 +5,7 @@
 Runs the DuckDB engine's steps one after the other on the cached benchmark export (see
 ``run_benchmark.py``): sample + plan, DuckDB's read (decompress + split + ``json_transform`` +
 Arrow export, with and without the raw line text, and the typed ``read_ndjson(records=true,
-columns=...)`` read for comparison), the engine's typed read and its per-file proof, the
+columns=...)`` read for comparison), the engine's typed read and its per-row proof, the
 coverage check, validity, statistics + conversion (rescue included), and the Parquet write.
 Prints CPU seconds per stage.
 """
@@ -82,7 +82,7 @@ def main() -> None:
     stage("typed read: read_ndjson(records=true), scalars as JSON (the engine's)", t)
     t = _cpu()
     typed_items = [typed_values(b.column("item"), root) for b in typed_batches]
-    stage("typed read: unquote payloads + JSON types + sizes (per-file proof)", t)
+    stage("typed read: unquote payloads + JSON types + sizes (per-row proof)", t)
     del typed_batches, typed_items
     t = _cpu()
     for _ in con.sql(f"SELECT count(*) FROM read_ndjson_objects({files!r}, compression='gzip')").fetchall():

@@ -9,11 +9,14 @@ Flow (each step a function or method below):
    (:func:`_windows`), one file per worker thread, each on a one-thread DuckDB cursor, the
    converted batches written in file order by a writer thread (:class:`_WriterThread`):
 
-   a. the **typed read** first (:meth:`_Engine._typed_scan`, :mod:`.typed_read`): DuckDB types
-      each line with the declared structure (``read_ndjson(records=true, columns=...)``), no line
-      text; the file is kept when its proof holds (typed sizes add up to the decompressed size,
-      every payload of its JSON type, every value valid). Not tried when the sample saw names
-      equal but for case (they cannot be declared side by side), nor after a file failed.
+   a. the **typed read** first (:meth:`_Engine._typed_scan`, :mod:`.typed_read`): each file is
+      decompressed once into a plain file whose line positions are scanned, and DuckDB types each
+      line with the declared structure (``read_ndjson(records=true, columns=...)``), no line
+      text; a row is kept when its proof holds (its typed size is its line's length, every
+      payload of its JSON type, every value valid), the others (names equal but for case,
+      attributes the sample missed, ...) take the per-item path from their line's text. A file
+      whose lines are not one object each, or with many unproven rows, goes to the exact path,
+      and so do the export's files after it.
    b. the **exact path** for the files left (:meth:`_WindowScan.run_per_file`): DuckDB reads
       every line (``read_ndjson_objects``) and types it with ``json_transform`` (:mod:`.duckdb_sql`),
       keeping its text; each batch's coverage (:mod:`.arrow_coverage`) and validity are checked
@@ -59,6 +62,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -75,7 +79,7 @@ from .options import ConversionOptions, WrittenFile
 from .parquet_output import ParquetPartsWriter
 from .quarantine import BadLines
 from .schema_plan import SchemaPlan, plan_schema
-from .typed_read import TYPED_FILE_BYTES, file_proven, typed_query, typed_values
+from .typed_read import DECOMPRESS_ERRORS, TYPED_FILE_BYTES, Lines, plain_lines, typed_query, typed_values
 from .value_stats import ValueStats, add_item
 
 SAMPLE_LINES = duckdb_input.SAMPLE_LINES
@@ -413,20 +417,11 @@ class _Engine:
 
     def _typed_ok(self, root: ReadNode, window: list[InputFile]) -> bool:
         """Whether the window's files take the typed read first (:mod:`.typed_read`): not once a
-        file failed its proof, not when the sample saw names equal but for case (their files
-        cannot be proven), only local native files of known decompressed size."""
+        file was sent to the exact path, only local native files."""
         return (
             self.typed
             and bool(root.fields)
-            and not root.case_collisions
-            and all(
-                f.local is not None
-                and f.format == "native"
-                and f.size <= TYPED_FILE_BYTES
-                and f.content_bytes is not None
-                and f.content_bytes >= 0
-                for f in window
-            )
+            and all(f.local is not None and f.format == "native" and f.size <= TYPED_FILE_BYTES for f in window)
         )
 
     def _typed_scan(self, scan: _WindowScan, root: ReadNode, window: list[InputFile]) -> list[InputFile]:
@@ -452,10 +447,14 @@ class _Engine:
     def _typed_file(self, scan: _WindowScan, f: InputFile, root: ReadNode, stop: threading.Event):
         if stop.is_set():
             return None
+        plain = os.path.join(self.inputs.scratch, f"typed-{f.index:05d}.json")
         try:
-            return scan.typed_file(f, self._file_cursor(), root, stop)
-        except _READ_ERRORS:
+            return scan.typed_file(f, self._file_cursor(), root, stop, plain)
+        except _READ_ERRORS + DECOMPRESS_ERRORS:
             return None
+        finally:
+            if os.path.exists(plain):
+                os.unlink(plain)
 
     def _file_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for one file on one worker thread (measured: two files on two one-thread
@@ -570,6 +569,7 @@ class _WindowScan:
         self.stats = ValueStats()
         self.counts: Counter = Counter()
         self.rows = 0
+        self.unproven = 0  # rows of typed files converted per item
 
     def run(self, window: list[InputFile], con: duckdb.DuckDBPyConnection) -> list[InputFile]:
         """Scan one window; returns the files with lines the per-item path could not read."""
@@ -636,34 +636,41 @@ class _WindowScan:
             con.close()
         return results, rows
 
-    def typed_file(self, f: InputFile, con: duckdb.DuckDBPyConnection, root: ReadNode, stop: threading.Event):
+    def typed_file(
+        self, f: InputFile, con: duckdb.DuckDBPyConnection, root: ReadNode, stop: threading.Event, plain: str
+    ):
         """Convert one file with the typed read (:mod:`.typed_read`), on this thread (one file
         per worker, each with a one-thread DuckDB cursor: both cores busy, each file decompressed
-        and parsed once). Returns the converted batches, or ``None`` when the file cannot be
-        proven (or ``stop`` was set)."""
+        and parsed once, into ``plain``). Returns the converted batches, or ``None`` when the file
+        is left to the exact path (or ``stop`` was set)."""
         done: list[_BatchResult] = []
-        rows = size = 0
         try:
-            for batch in con.sql(typed_query([f.local], f.gzip, root)).to_arrow_reader(TYPED_BATCH_ROWS):
-                out = _typed_on_worker(batch.column("item"), self.converter)
+            lines = plain_lines(f.local, f.gzip, plain)
+            if lines is None:
+                return None
+            rows = 0
+            keep_aside = self.per_item is not None
+            for batch in con.sql(typed_query([lines.path], False, root)).to_arrow_reader(TYPED_BATCH_ROWS):
+                if rows + batch.num_rows > len(lines):
+                    return None
+                out = _typed_on_worker(batch.column("item"), self.converter, self.plan, lines, rows, keep_aside)
+                rows += batch.num_rows
                 del batch
                 if out is None or stop.is_set():
                     return None
-                rows += out.tally[0]
-                size += out.tally[1]
-                out.tally = {}
                 done.append(out)
                 _release_memory()
         finally:
             con.close()
-        if not file_proven(f, rows, size):
+        if rows != len(lines):
             return None
-        f.tally = [rows, size]
+        f.tally = [rows, int(lines.lengths.sum())]
         return done
 
     def commit_typed(self, f: InputFile, done: list[_BatchResult]) -> None:
-        """Write a proven file's batches and merge what they found."""
+        """Write a typed file's batches and merge what they found."""
         for out in done:
+            self.unproven += out.tally.pop("unproven", 0)
             self._take(out, {})
         self.rows += f.tally[0]
 
@@ -683,18 +690,36 @@ class _WindowScan:
         return [by_local[p] for p in out.bad_files if p in by_local]
 
 
-def _typed_on_worker(item: pa.Array, converter: BatchConverter) -> _BatchResult | None:
-    """Convert one batch of the typed read (runs on a worker thread); ``None`` when a row is not
-    valid (its file takes the exact path, which converts such rows per item)."""
+#: A typed batch with more unproven rows than this share goes to the exact path (per item they
+#: cost far more than the exact path's vectorised rows).
+UNPROVEN_SHARE = 0.05
+
+
+def _typed_on_worker(
+    item: pa.Array, converter: BatchConverter, plan: SchemaPlan, lines: Lines, row0: int, keep_aside: bool
+) -> _BatchResult | None:
+    """Convert one batch of the typed read, rows ``row0``.. of ``lines`` (runs on a worker
+    thread): the proven and valid rows vectorised, the others per item from their line's text
+    (``tally["unproven"]``). ``None`` when the file should take the exact path: too many unproven
+    rows, or one the per-item path cannot read (the exact path names its line)."""
     try:
+        n = len(item)
         item, ok, size = typed_values(item, converter.root)
+        ok = pc.and_(ok, pc.equal(size, pa.array(lines.lengths[row0 : row0 + n])))
         ok = converter.ok_rows(item, ok)
-        if not pc.all(ok).as_py():
+        n_ok = pc.sum(ok).as_py() or 0
+        if n - n_ok > max(64, n * UNPROVEN_SHARE):
             return None
         out = _BatchResult()
-        converted, out.stats, out.rescued = converter.convert(item)
-        out.batches.append(converted)
-        out.tally = (len(item), pc.sum(size).as_py() or 0)
+        if n_ok:
+            converted, out.stats, out.rescued = converter.convert(item, None if n_ok == n else ok)
+            out.batches.append(converted)
+        if n_ok < n:
+            rest = np.flatnonzero(np.logical_not(ok.to_numpy(zero_copy_only=False))) + row0
+            _per_item_rows(lines.texts(rest), [lines.path] * len(rest), converter, plan, out, keep_aside)
+            if out.bad_files:
+                return None
+        out.tally = {"unproven": n - n_ok}
         return out
     finally:
         clear_caches()
@@ -721,16 +746,18 @@ def _convert_batch(batch: pa.RecordBatch, converter: BatchConverter, plan: Schem
         converted, out.stats, out.rescued = converter.convert(item, None if n_ok == len(item) else ok)
         out.batches.append(converted)
     if n_ok < len(item):
-        _per_item_rows(batch, pc.invert(ok), converter, plan, out, keep_aside)
+        rest = pc.invert(ok)
+        lines = batch.column("_raw").filter(rest).to_pylist()
+        _per_item_rows(lines, batch.column("_file").filter(rest).to_pylist(), converter, plan, out, keep_aside)
     return out
 
 
-def _per_item_rows(batch, rest, converter: BatchConverter, plan: SchemaPlan, out: _BatchResult, keep_aside: bool):
-    """The rows the vectorised path could not take, per item from the line's text: kept aside
-    (``keep_aside``: round 1, converted once the plan is final) or converted now."""
+def _per_item_rows(lines, files, converter: BatchConverter, plan: SchemaPlan, out: _BatchResult, keep_aside: bool):
+    """The rows the vectorised path could not take, per item from the line's text (``files``: each
+    line's file): kept aside (``keep_aside``: round 1, converted once the plan is final) or
+    converted now."""
     items = []
-    lines = batch.column("_raw").filter(rest).to_pylist()
-    for line, file in zip(lines, batch.column("_file").filter(rest).to_pylist()):
+    for line, file in zip(lines, files):
         try:
             item_obj = item_from_line(parse_line(line), "native")
         except (orjson.JSONDecodeError, NotAnItem, TypeError):

@@ -17,6 +17,7 @@ from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
 from offload_assets.aws.connection import AwsConnection, resolve_connection
+from offload_assets.spark.glue_launch import DEFAULT_PYTHON_MODULES
 
 _TARGET_DOC = "'local' (the project's emulator), 'aws', or 'auto' to read OFFLOAD_ASSETS_TARGET at run time."
 _STATE_DOC = "Local mode: directory of the emulator's saved state (default .offload_assets or $OFFLOAD_ASSETS_HOME)."
@@ -67,7 +68,7 @@ class GlueJobsResource(_AwsClientResource):
 
     _service: str = "glue"
     python_modules: str = Field(
-        default="dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17,duckdb>=1.1",
+        default=DEFAULT_PYTHON_MODULES,
         description="--additional-python-modules of the job (the project's own code goes as a zip in --extra-py-files).",
     )
     message_poll_seconds: float = Field(

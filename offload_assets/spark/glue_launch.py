@@ -99,7 +99,7 @@ def job_definition(
 
 
 #: What the job imports beyond Glue's own Python (pyspark, boto3): the package zip needs these.
-DEFAULT_PYTHON_MODULES = "dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17,duckdb>=1.1"
+DEFAULT_PYTHON_MODULES = "dagster-pipes,orjson,pydantic>=2,pyyaml,pyarrow>=17,duckdb>=1.1,isal>=1.6"
 
 
 def ensure_glue_job(

@@ -1,6 +1,7 @@
-"""The typed read and its proof per file: a file is proven only when every key of every line was
-typed and every payload had its tag's JSON type; any file that fails takes the exact per-row path,
-so the output is the reference engine's either way."""
+"""The typed read and its proof per row: a row is proven only when every key of its line was typed
+and every payload had its tag's JSON type; rows that fail are converted per item and files that
+cannot be read line by line take the exact per-row path, so the output is the reference engine's
+either way."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import pytest
 
 from offload_assets.conversion import ConversionOptions, ExportLineError, convert_export_to_parquet, duckdb_engine
 from offload_assets.conversion.arrow_convert import BatchConverter
-from offload_assets.conversion.duckdb_input import _content_bytes, describe
 from offload_assets.conversion.duckdb_sql import read_root
 from offload_assets.conversion.export_lines import item_from_line
 from offload_assets.conversion.schema_plan import plan_schema
-from offload_assets.conversion.typed_read import file_proven, typed_query
+from offload_assets.conversion.typed_read import plain_lines, typed_query
 from offload_assets.conversion.value_stats import ValueStats, add_item
 
 from .dynamodb_values import b64, native_line, sort_key, write_lines
@@ -50,26 +50,29 @@ def _write(tmp_path, lines, name="data.json.gz"):
 
 
 def typed_proof(path: str, sample_lines: list[bytes]) -> bool:
-    """Whether the typed read proves the file (every payload of its JSON type, every value
-    valid, the sizes adding up), with the read structure and plan of ``sample_lines``."""
+    """Whether the typed read proves every row of the file (every payload of its JSON type,
+    every value valid, each row's size its line's length), with the read structure and plan of
+    ``sample_lines``."""
     stats = ValueStats()
     for line in sample_lines:
         add_item(stats, item_from_line(orjson.loads(line), "native"))
     root = read_root(stats.fields)
-    converter = BatchConverter(plan_schema(stats, None, ConversionOptions()), root, with_stats=True)
-    f = describe(LOCAL, path, 0, "native", None)
-    f.content_bytes = _content_bytes(path, f.gzip)
-    rows = size = 0
+    plan = plan_schema(stats, None, ConversionOptions())
+    converter = BatchConverter(plan, root, with_stats=True)
+    lines = plain_lines(path, path.endswith(".gz"), path + ".plain")
+    if lines is None:
+        return False
+    rows = unproven = 0
     try:
-        for batch in duckdb.connect().sql(typed_query([path], f.gzip, root)).to_arrow_reader(1000):
-            out = duckdb_engine._typed_on_worker(batch.column("item"), converter)
+        for batch in duckdb.connect().sql(typed_query([lines.path], False, root)).to_arrow_reader(1000):
+            out = duckdb_engine._typed_on_worker(batch.column("item"), converter, plan, lines, rows, True)
             if out is None:
                 return False
-            rows += out.tally[0]
-            size += out.tally[1]
+            rows += batch.num_rows
+            unproven += out.tally["unproven"]
     except duckdb.Error:
         return False
-    return file_proven(f, rows, size)
+    return rows == len(lines) and unproven == 0
 
 
 def both_engines(tmp_path, paths: list[str], ordered: bool = True, **options):
@@ -182,14 +185,66 @@ def test_lines_written_longer_fail_the_proof_and_convert_as_the_reference(tmp_pa
     both_engines(tmp_path, [path])
 
 
-def test_names_equal_but_for_case_take_the_exact_path(tmp_path):
-    items = [{"Name": {"S": f"n{i}"}} for i in range(20)]
-    items[3]["name"] = {"S": "lower"}
+@pytest.fixture
+def no_exact_path(monkeypatch):
+    """Fail if any file takes the exact path: the typed read must convert them all."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a file took the exact path")
+
+    monkeypatch.setattr(duckdb_engine._WindowScan, "run_per_file", refuse)
+    monkeypatch.setattr(duckdb_engine._WindowScan, "run", refuse)
+
+
+def test_names_equal_but_for_case_are_converted_per_item_on_the_typed_path(tmp_path, no_exact_path):
+    items = [{"Name": {"S": f"n{i}"}} for i in range(200)]
+    items[3]["name"] = {"S": "lower"}  # DuckDB matches keys case-sensitively: dropped, so unproven
+    items[7] = {"name": {"S": "only lower"}}  # the same length as "Name": unproven all the same
     lines = [native_line(i) for i in items]
     path = _write(tmp_path, lines)
     assert not typed_proof(path, lines)
-    result, _ = both_engines(tmp_path, [path], ordered=False)
+    result, table = both_engines(tmp_path, [path], ordered=False)
     assert len(result.schema) == 3  # Name, name (renamed) and _rescued_data
+    (lower,) = [f.name for f in result.schema if f.metadata[b"original_name"] == b"name"]
+    assert sorted(v for v in table.column(lower).to_pylist() if v) == ["lower", "only lower"]
+
+
+def test_rows_the_sample_missed_stay_on_the_typed_path(tmp_path, monkeypatch, no_exact_path):
+    monkeypatch.setattr(duckdb_engine, "SAMPLE_LINES", 2)
+    items = [dict(i) for i in ITEMS * 5]
+    items[150] = dict(items[150], late={"N": "5"})
+    lines = [native_line(i) for i in items]
+    path = _write(tmp_path, lines)
+    result, table = both_engines(tmp_path, [path], ordered=False)
+    assert table.column("late").drop_null().to_pylist() == [5]
+
+
+def test_a_last_line_without_newline_is_proven(tmp_path, no_exact_path):
+    lines = [native_line(i) for i in ITEMS]
+    path = tmp_path / "data.json"
+    path.write_bytes(b"\n".join(lines))
+    assert typed_proof(str(path), lines)
+    _, table = both_engines(tmp_path, [str(path)])
+    assert table.num_rows == len(ITEMS)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["blank line", "leading spaces", "crlf"],
+)
+def test_lines_not_one_object_each_take_the_exact_path(tmp_path, layout):
+    lines = [native_line(i) for i in ITEMS * 5]
+    if layout == "blank line":
+        data = b"\n".join(lines[:50]) + b"\n\n" + b"\n".join(lines[50:]) + b"\n"
+    elif layout == "leading spaces":
+        data = b"\n".join(lines[:50]) + b"\n  " + b"\n".join(lines[50:]) + b"\n"
+    else:  # every row unproven: more than the typed read converts per item
+        data = b"".join(line + b"\r\n" for line in lines)
+    path = tmp_path / "data.json"
+    path.write_bytes(data)
+    assert not typed_proof(str(path), lines)
+    _, table = both_engines(tmp_path, [str(path)])
+    assert table.num_rows == len(lines)
 
 
 def test_proven_and_unproven_files_keep_the_order_of_the_files(tmp_path):
