@@ -7,15 +7,41 @@ directory, so tests exercise the same start-up and persistence code users run.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from offload_assets.aws.connection import AwsConnection, resolve_connection
-from offload_assets.local.emulator import LocalEmulator, ensure_local_emulator, stop_local_emulator
+from offload_assets.local.emulator import (
+    STATE_DIR_ENV_VAR,
+    LocalEmulator,
+    ensure_local_emulator,
+    stop_local_emulator,
+)
 
 TEST_BUCKET = "offload-assets-test"
+
+
+_SESSION_HOME: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The local state directory (``$OFFLOAD_ASSETS_HOME``: first-seen days, emulator state) of
+    the whole session is a temporary one, set before collection (test modules that import
+    ``offload_assets.definitions`` build its definitions then), so no test writes into the
+    checkout's (or the user's) ``.offload_assets/``. Tests that need another one set their own."""
+    global _SESSION_HOME
+    _SESSION_HOME = tempfile.mkdtemp(prefix="offload_home_")
+    os.environ[STATE_DIR_ENV_VAR] = _SESSION_HOME
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_HOME is not None:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

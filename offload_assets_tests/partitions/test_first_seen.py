@@ -102,3 +102,16 @@ def test_a_day_recorded_under_a_later_export_hour_never_hides_the_current_partit
     assert json.loads((tmp_path / "home" / "tables_first_seen.json").read_text()) == {
         "dynamodb-exports.reviews": recorded.isoformat()
     }
+
+
+def test_the_suite_keeps_first_seen_days_out_of_the_checkout(tmp_path):
+    """A test that loads a tables file without choosing a home records the day in the session's
+    temporary ``$OFFLOAD_ASSETS_HOME`` (conftest), never in the checkout's ``.offload_assets/``."""
+    from offload_assets.local.emulator import default_state_dir
+
+    checkout = Path(__file__).resolve().parents[2]
+    home = default_state_dir()
+    assert not home.is_relative_to(checkout)
+    tables = write_tables_file(tmp_path / "tables.yaml", {"dynamodb_table": "Homeless", "s3_bucket": "first-seen"})
+    load_tables_file(tables).table("Homeless")
+    assert "dynamodb-exports.homeless" in json.loads((home / "tables_first_seen.json").read_text())
