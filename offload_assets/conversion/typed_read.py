@@ -56,10 +56,10 @@ from .duckdb_sql import TAG_ORDER, ReadNode, sql_string
 #: What decompressing a damaged file raises (the exact path then names its line).
 DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, _isal_error)
 
-#: Files larger than this (compressed) take the exact path: a file's converted rows wait in
-#: memory until DuckDB returned them all (a row count other than the line count sends the file to
-#: the exact path).
-TYPED_FILE_BYTES = 128 * 1024 * 1024
+#: Files larger than this (compressed) take the exact path: the typed read keeps the file's plain
+#: copy (about 5x the gzip bytes) and, until DuckDB returned as many rows as it has lines, its
+#: converted rows (in memory up to a bound, then on disk) in the scratch directory.
+TYPED_FILE_BYTES = 512 * 1024 * 1024
 _CHUNK = 16 * 1024 * 1024
 _OPEN_BRACE = ord("{")
 

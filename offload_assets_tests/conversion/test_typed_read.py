@@ -5,6 +5,8 @@ either way."""
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 import orjson
 import pyarrow.fs as pafs
@@ -259,3 +261,40 @@ def test_proven_and_unproven_files_keep_the_order_of_the_files(tmp_path):
     assert typed_proof(paths[0], clean) and not typed_proof(paths[1], clean)
     _, table = both_engines(tmp_path, paths)
     assert table.column("id").to_pylist() == [f"r{i}" for i in range(20)] * 3
+
+
+@pytest.fixture()
+def held_on_disk(monkeypatch):
+    """Every typed batch waits for its file's proof on disk (``HOLD_BYTES`` of 1); records, for
+    each file's held batches when discarded, whether they were on disk, and asserts they are gone."""
+    monkeypatch.setattr(duckdb_engine, "HOLD_BYTES", 1)
+    monkeypatch.setattr(duckdb_engine, "TYPED_BATCH_ROWS", 7)
+    seen = []
+    discard = duckdb_engine._HeldBatches.discard
+
+    def recording_discard(self):
+        seen.append((self.spilled, os.path.exists(self.path)))
+        discard(self)
+        assert not os.path.exists(self.path)
+
+    monkeypatch.setattr(duckdb_engine._HeldBatches, "discard", recording_discard)
+    return seen
+
+
+def test_batches_held_on_disk_are_written_in_order(tmp_path, no_exact_path, held_on_disk):
+    lines = [native_line(i) for i in ITEMS]
+    paths = [_write(tmp_path, lines[:25], "a.json.gz"), _write(tmp_path, lines[25:], "b.json.gz")]
+    _, table = both_engines(tmp_path, paths)
+    assert table.column("id").to_pylist() == [f"r{i}" for i in range(40)]
+    assert held_on_disk == [(True, True), (True, True)]
+
+
+def test_a_file_failing_after_its_batches_went_to_disk_leaves_nothing_behind(tmp_path, held_on_disk):
+    lines = [native_line(i) for i in ITEMS]
+    lines[30] = lines[30].replace(b'"n":{"N":"210"}', b'"n":{"N":210}')  # a number payload not a string
+    assert b'"N":210}' in lines[30]
+    path = _write(tmp_path, lines)
+    with pytest.raises(ExportLineError, match="line 31"):
+        convert_export_to_parquet([path], LOCAL, str(tmp_path / "out"), LOCAL, table_name="T")
+    assert (True, True) in held_on_disk  # the first batches had gone to disk, then were removed
+    assert not list((tmp_path / "out").rglob("*.parquet"))
