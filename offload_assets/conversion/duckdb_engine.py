@@ -457,7 +457,7 @@ class _Engine:
         if stop.is_set():
             return None
         plain = os.path.join(self.inputs.scratch, f"typed-{f.index:05d}.json")
-        held = _HeldBatches(os.path.join(self.inputs.scratch, f"typed-{f.index:05d}.arrow"))
+        held = _HeldBatches(self.inputs.scratch, f"typed-{f.index:05d}-")
         done = None
         try:
             done = scan.typed_file(f, self._file_cursor(), root, stop, plain, held)
@@ -720,11 +720,14 @@ class _WindowScan:
 
 class _HeldBatches:
     """A typed file's converted batches until the file is proven whole: in memory up to
-    ``HOLD_BYTES``, then all of them in an Arrow IPC file at ``path`` (uncompressed: writing and
-    reading it back is a copy), so what waits does not grow with the file."""
+    ``HOLD_BYTES``, then all of them in an Arrow IPC file of its own in ``scratch`` (uncompressed:
+    writing and reading it back is a copy), so what waits does not grow with the file. (A file
+    left behind by a round that stopped early goes with the scratch directory.)"""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, scratch: str, prefix: str) -> None:
+        self._scratch = scratch
+        self._prefix = prefix
+        self.path: str | None = None
         self._batches: list[pa.RecordBatch] = []
         self._bytes = 0
         self._sink = None
@@ -734,6 +737,8 @@ class _HeldBatches:
     def add(self, batches: list[pa.RecordBatch]) -> None:
         for batch in batches:
             if self._writer is None and self._bytes + batch.nbytes > HOLD_BYTES:
+                fd, self.path = tempfile.mkstemp(suffix=".arrow", prefix=self._prefix, dir=self._scratch)
+                os.close(fd)
                 self._sink = pa.OSFile(self.path, "wb")
                 self._writer = pa.ipc.new_file(self._sink, batch.schema)
                 self.spilled = True
@@ -766,7 +771,7 @@ class _HeldBatches:
     def discard(self) -> None:
         self._close()
         self._batches = []
-        if os.path.exists(self.path):
+        if self.path is not None and os.path.exists(self.path):
             os.unlink(self.path)
 
 

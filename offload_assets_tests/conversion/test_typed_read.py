@@ -273,9 +273,9 @@ def held_on_disk(monkeypatch):
     discard = duckdb_engine._HeldBatches.discard
 
     def recording_discard(self):
-        seen.append((self.spilled, os.path.exists(self.path)))
+        seen.append((self.spilled, self.path is not None and os.path.exists(self.path)))
         discard(self)
-        assert not os.path.exists(self.path)
+        assert self.path is None or not os.path.exists(self.path)
 
     monkeypatch.setattr(duckdb_engine._HeldBatches, "discard", recording_discard)
     return seen
