@@ -441,12 +441,13 @@ class _Engine:
         with ThreadPoolExecutor(CONVERT_WORKERS, thread_name_prefix="offload-typed") as pool:
             try:
                 results = _in_order(pool, lambda f: self._typed_file(scan, f, root, stop), window)
-                for i, (f, done) in enumerate(results):
-                    if done is None:
+                for i, (f, typed) in enumerate(results):
+                    if typed is None:
                         self.typed = False  # the export's other files are likely alike
                         return window[i:]
-                    scan.commit_typed(f, *done)
-                    del done
+                    done, held = typed
+                    scan.commit_typed(f, done, held)
+                    del typed, done, held
                     self.inputs.check_checksums([f])
                     self.inputs.check_item_counts([f])
             finally:
@@ -732,7 +733,6 @@ class _HeldBatches:
         self._bytes = 0
         self._sink = None
         self._writer = None
-        self.spilled = False
 
     def add(self, batches: list[pa.RecordBatch]) -> None:
         for batch in batches:
@@ -741,7 +741,6 @@ class _HeldBatches:
                 os.close(fd)
                 self._sink = pa.OSFile(self.path, "wb")
                 self._writer = pa.ipc.new_file(self._sink, batch.schema)
-                self.spilled = True
                 for b in self._batches:
                     self._writer.write_batch(b)
                 self._batches = []
@@ -750,6 +749,11 @@ class _HeldBatches:
             else:
                 self._batches.append(batch)
                 self._bytes += batch.nbytes
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the batches went to disk."""
+        return self.path is not None
 
     def replay(self):
         """The batches, in the order added."""
