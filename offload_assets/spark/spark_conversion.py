@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from offload_assets.conversion import ConversionOptions, ExpectedDataFile, WrittenFile, duckdb_engine
+from offload_assets.conversion.parquet_output import open_parquet_writer
 from offload_assets.conversion.schema_plan import SchemaPlan, plan_schema
 from offload_assets.conversion.value_stats import ValueStats
 
@@ -108,18 +109,11 @@ class _OneFileWriter:
     def _flush(self) -> None:
         if not self._pending_rows:
             return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
         if self._writer is None:
             self.fs.create_dir(self.out_path.rsplit("/", 1)[0], recursive=True)
             self._sink = self.fs.open_output_stream(self.out_path)
-            self._writer = pq.ParquetWriter(
-                self._sink,
-                self.schema,
-                compression=None if self.options.compression == "none" else self.options.compression,
-                compression_level=self.options.compression_level,
-                write_statistics=True,
-                use_dictionary=True,
-            )
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
+            self._writer = open_parquet_writer(self._sink, self.schema, self.options, table)
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
 
@@ -170,10 +164,9 @@ def write_empty_file(
     out_path: str, out_filesystem: pafs.FileSystem, schema: pa.Schema, options: ConversionOptions
 ) -> WrittenFile:
     """An export without items still gets one (empty) file, so the partition has a schema."""
-    compression = None if options.compression == "none" else options.compression
     out_filesystem.create_dir(out_path.rsplit("/", 1)[0], recursive=True)
     with out_filesystem.open_output_stream(out_path) as sink:
-        pq.ParquetWriter(sink, schema, compression=compression).close()
+        open_parquet_writer(sink, schema, options, schema.empty_table()).close()
         size = sink.tell()
     return WrittenFile(out_path, 0, size)
 

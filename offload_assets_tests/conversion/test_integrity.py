@@ -157,3 +157,36 @@ def test_both_engines_write_rescued_data_byte_identically(tmp_path):
     assert texts["duckdb"] == texts["python"]
     assert orjson.loads(texts["python"][7]) == {"n": odd, "when": {"N": "2026"}}
     assert texts["python"][9] == '{"n":{"M":{"Alpha":{"S":"2"},"mid":{"L":[]},"zeta":{"N":"3"}}}}'  # keys sorted
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_only_columns_whose_values_repeat_get_a_dictionary(tmp_path, engine):
+    """Unique values (the key, free text) are written plain; repeating ones (a rating, a map's
+    repeating field, a set's repeating elements) dictionary encoded: the file is smaller and
+    cheaper to write, and reads back the same."""
+    items = [
+        {
+            "pk": {"S": f"review-{i}"},
+            "Rating": {"N": str(i % 5)},
+            "Product": {"M": {"Brand": {"S": ["acme", "zeta"][i % 2]}, "Serial": {"S": f"s{i}"}}},
+            "Tags": {"SS": ["a", "b"]},
+        }
+        for i in range(3000)
+    ]
+    path = tmp_path / "data.json"
+    path.write_bytes(b"".join(orjson.dumps({"Item": item}) + b"\n" for item in items))
+    result = convert_export_to_parquet(
+        [str(path)], LOCAL, str(tmp_path / "out"), LOCAL, table_name="Reviews", options=ConversionOptions(engine=engine)
+    )
+    (written_file,) = result.files
+    metadata = pq.ParquetFile(written_file.path).metadata
+    encodings = {
+        metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i).encodings
+        for i in range(metadata.num_columns)
+    }
+    dictionary = {path for path, used in encodings.items() if "RLE_DICTIONARY" in used}
+    assert dictionary == {"rating", "product.brand", "tags.list.element", "_rescued_data"}
+    table = pq.read_table(written_file.path)
+    assert table.num_rows == 3000
+    assert table.column("pk").to_pylist()[2999] == "review-2999"
+    assert table.column("product").to_pylist()[3] == {"brand": "zeta", "serial": "s3"}
