@@ -20,8 +20,6 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
 from offload_assets.cdc.capture import (
     CaptureSettings,
     CaptureStep,
@@ -33,6 +31,7 @@ from offload_assets.cdc.capture import (
 )
 from offload_assets.cdc.reader import ContinuityLost
 from offload_assets.cdc.source import StreamSource
+from offload_assets.iceberg.publish import commit_retrying
 
 
 @dataclass(frozen=True)
@@ -119,13 +118,7 @@ def apply_waiting(
     def before_retry(_state) -> None:
         run.conflicts_retried += 1
 
-    retrying = Retrying(
-        retry=retry_if_exception_type(CommitConflict),
-        stop=stop_after_attempt(conflict_attempts),
-        wait=wait_random_exponential(multiplier=0.2, max=5),
-        before_sleep=before_retry,
-        reraise=True,
-    )
+    retrying = commit_retrying((CommitConflict,), conflict_attempts, before_sleep=before_retry)
     while len(run.steps) < max_steps:
         try:
             step = retrying(capture_step, source, target, settings, before_commit=before_commit)

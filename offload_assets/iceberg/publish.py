@@ -19,6 +19,7 @@ Rules (enforced here, documented in the README):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog.glue import GlueCatalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from offload_assets.aws.s3_objects import delete_prefix
 from offload_assets.aws.s3_writes import enforce_s3_settings
@@ -165,12 +166,19 @@ def publish_iceberg(
 COMMIT_ATTEMPTS = 8
 
 
-def commit_retrying() -> Retrying:
-    """Redo a whole publish decision after a lost optimistic commit (nothing of it landed), up to COMMIT_ATTEMPTS."""
+def commit_retrying(
+    retry_on: tuple[type[BaseException], ...] = (CommitFailedException, ValidationException),
+    attempts: int = COMMIT_ATTEMPTS,
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+) -> Retrying:
+    """Redo a whole commit decision after a lost optimistic commit (nothing of it landed), up to
+    ``attempts`` times, with random exponential back-off: Iceberg publishes and applied changes
+    (pyiceberg's lost commits), Streams capture steps (:class:`~offload_assets.cdc.capture.CommitConflict`)."""
     return Retrying(
-        retry=retry_if_exception_type((CommitFailedException, ValidationException)),
-        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        retry=retry_if_exception_type(retry_on),
+        stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=0.2, max=5),
+        before_sleep=before_sleep,
         reraise=True,
     )
 
