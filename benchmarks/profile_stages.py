@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +37,6 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
 
     from offload_assets.conversion import ConversionOptions
     from offload_assets.conversion.arrow_convert import BatchConverter
@@ -44,6 +44,7 @@ def main() -> None:
     from offload_assets.conversion.duckdb_engine import _sample_plan
     from offload_assets.conversion.duckdb_input import describe
     from offload_assets.conversion.duckdb_sql import build_query, item_structure, sql_string
+    from offload_assets.conversion.parquet_output import ParquetPartsWriter
     from offload_assets.conversion.typed_read import typed_query, typed_values
 
     files = json.loads((args.work / f"reviews-{args.items}" / "manifest.json").read_text())["files"]
@@ -112,10 +113,12 @@ def main() -> None:
         plain.convert(item.filter(ok))
     stage("  of which convert + rescue (no statistics)", t)
     t = _cpu()
-    with pq.ParquetWriter("/tmp/profile_stages.parquet", plan.schema, compression=options.compression) as w:
+    with tempfile.TemporaryDirectory() as written:
+        writer = ParquetPartsWriter(fs, written, plan.schema, options)
         for b in out:
-            w.write_batch(b)
-    stage("write Parquet (pyarrow)", t)
+            writer.write(b)
+        writer.close()
+    stage("write Parquet (the engine's ParquetPartsWriter)", t)
     rows = sum(b.num_rows for b in batches)
     print(f"{rows:,} rows; CPU seconds per stage (one thread each):")
     for name, seconds in stages.items():
